@@ -1,0 +1,101 @@
+/*
+ * tally/gauge.h: floor-guarded gauges (listener counts, stock levels).
+ *
+ * A gauge's value never goes below its floor (default 0) nor above its ceiling
+ * (TALLY_GAUGE_NO_CEILING for none). A decrement that would cross the floor fails with
+ * TALLY_EFLOOR and changes nothing: the in-process form of DynamoDB's
+ * `ADD :neg ... ConditionExpression count >= :n`. Every sub(n) is all-or-nothing.
+ *
+ * Two forms with the same verbs:
+ *
+ * struct tally_gauge (single word). Value in one atomic int64 updated by a CAS loop with
+ * exponential backoff (Concurrency Kit's ck_backoff).
+ * - add/sub/inc/dec: linearizable, lock-free. A successful update is acq_rel: what a thread
+ *   wrote before its update is visible to a thread that reads the value it produced.
+ * - read: linearizable, wait-free, acquire.
+ *
+ * struct tally_sgauge (sharded). The value above the floor is split into tokens spread over
+ * cache-line shards; a thread works on its own shard and only visits others when its shard
+ * is short. With a ceiling, the room below the ceiling is a second set of tokens.
+ * - Safety, in every interleaving: a successful decrement never takes the value below the
+ *   floor and a successful increment never takes it above the ceiling (tokens are taken by
+ *   CAS before the value moves; they are never created).
+ * - add/sub: lock-free. A sub(n) that cannot find n tokens on its own shard scans the others;
+ *   if it must gather from several shards it marks itself in flight.
+ * - When may a sub fail although the total was large enough? Only while tokens are in flight:
+ *   taken by another multi-shard sub that has not finished (or, with a ceiling, by an add or
+ *   sub between its two steps). A failing scan that saw such activity retries up to
+ *   TALLY_SGAUGE_RETRIES times with backoff before it reports EFLOOR. A sub that fails while
+ *   only plain adds and single-shard subs run is linearizable (it saw a value below n).
+ * - read: lock-free; floor + the sum of shards, not an atomic snapshot while writers run
+ *   (tokens in flight are not counted), clamped to [floor, ceiling]; exact at any quiescent
+ *   point.
+ * - Memory: 64 bytes + shards * 64 bytes (twice that with a ceiling).
+ *
+ * Caller duties: none (no registration); do not destroy while other threads use the gauge.
+ * Errors: TALLY_EINVAL (NULL, n <= 0, floor > ceiling, initial outside [floor, ceiling];
+ * for tally_sgauge also shards above TALLY_SGAUGE_SHARDS_MAX, or initial - floor or
+ * ceiling - floor outside int64), TALLY_EFLOOR, TALLY_ECEILING, TALLY_EOVERFLOW (no ceiling
+ * and the value would leave int64: tally_gauge at the update; tally_sgauge when no shard can
+ * hold n more, and at read when floor + tokens leaves int64), TALLY_EDESTROYED, TALLY_ENOMEM.
+ */
+#ifndef TALLY_GAUGE_H
+#define TALLY_GAUGE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <tally/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TALLY_GAUGE_NO_CEILING INT64_MAX
+#define TALLY_SGAUGE_SHARDS_MAX 256
+#define TALLY_SGAUGE_RETRIES 8
+
+struct tally_gauge {
+	uint32_t magic;        /* private: alive marker */
+	_Atomic int64_t value; /* private: CAS by every updater */
+	int64_t floor;         /* private: set at init */
+	int64_t ceiling;       /* private: set at init */
+};
+
+/* tally_gauge_init: value = initial, bounds [floor, ceiling]. EINVAL on bad bounds. */
+int tally_gauge_init(struct tally_gauge *gauge, int64_t initial, int64_t floor, int64_t ceiling);
+int tally_gauge_destroy(struct tally_gauge *gauge);
+/* Adds n > 0. *value_out (may be NULL) receives the value this call produced. */
+int tally_gauge_add(struct tally_gauge *gauge, int64_t n, int64_t *value_out);
+/* Subtracts n > 0 if the result stays >= floor, else TALLY_EFLOOR and nothing changes. */
+int tally_gauge_sub(struct tally_gauge *gauge, int64_t n, int64_t *value_out);
+int tally_gauge_inc(struct tally_gauge *gauge, int64_t *value_out);
+int tally_gauge_dec(struct tally_gauge *gauge, int64_t *value_out);
+int tally_gauge_read(const struct tally_gauge *gauge, int64_t *value);
+
+struct tally_sgauge_shard;
+
+struct tally_sgauge {
+	uint32_t magic;                      /* private: alive marker */
+	uint32_t shard_count;                /* private */
+	int64_t floor;                       /* private */
+	int64_t ceiling;                     /* private */
+	struct tally_sgauge_shard *above;    /* private: tokens of value - floor */
+	struct tally_sgauge_shard *headroom; /* private: tokens of ceiling - value; NULL if none */
+	_Atomic uint64_t in_flight;          /* private: multi-shard operations holding tokens */
+	_Atomic uint64_t returns;            /* private: count of token give-backs, for retries */
+};
+
+/* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2). */
+int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor,
+		      int64_t ceiling, unsigned shards);
+int tally_sgauge_destroy(struct tally_sgauge *gauge);
+int tally_sgauge_add(struct tally_sgauge *gauge, int64_t n);
+int tally_sgauge_sub(struct tally_sgauge *gauge, int64_t n);
+int tally_sgauge_inc(struct tally_sgauge *gauge);
+int tally_sgauge_dec(struct tally_sgauge *gauge);
+int tally_sgauge_read(const struct tally_sgauge *gauge, int64_t *value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TALLY_GAUGE_H */

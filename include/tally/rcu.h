@@ -1,0 +1,47 @@
+/*
+ * tally/rcu.h: the RCU domain behind tally's tables (sessions, connections, sequence
+ * registries, rate-limit keys). tally uses liburcu's memb flavour (membarrier-based: readers
+ * pay no fence; grace periods pay one membarrier syscall).
+ *
+ * Thread registration. A thread must be registered with RCU before it reads a tally table.
+ * tally registers a thread automatically on its first table call and unregisters it when the
+ * thread exits, so most callers do nothing. Call tally_rcu_thread_register() yourself to pay
+ * the registration (a mutex-protected list insert) at thread start instead of on a hot call,
+ * and tally_rcu_thread_unregister() if a thread stops using tally long before it exits.
+ *
+ * Read-side sections. Lookups that hand out pointers into a table (for example a callback
+ * run "under the read lock") do so inside tally_rcu_read_lock()/unlock(): wait-free, may
+ * nest, must not block for long (reclamation waits for them) and must not call
+ * tally_rcu_barrier().
+ *
+ * Shutdown. Memory removed from tables is freed after a grace period by liburcu's call_rcu
+ * thread. tally_rcu_barrier() waits until every free queued so far has run: call it after
+ * destroying tables and before exit if you check for leaks.
+ */
+#ifndef TALLY_RCU_H
+#define TALLY_RCU_H
+
+#include <tally/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Registers the calling thread (idempotent). Errors: none today; returns TALLY_OK. */
+int tally_rcu_thread_register(void);
+/* Unregisters the calling thread (idempotent). TALLY_EBUSY inside a read-side section. */
+int tally_rcu_thread_unregister(void);
+/* 1 if the calling thread is registered, else 0. */
+int tally_rcu_thread_is_registered(void);
+
+/* Enter/leave a read-side section; registers the thread first if needed. Wait-free. */
+void tally_rcu_read_lock(void);
+void tally_rcu_read_unlock(void);
+
+/* Waits for every deferred free queued so far. Blocking; not inside a read-side section. */
+int tally_rcu_barrier(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,67 @@
+/*
+ * tally/static/counter.h: layout and inline fast paths of tally_counter.
+ * Fields are private: use the calls in tally/counter.h.
+ */
+#ifndef TALLY_STATIC_COUNTER_H
+#define TALLY_STATIC_COUNTER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <tally/error.h>
+#include <tally/static/thread_index.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TALLY_COUNTER_MAGIC 0x746c7963u /* "tlyc" */
+
+struct tally_counter_slot {
+	_Atomic int64_t value; /* written only by the slot's owning thread (or CAS: shared slot) */
+	char pad[64 - sizeof(int64_t)];
+};
+
+struct tally_counter {
+	uint32_t magic;                   /* TALLY_COUNTER_MAGIC while alive; written by init/destroy */
+	uint32_t slot_count;              /* single-writer slots; slots[slot_count] is shared */
+	struct tally_counter_slot *slots; /* slot_count + 1 cache lines */
+	_Atomic int64_t checkpoint;       /* total handed out by drains; CAS by drainers */
+};
+
+int tally__counter_add_slow(struct tally_counter *counter, int64_t delta);
+
+static inline int tally_counter_add(struct tally_counter *counter, int64_t delta)
+{
+	int index;
+
+	if (TALLY_UNLIKELY(!counter || counter->magic != TALLY_COUNTER_MAGIC))
+		return tally__counter_add_slow(counter, delta);
+	index = tally_thread_index();
+	if (TALLY_LIKELY((unsigned)index < counter->slot_count)) {
+		_Atomic int64_t *slot = &counter->slots[index].value;
+		/* Single writer: relaxed load + store, no RMW. Readers see either value. */
+		int64_t sum, old = atomic_load_explicit(slot, memory_order_relaxed);
+		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
+			return TALLY_EOVERFLOW;
+		atomic_store_explicit(slot, sum, memory_order_relaxed);
+		return TALLY_OK;
+	}
+	return tally__counter_add_slow(counter, delta);
+}
+
+static inline int tally_counter_sub(struct tally_counter *counter, int64_t delta)
+{
+	if (TALLY_UNLIKELY(delta == INT64_MIN))
+		return counter ? TALLY_EOVERFLOW : TALLY_EINVAL;
+	return tally_counter_add(counter, -delta);
+}
+
+static inline int tally_counter_inc(struct tally_counter *counter)
+{
+	return tally_counter_add(counter, 1);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

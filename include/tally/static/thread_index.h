@@ -1,0 +1,49 @@
+/*
+ * tally/static/thread_index.h: the per-thread index behind tally's sharded structures.
+ * Included by headers whose fast paths are inline; not a public API of its own.
+ *
+ * Each thread that touches a sharded structure claims a small dense index in
+ * [0, TALLY_THREAD_INDEX_MAX) from a process-wide bitmap, initialised on first use with
+ * pthread_once. The index is released when the thread exits (a pthread key destructor), and a
+ * later thread may reuse it: that is how thread pools never grow memory, and why a slot's
+ * contents outlive the thread that wrote them. The release/claim pair is a release/acquire on
+ * the bitmap word, so a new owner of an index sees every write of the previous owner.
+ *
+ * When every index is taken, tally_thread_index() returns -1 and callers use a shared,
+ * atomic read-modify-write path: correct, only slower.
+ */
+#ifndef TALLY_STATIC_THREAD_INDEX_H
+#define TALLY_STATIC_THREAD_INDEX_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TALLY_THREAD_INDEX_MAX 1024
+
+#define TALLY_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TALLY_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* index + 1 of the calling thread; 0 = not claimed yet; -1 = none available (or exiting). */
+extern _Thread_local int tally__thread_index_plus1;
+
+/* Slow path: claims an index for the calling thread. Returns it, or -1 if none is free. */
+int tally__thread_index_claim(void);
+
+/* The calling thread's index, claimed on first use; -1 when none is available. Wait-free
+ * after the first call in a thread (the claim is lock-free). */
+static inline int tally_thread_index(void)
+{
+	int plus1 = tally__thread_index_plus1;
+
+	if (TALLY_LIKELY(plus1 > 0))
+		return plus1 - 1;
+	if (plus1 < 0)
+		return -1;
+	return tally__thread_index_claim();
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,8 @@
+/* tally/tally.h: every public tally header. Include the one you use, or this. */
+#ifndef TALLY_TALLY_H
+#define TALLY_TALLY_H
+#include <tally/error.h>
+#include <tally/counter.h>
+#include <tally/gauge.h>
+#include <tally/rcu.h>
+#endif

@@ -1,0 +1,38 @@
+#include "config.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal/alloc.h"
+#ifdef HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+static size_t round_to_line(size_t size)
+{
+	return (size + TALLY_CACHE_LINE - 1) & ~(size_t)(TALLY_CACHE_LINE - 1);
+}
+
+void *tally_alloc_aligned(size_t size)
+{
+	if (size == 0 || size > SIZE_MAX - TALLY_CACHE_LINE)
+		return NULL;
+#ifdef HAVE_JEMALLOC
+	return mallocx(round_to_line(size), MALLOCX_ALIGN(TALLY_CACHE_LINE) | MALLOCX_ZERO);
+#else
+	void *ptr = aligned_alloc(TALLY_CACHE_LINE, round_to_line(size));
+	if (ptr)
+		memset(ptr, 0, round_to_line(size));
+	return ptr;
+#endif
+}
+
+void tally_free_aligned(void *ptr)
+{
+	if (!ptr)
+		return;
+#ifdef HAVE_JEMALLOC
+	dallocx(ptr, 0);
+#else
+	free(ptr);
+#endif
+}

@@ -1,0 +1,17 @@
+/*
+ * lib/internal/alloc.h: cache-line-aligned, zeroed allocations for shards and slots.
+ * Backed by jemalloc's mallocx when configured --with-jemalloc (the default when found),
+ * else by aligned_alloc. Sizes are rounded up to a multiple of the alignment.
+ */
+#ifndef TALLY_INTERNAL_ALLOC_H
+#define TALLY_INTERNAL_ALLOC_H
+#include <stddef.h>
+
+#define TALLY_CACHE_LINE 64
+
+/* Returns zeroed memory aligned to TALLY_CACHE_LINE, or NULL. */
+void *tally_alloc_aligned(size_t size);
+/* Frees memory from tally_alloc_aligned; NULL is a no-op. */
+void tally_free_aligned(void *ptr);
+
+#endif

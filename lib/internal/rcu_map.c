@@ -1,0 +1,203 @@
+/*
+ * String-keyed RCU map on cds_lfht (see rcu_map.h).
+ * liburcu publishes and unlinks nodes with inline-assembly atomics that ThreadSanitizer
+ * does not see; the TSan edges here stand in for them (internal/tsan.h).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include "internal/rcu_map.h"
+#include "internal/tsan.h"
+
+#define INITIAL_BUCKETS 64
+
+struct lookup_key {
+	const char *bytes;
+	size_t len;
+};
+
+static uint64_t rotl(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static void sip_round(uint64_t v[4])
+{
+	v[0] += v[1]; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32);
+	v[2] += v[3]; v[3] = rotl(v[3], 16); v[3] ^= v[2];
+	v[0] += v[3]; v[3] = rotl(v[3], 21); v[3] ^= v[0];
+	v[2] += v[1]; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32);
+}
+
+/* SipHash-1-3 (one compression round, three finalisation rounds), little-endian words. */
+uint64_t tally_rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len)
+{
+	const unsigned char *bytes = (const unsigned char *)key;
+	uint64_t v[4] = {
+		map->hash_key[0] ^ UINT64_C(0x736f6d6570736575),
+		map->hash_key[1] ^ UINT64_C(0x646f72616e646f6d),
+		map->hash_key[0] ^ UINT64_C(0x6c7967656e657261),
+		map->hash_key[1] ^ UINT64_C(0x7465646279746573),
+	};
+	size_t full = key_len & ~(size_t)7;
+	uint64_t word, last = (uint64_t)key_len << 56;
+
+	for (size_t i = 0; i < full; i += 8) {
+		memcpy(&word, bytes + i, 8);
+		v[3] ^= word;
+		sip_round(v);
+		v[0] ^= word;
+	}
+	for (size_t i = full; i < key_len; i++)
+		last |= (uint64_t)bytes[i] << (8 * (i - full));
+	v[3] ^= last;
+	sip_round(v);
+	v[0] ^= last;
+	v[2] ^= 0xff;
+	sip_round(v);
+	sip_round(v);
+	sip_round(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static void seed_hash_key(uint64_t key[2])
+{
+	if (getrandom(key, 2 * sizeof(uint64_t), GRND_NONBLOCK) == 2 * sizeof(uint64_t))
+		return;
+	/* No entropy yet (early boot): a per-map address and clock mix still defeats keys
+	 * precomputed offline. */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	key[0] = (uint64_t)(uintptr_t)key ^ (uint64_t)now.tv_nsec * UINT64_C(0x9e3779b97f4a7c15);
+	key[1] = (uint64_t)now.tv_sec ^ rotl(key[0], 29);
+}
+
+int tally_rcu_map_init(struct tally_rcu_map *map)
+{
+	seed_hash_key(map->hash_key);
+	map->table = cds_lfht_new_flavor(INITIAL_BUCKETS, INITIAL_BUCKETS, 0,
+					 CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+					 &urcu_memb_flavor, NULL);
+	return map->table ? TALLY_OK : TALLY_ENOMEM;
+}
+
+void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len)
+{
+	cds_lfht_node_init(&node->lfht);
+	node->key = key;
+	node->key_len = key_len;
+}
+
+static struct tally_rcu_map_node *node_of(struct cds_lfht_node *lfht)
+{
+	return caa_container_of(lfht, struct tally_rcu_map_node, lfht);
+}
+
+/* Called by cds_lfht on candidates: acquire before reading the node's fields. */
+static int key_matches(struct cds_lfht_node *lfht, const void *wanted)
+{
+	const struct tally_rcu_map_node *node = node_of(lfht);
+	const struct lookup_key *key = wanted;
+
+	TALLY_TSAN_ACQUIRE(node);
+	return node->key_len == key->len && memcmp(node->key, key->bytes, key->len) == 0;
+}
+
+struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const char *key,
+						size_t key_len)
+{
+	struct lookup_key wanted = { key, key_len };
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *found;
+
+	cds_lfht_lookup(map->table, tally_rcu_map_hash(map, key, key_len), key_matches, &wanted,
+			&iter);
+	found = cds_lfht_iter_get_node(&iter);
+	if (!found)
+		return NULL;
+	TALLY_TSAN_ACQUIRE(node_of(found));
+	return node_of(found);
+}
+
+struct tally_rcu_map_node *tally_rcu_map_insert_unique(struct tally_rcu_map *map,
+						       struct tally_rcu_map_node *node)
+{
+	struct lookup_key wanted = { node->key, node->key_len };
+	struct cds_lfht_node *present;
+
+	TALLY_TSAN_RELEASE(node); /* publication: pairs with the acquires in lookup/visit */
+	present = cds_lfht_add_unique(map->table,
+				      tally_rcu_map_hash(map, node->key, node->key_len),
+				      key_matches, &wanted, &node->lfht);
+	if (present != &node->lfht)
+		TALLY_TSAN_ACQUIRE(node_of(present));
+	return node_of(present);
+}
+
+int tally_rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node)
+{
+	return cds_lfht_del(map->table, &node->lfht) == 0 ? TALLY_OK : TALLY_ENOTFOUND;
+}
+
+int tally_rcu_map_node_removed(struct tally_rcu_map_node *node)
+{
+	return cds_lfht_is_node_deleted(&node->lfht);
+}
+
+static void reclaim_map_node(struct tally_rcu_head *rcu)
+{
+	struct tally_rcu_map_node *node = caa_container_of(rcu, struct tally_rcu_map_node, rcu);
+
+	node->reclaim_node(node);
+}
+
+void tally_rcu_map_retire(struct tally_rcu_map_node *node,
+			  void (*reclaim)(struct tally_rcu_map_node *node))
+{
+	node->reclaim_node = reclaim;
+	tally_rcu_retire(&node->rcu, reclaim_map_node);
+}
+
+int tally_rcu_map_visit(struct tally_rcu_map *map,
+			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *lfht;
+	int stop;
+
+	cds_lfht_first(map->table, &iter);
+	while ((lfht = cds_lfht_iter_get_node(&iter)) != NULL) {
+		TALLY_TSAN_ACQUIRE(node_of(lfht));
+		stop = visit(node_of(lfht), arg);
+		if (stop)
+			return stop;
+		cds_lfht_next(map->table, &iter);
+	}
+	return 0;
+}
+
+int tally_rcu_map_destroy(struct tally_rcu_map *map,
+			  void (*release_node)(struct tally_rcu_map_node *node))
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *lfht;
+	int err = tally_rcu_barrier();
+
+	if (err != TALLY_OK)
+		return err;
+	/* No other thread uses the map now (caller's duty), so nodes can go at once. */
+	tally_rcu_read_lock();
+	cds_lfht_first(map->table, &iter);
+	while ((lfht = cds_lfht_iter_get_node(&iter)) != NULL) {
+		cds_lfht_next(map->table, &iter);
+		if (cds_lfht_del(map->table, lfht) == 0 && release_node) {
+			TALLY_TSAN_ACQUIRE(node_of(lfht));
+			release_node(node_of(lfht));
+		}
+	}
+	tally_rcu_read_unlock();
+	cds_lfht_destroy(map->table, NULL);
+	map->table = NULL;
+	return TALLY_OK;
+}

@@ -1,0 +1,84 @@
+/*
+ * lib/internal/rcu_map.h: a string-keyed, RCU-protected hash map on liburcu's cds_lfht
+ * (memb flavour, auto-resizing). Shared by every tally table: sessions, connections,
+ * sequence registries, rate-limit keys.
+ *
+ * A node is embedded in its owner's struct; the key bytes live in the owner and must not
+ * change while the node is in the map. Keys are byte strings (any bytes), compared by length
+ * and memcmp; hashed with SipHash-1-3 under a per-map random key, so a client that picks keys
+ * (API keys, addresses) cannot aim them at one bucket.
+ *
+ * Concurrency (all calls lock-free; lookups wait-free apart from chain length):
+ * - lookup, insert_unique, remove and visit must be called inside tally_rcu_read_lock().
+ *   A node returned by lookup stays readable until the caller leaves its read-side section.
+ * - remove returns TALLY_OK to exactly one caller per inserted node: the one whose removal
+ *   took effect. That caller (only) then retires the node with tally_rcu_map_retire.
+ * - insert_unique is linearizable with lookup and remove of the same key.
+ * - ThreadSanitizer sees publication: insert releases the node, lookup and visit acquire it.
+ */
+#ifndef TALLY_INTERNAL_RCU_MAP_H
+#define TALLY_INTERNAL_RCU_MAP_H
+#include <stddef.h>
+#include <stdint.h>
+#include <urcu/urcu-memb.h>
+#include <urcu/rculfhash.h>
+#include "internal/rcu.h"
+
+struct tally_rcu_map {
+	struct cds_lfht *table;
+	uint64_t hash_key[2]; /* SipHash key, random per map */
+};
+
+struct tally_rcu_map_node {
+	struct cds_lfht_node lfht;
+	struct tally_rcu_head rcu;
+	const char *key; /* owner's bytes, immutable while in the map */
+	size_t key_len;
+	void (*reclaim_node)(struct tally_rcu_map_node *node); /* set by retire */
+};
+
+/* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
+int tally_rcu_map_init(struct tally_rcu_map *map);
+
+/*
+ * Destroys the map. Every node still in it is removed and handed to release_node (may be
+ * NULL when the caller frees them otherwise) immediately: the caller guarantees no other
+ * thread uses the map. Waits for pending retires first (tally_rcu_barrier), so call it
+ * outside any read-side section. Errors: TALLY_EBUSY (inside a read-side section).
+ */
+int tally_rcu_map_destroy(struct tally_rcu_map *map,
+			  void (*release_node)(struct tally_rcu_map_node *node));
+
+/* Points `node` at its key. The key must outlive the node's time in the map. */
+void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len);
+
+/* Read lock held. The node with this key, or NULL. */
+struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const char *key,
+						size_t key_len);
+
+/* Read lock held. Inserts `node` unless its key is present: returns `node` when inserted,
+ * else the node already present (and `node` is left untouched). */
+struct tally_rcu_map_node *tally_rcu_map_insert_unique(struct tally_rcu_map *map,
+						       struct tally_rcu_map_node *node);
+
+/* Read lock held. TALLY_OK if this call removed `node`; TALLY_ENOTFOUND if it was already
+ * removed (by this or another thread). */
+int tally_rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node);
+
+/* 1 if `node` has been removed from its map (read lock held). */
+int tally_rcu_map_node_removed(struct tally_rcu_map_node *node);
+
+/* After a successful remove: reclaim(node) runs once no reader can still see the node. */
+void tally_rcu_map_retire(struct tally_rcu_map_node *node,
+			  void (*reclaim)(struct tally_rcu_map_node *node));
+
+/* Read lock held. Calls visit(node, arg) for each node until visit returns non-zero, which
+ * is then returned (0 after a full pass). Nodes added or removed during the walk may or may
+ * not be visited; every node present throughout is visited once. */
+int tally_rcu_map_visit(struct tally_rcu_map *map,
+			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg);
+
+/* SipHash-1-3 of the bytes under the map's key (exposed for secondary indexes). */
+uint64_t tally_rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len);
+
+#endif

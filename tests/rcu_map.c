@@ -1,0 +1,134 @@
+/* tests/rcu_map.c: the shared string-keyed RCU map: unique insert, exactly-once remove,
+ * lookups racing removes and reclamation. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal/rcu_map.h"
+#include "tap.h"
+#include "threads.h"
+
+#define KEYS 2000
+#define THREADS 4
+
+struct entry {
+	struct tally_rcu_map_node node;
+	char key[32];
+	_Atomic int64_t alive; /* 1 until reclaimed; readers check they never see 0 */
+};
+
+static _Atomic int64_t reclaimed_count;
+
+static struct entry *new_entry(const char *key)
+{
+	struct entry *entry = calloc(1, sizeof(*entry));
+
+	snprintf(entry->key, sizeof(entry->key), "%s", key);
+	atomic_init(&entry->alive, 1);
+	tally_rcu_map_node_init(&entry->node, entry->key, strlen(entry->key));
+	return entry;
+}
+
+static void reclaim_entry(struct tally_rcu_map_node *node)
+{
+	struct entry *entry = caa_container_of(node, struct entry, node);
+
+	atomic_store(&entry->alive, 0);
+	atomic_fetch_add(&reclaimed_count, 1);
+	free(entry);
+}
+
+static int count_node(struct tally_rcu_map_node *node, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_basics(void)
+{
+	struct tally_rcu_map map;
+	struct entry *a = new_entry("alpha"), *a2 = new_entry("alpha"), *b = new_entry("a\xffz");
+	int visited = 0;
+
+	tap_eq(tally_rcu_map_init(&map), TALLY_OK, "init");
+	tally_rcu_read_lock();
+	tap_ok(tally_rcu_map_insert_unique(&map, &a->node) == &a->node, "insert alpha");
+	tap_ok(tally_rcu_map_insert_unique(&map, &a2->node) == &a->node,
+	       "a second alpha returns the first");
+	tap_ok(tally_rcu_map_insert_unique(&map, &b->node) == &b->node, "non-UTF-8 key");
+	tap_ok(tally_rcu_map_lookup(&map, "alpha", 5) == &a->node, "lookup alpha");
+	tap_ok(tally_rcu_map_lookup(&map, "alph", 4) == NULL, "a prefix is another key");
+	tally_rcu_map_visit(&map, count_node, &visited);
+	tap_eq(visited, 2, "visit sees both nodes");
+	tap_eq(tally_rcu_map_remove(&map, &a->node), TALLY_OK, "remove alpha");
+	tap_eq(tally_rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND, "second remove is ENOTFOUND");
+	tap_ok(tally_rcu_map_node_removed(&a->node), "node reports removed");
+	tap_ok(tally_rcu_map_lookup(&map, "alpha", 5) == NULL, "alpha gone");
+	tally_rcu_map_retire(&a->node, reclaim_entry);
+	tally_rcu_read_unlock();
+	free(a2);
+	tap_eq(tally_rcu_map_destroy(&map, reclaim_entry), TALLY_OK, "destroy frees what is left");
+	tap_eq(atomic_load(&reclaimed_count), 2, "both entries reclaimed exactly once");
+	tap_eq(tally_rcu_map_hash(&map, "x", 1) == tally_rcu_map_hash(&map, "x", 1), 1,
+	       "hash is deterministic per map");
+}
+
+struct race {
+	struct tally_rcu_map map;
+	_Atomic int64_t removed_by_us, dead_seen;
+};
+
+/* Half the threads look keys up and read the entries; half remove and retire them. */
+static void *race_body(struct test_thread *self)
+{
+	struct race *race = self->shared;
+	char key[32];
+
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < KEYS; i++) {
+			int len = snprintf(key, sizeof(key), "key-%d", i);
+			tally_rcu_read_lock();
+			struct tally_rcu_map_node *node = tally_rcu_map_lookup(&race->map, key, len);
+			if (node) {
+				struct entry *entry = caa_container_of(node, struct entry, node);
+				if (atomic_load(&entry->alive) != 1)
+					atomic_fetch_add(&race->dead_seen, 1);
+				if (self->index % 2 &&
+				    tally_rcu_map_remove(&race->map, node) == TALLY_OK) {
+					atomic_fetch_add(&race->removed_by_us, 1);
+					tally_rcu_map_retire(node, reclaim_entry);
+				}
+			}
+			tally_rcu_read_unlock();
+		}
+	return NULL;
+}
+
+static void test_concurrent_removal(void)
+{
+	static struct race race;
+	struct test_thread threads[THREADS];
+	char key[32];
+
+	atomic_store(&reclaimed_count, 0);
+	tally_rcu_map_init(&race.map);
+	tally_rcu_read_lock();
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		tally_rcu_map_insert_unique(&race.map, &new_entry(key)->node);
+	}
+	tally_rcu_read_unlock();
+	run_threads(THREADS, race_body, &race, threads);
+	tally_rcu_barrier();
+	tap_eq(race.removed_by_us, KEYS, "every key removed exactly once by racing removers");
+	tap_eq(race.dead_seen, 0, "no reader saw a reclaimed entry");
+	tap_eq(atomic_load(&reclaimed_count), KEYS, "every removed entry reclaimed once");
+	tally_rcu_map_destroy(&race.map, reclaim_entry);
+}
+
+int main(void)
+{
+	test_basics();
+	test_concurrent_removal();
+	return tap_done();
+}
