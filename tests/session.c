@@ -365,7 +365,7 @@ static void *race_body(struct test_thread *self)
 
 static void test_invariant_under_races(void)
 {
-	struct race race = { new_table(0, 0) };
+	struct race race = { .table = new_table(0, 0) };
 	struct test_thread threads[RACE_THREADS];
 	int64_t mismatches = 0, total_listeners = 0, connections = -1;
 	char session[16];
