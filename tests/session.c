@@ -179,14 +179,13 @@ static void test_join_leave(void)
 
 struct notified {
 	int calls;
-	char seen[8][16];
 };
 
 static int notify_fails_on_b(const struct tally_connection_info *listener, void *arg)
 {
 	struct notified *notified = arg;
 
-	snprintf(notified->seen[notified->calls++ & 7], 16, "%s", listener->connection_id);
+	notified->calls++;
 	return strcmp(listener->connection_id, "b") == 0 ? -1 : 0; /* b is a gone client */
 }
 
