@@ -67,6 +67,19 @@ else
 	tail -40 build/release/distcheck.out
 	failed=$((failed + 1))
 fi
+echo "== release: make install, then build and run an example against the installed tally"
+prefix="$top/build/prefix"
+rm -rf "$prefix"
+if (cd build/release && make -s install prefix="$prefix" >install.out 2>&1) &&
+   cc -std=c11 -O2 -o build/listeners-installed examples/listeners.c \
+	$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --define-prefix --cflags --libs tally) \
+	-Wl,-rpath,"$prefix/lib" &&
+   build/listeners-installed | grep -q "ADD 400000"; then
+	passed=$((passed + 1))
+else
+	echo "install test FAILED"
+	failed=$((failed + 1))
+fi
 run_way tsan --enable-sanitizers=thread CFLAGS="-O1 -g"
 run_way asan --enable-sanitizers=address,undefined CFLAGS="-O1 -g"
 
