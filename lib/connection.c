@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "internal/alloc.h"
 #include "session/internal.h"
 
 /* ---- list (session->list_lock held) -------------------------------------------------- */
@@ -69,7 +70,7 @@ static int check_filter(const struct tally_connection_filter *filter)
 
 void tally_connection_free(struct tally_rcu_map_node *node)
 {
-	free(caa_container_of(node, struct connection, node));
+	tally_free_aligned(caa_container_of(node, struct connection, node));
 }
 
 struct connection *tally_connection_find(struct tally_session_table *table, const char *id)
@@ -140,7 +141,7 @@ static struct connection *new_connection(struct tally_session_table *table,
 					 const struct tally_connection_params *params, int role,
 					 struct session *session)
 {
-	struct connection *connection = calloc(1, sizeof(*connection));
+	struct connection *connection = tally_alloc_aligned(sizeof(*connection));
 	struct tally_connection_info *info;
 
 	if (!connection)
@@ -207,7 +208,7 @@ static int create_connection(struct tally_session_table *table,
 	} else if (!(connection = new_connection(table, params, role, session))) {
 		err = TALLY_ENOMEM;
 	} else if ((err = insert_connection(table, session, connection)) != TALLY_OK) {
-		free(connection); /* never published */
+		tally_free_aligned(connection); /* never published */
 	} else {
 		atomic_fetch_add_explicit(&table->connection_total, 1, memory_order_relaxed);
 	}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "internal/alloc.h"
 #include "session/internal.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -87,7 +88,7 @@ static void free_session(struct tally_rcu_map_node *node)
 	free(atomic_load_explicit(&session->speaker, memory_order_relaxed));
 	tally_gauge_destroy(&session->listener_count);
 	pthread_mutex_destroy(&session->list_lock);
-	free(session);
+	tally_free_aligned(session);
 }
 
 static int check_session_params(const struct tally_session_params *params)
@@ -110,11 +111,11 @@ static int check_session_params(const struct tally_session_params *params)
 static struct session *new_session(struct tally_session_table *table,
 				   const struct tally_session_params *params)
 {
-	struct session *session = calloc(1, sizeof(*session));
+	struct session *session = tally_alloc_aligned(sizeof(*session));
 	struct speaker_version *speaker = new_speaker_version(params->speaker_connection_id);
 
 	if (!session || !speaker || pthread_mutex_init(&session->list_lock, NULL) != 0) {
-		free(session);
+		tally_free_aligned(session);
 		free(speaker);
 		return NULL;
 	}

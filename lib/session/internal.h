@@ -28,6 +28,7 @@
 
 struct session;
 
+/* Allocated cache-line aligned, like struct session. */
 struct connection {
 	struct tally_rcu_map_node node;        /* in table->connections, key info.connection_id */
 	struct session *session;               /* immutable; outlives us by I4 */
@@ -42,21 +43,23 @@ struct speaker_version {
 	char connection_id[TALLY_SESSION_ID_MAX + 1];
 };
 
+/* Allocated cache-line aligned (tally_alloc_aligned); laid out so a lookup touches the node's
+ * line and the line holding the hot fields and the first 56 bytes of the id. */
 struct session {
-	struct tally_rcu_map_node node;        /* in table->sessions, key session_id */
-	/* immutable once published */
-	char session_id[TALLY_SESSION_ID_MAX + 1];
+	struct tally_rcu_map_node node;        /* line 0: in table->sessions, key session_id */
+	/* line 1: what lookups and joins touch */
+	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
+	_Atomic(struct connection *) first;            /* head of the connection list */
+	struct tally_gauge listener_count;             /* floor 0 */
+	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
+	/* cold */
+	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
+	int64_t created_at;
+	int64_t expires_at;
+	pthread_mutex_t list_lock;                     /* serialises list writers */
 	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
 	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
-	int64_t created_at;
-	int64_t expires_at;
-	/* mutable */
-	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
-	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
-	struct tally_gauge listener_count;             /* floor 0 */
-	pthread_mutex_t list_lock;                     /* serialises list writers */
-	_Atomic(struct connection *) first;            /* head of the connection list */
 };
 
 struct tally_session_table {
