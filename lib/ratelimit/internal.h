@@ -44,6 +44,7 @@ struct tally_ratelimit {
 	int64_t max_keys;                 /* 0 = no cap */
 	struct tally_rcu_map map;
 	_Atomic int64_t key_count;        /* entries inserted and not yet removed */
+	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
 	/* background sweeper (sweep.c) */
 	int64_t sweep_interval_ns;
 	bool sweeper_running;             /* set by create, read by destroy (same thread duty) */

@@ -96,6 +96,7 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 	limiter->max_keys = config->max_keys;
 	limiter->sweep_interval_ns = config->sweep_interval_ns;
 	atomic_init(&limiter->key_count, 0);
+	atomic_init(&limiter->sweep_horizon, 0);
 	err = tally_rcu_map_init(&limiter->map);
 	if (err != TALLY_OK) {
 		free(limiter);
@@ -159,19 +160,43 @@ static int read_clock(const struct tally_ratelimit *limiter, int64_t *now)
 	return *now >= 0 && *now < RL_CLOCK_MAX ? TALLY_OK : TALLY_EOVERFLOW;
 }
 
-/* Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err. */
+/* Moves *now up to the sweep horizon (see sweep.c). */
+static void clamp_to_horizon(struct tally_ratelimit *limiter, int64_t *now)
+{
+	/* acquire: pairs with the sweep's acq_rel raise, ordered before its release kill. */
+	int64_t horizon = atomic_load_explicit(&limiter->sweep_horizon, memory_order_acquire);
+
+	if (horizon > *now)
+		*now = horizon;
+}
+
+/*
+ * Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err.
+ * A new entry starts no earlier than the sweep horizon: the key may have been killed by a
+ * sweep at a newer reading than *now, and unlinked before our lookup (see sweep.c).
+ */
 static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const char *key,
-				       size_t key_len, int64_t now, int *err)
+				       size_t key_len, int64_t *now, int *err)
 {
 	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&limiter->map, key, key_len);
 	struct rl_entry *entry;
 
 	if (node)
 		return caa_container_of(node, struct rl_entry, node);
+	/* acquire fence: if the lookup missed because a sweep's entry was unlinked (the
+	 * map's remove is a full-barrier cmpxchg after the release kill), the horizon that
+	 * sweep raised is visible to the load below. */
+	atomic_thread_fence(memory_order_acquire);
+	clamp_to_horizon(limiter, now);
 	/* relaxed: the reservation only counts; the entry is published by the map. */
 	if (atomic_fetch_add_explicit(&limiter->key_count, 1, memory_order_relaxed) >=
 		    limiter->max_keys && limiter->max_keys > 0) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+		/* The slot may be held by a racing creator of this very key: use its entry if
+		 * it is in by now (else EFULL: the key was not in the map at our lookups). */
+		node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+		if (node)
+			return caa_container_of(node, struct rl_entry, node);
 		*err = TALLY_EFULL;
 		return NULL;
 	}
@@ -182,7 +207,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 		return NULL;
 	}
 	memcpy(entry->key, key, key_len);
-	atomic_init(&entry->word, fresh_word(&limiter->params, now));
+	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
 	tally_rcu_map_node_init(&entry->node, entry->key, key_len);
 	node = tally_rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
@@ -204,8 +229,12 @@ static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry,
 	uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed), next;
 
 	for (;;) {
-		if (word == RL_DEAD)
+		if (word == RL_DEAD) {
+			/* acquire: pairs with the killing sweep's release CAS, so the caller
+			 * then sees that sweep's sweep_horizon (see sweep.c). */
+			(void)atomic_load_explicit(&entry->word, memory_order_acquire);
 			return -1;
+		}
 		if (!step(&limiter->params, word, now, cost, &next, result))
 			return TALLY_ELIMITED;
 		if (atomic_compare_exchange_weak_explicit(&entry->word, &word, next,
@@ -221,7 +250,7 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 				 struct tally_ratelimit_result *result)
 {
 	struct tally_ratelimit_result scratch;
-	int64_t now;
+	int64_t now, reading;
 	int err = check_key(limiter, key, key_len);
 
 	if (err != TALLY_OK)
@@ -231,19 +260,29 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 	err = read_clock(limiter, &now);
 	if (err != TALLY_OK)
 		return err;
+	reading = now;
 	if (!result)
 		result = &scratch;
 	tally_rcu_read_lock();
 	for (;;) {
-		struct rl_entry *entry = find_or_create(limiter, key, key_len, now, &err);
+		struct rl_entry *entry = find_or_create(limiter, key, key_len, &now, &err);
 		if (!entry)
 			break;
 		err = charge_entry(limiter, entry, now, cost, result);
 		if (err >= 0)
 			break;
+		/* A sweep killed it at a reading that may be newer than ours: charge the
+		 * fresh entry no earlier than that (see sweep.c). */
+		clamp_to_horizon(limiter, &now);
 		rl_unlink_dead(limiter, entry);
 	}
 	tally_rcu_read_unlock();
+	if (now != reading && (err == TALLY_OK || err == TALLY_ELIMITED)) {
+		/* Report times from the caller's own reading. */
+		result->reset_ns += now - reading;
+		if (result->retry_after_ns)
+			result->retry_after_ns += now - reading;
+	}
 	return err;
 }
 

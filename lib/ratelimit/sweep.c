@@ -8,6 +8,14 @@
  * never returns to a value seen before), and the sweep's CAS fails. An allow that comes after
  * sees RL_DEAD and starts a fresh entry, which decides exactly as the killed one would have,
  * since the killed one's state was fresh-equivalent.
+ *
+ * "Fresh-equivalent" is judged at the sweep's clock reading, and a caller may hold an older
+ * one (it read the clock, then lost the CPU). Such a caller must not start a fresh entry at
+ * its old time: a fresh window at its time would recount a window the killed entry had
+ * charged, and a fresh TAT would forget the killed one's. So a sweep raises the limiter's
+ * sweep_horizon to its reading before it kills anything (and kills with release), and an
+ * allow that meets a dead entry (acquire) moves its reading up to the horizon: a time that
+ * has already passed, at which the killed state was fresh.
  */
 #include <errno.h>
 #include <time.h>
@@ -34,14 +42,28 @@ static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 	uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed);
 
 	if (word != RL_DEAD) {
+		/* release: publishes the sweep_horizon raised before the walk to the allow
+		 * that finds the dead mark (its acquire reload in limiter.c, charge_entry). */
 		if (!idle(&walk->limiter->params, word, walk->now) ||
 		    !atomic_compare_exchange_strong_explicit(&entry->word, &word, RL_DEAD,
-							     memory_order_relaxed,
+							     memory_order_release,
 							     memory_order_relaxed))
 			return 0; /* busy, or charged since we looked */
 	}
 	walk->removed += rl_unlink_dead(walk->limiter, entry);
 	return 0;
+}
+
+static void raise_horizon(struct tally_ratelimit *limiter, int64_t now)
+{
+	/* acq_rel: keeps the horizon's modification order coherent with the readers' acquire
+	 * loads; the edge to them is the release kill below. */
+	int64_t seen = atomic_load_explicit(&limiter->sweep_horizon, memory_order_acquire);
+
+	while (seen < now &&
+	       !atomic_compare_exchange_weak_explicit(&limiter->sweep_horizon, &seen, now,
+						      memory_order_acq_rel, memory_order_acquire))
+		;
 }
 
 int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed)
@@ -53,6 +75,7 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed)
 	walk.now = rl_now(limiter);
 	if (walk.now < 0 || walk.now >= RL_CLOCK_MAX)
 		return TALLY_EOVERFLOW;
+	raise_horizon(limiter, walk.now);
 	tally_rcu_read_lock();
 	tally_rcu_map_visit(&limiter->map, sweep_entry, &walk);
 	tally_rcu_read_unlock();
