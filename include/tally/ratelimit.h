@@ -25,7 +25,12 @@
  *   key never changes a decision: only a key whose state is equivalent to a fresh key (window
  *   over; TAT in the past) can be removed, and the removal first swaps that exact state for a
  *   "dead" mark, so an allow racing it either lands first (the sweep's swap then fails) or
- *   sees the mark and starts a fresh key.
+ *   sees the mark and starts a fresh key. A caller whose clock reading predates a sweep that
+ *   expired its key is charged as of that sweep's reading (the fresh key never recounts an
+ *   expired window); its result's times stay relative to its own reading.
+ * - Clock: readings must be monotonic per thread and across threads in happens-before order
+ *   (CLOCK_MONOTONIC is). A stale reading (taken before another caller's newer one) is
+ *   charged conservatively: to the newer window, or against the newer TAT.
  *
  * Keys are byte strings (any bytes, not necessarily NUL-terminated) of 1 to
  * TALLY_RATELIMIT_KEY_MAX bytes; the limiter copies them.
@@ -40,7 +45,9 @@
  *                  window) or the burst (GCRA), bad config (see tally_ratelimit_config).
  * TALLY_ETOOLONG   key_len > TALLY_RATELIMIT_KEY_MAX.
  * TALLY_ELIMITED   allow refused the request; *retry_after_ns says when it would succeed.
- * TALLY_EFULL      a new key and the limiter already holds max_keys keys.
+ * TALLY_EFULL      a new key and the limiter already holds max_keys keys (no eviction: the
+ *                  caller decides to fail open or closed; sweep to make room).
+ * TALLY_EOVERFLOW  the clock read outside [0, 2^62) ns.
  * TALLY_ENOMEM     allocation failed (create, or a new key).
  * TALLY_ENOTFOUND  reset/peek of a key that is not present.
  * TALLY_EBUSY      destroy inside an RCU read-side section.
