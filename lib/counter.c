@@ -21,6 +21,7 @@ int tally_counter_init(struct tally_counter *counter, unsigned slots)
 	counter->slots = tally_alloc_aligned((size_t)(slots + 1) * sizeof(*counter->slots));
 	if (!counter->slots) {
 		counter->magic = 0;
+		counter->slot_count = 0;
 		return TALLY_ENOMEM;
 	}
 	counter->slot_count = slots;

@@ -34,8 +34,11 @@ static inline int tally_counter_add(struct tally_counter *counter, int64_t delta
 {
 	int index;
 
-	if (TALLY_UNLIKELY(!counter || counter->magic != TALLY_COUNTER_MAGIC))
-		return tally__counter_add_slow(counter, delta);
+	if (TALLY_UNLIKELY(!counter))
+		return TALLY_EINVAL;
+	/* No magic check here: init sets slot_count last-but-one and destroy zeroes it, so a
+	 * destroyed (or zero-filled, never initialised) counter fails the bounds check below and
+	 * the slow path reports TALLY_EDESTROYED. One load less per add. */
 	index = tally_thread_index();
 	if (TALLY_LIKELY((unsigned)index < counter->slot_count)) {
 		_Atomic int64_t *slot = &counter->slots[index].value;
