@@ -137,6 +137,21 @@ static void bm_counter_tally(struct bench_state *state)
 	check_total(state, total, counter_want(state), "tally_counter total");
 }
 
+/* The same counter through a per-thread handle bound once before the loop. */
+static void bm_counter_tally_local(struct bench_state *state)
+{
+	struct tally_counter_local local;
+	int64_t total = 0;
+	int failed = tally_counter_local_init(&tally_counter, &local);
+
+	while (bench_keep_running(state))
+		failed |= tally_counter_local_inc(&local);
+	if (failed)
+		bench_skip_with_error(state, "tally_counter_local_inc failed");
+	tally_counter_read(&tally_counter, &total);
+	check_total(state, total, counter_want(state), "tally_counter total");
+}
+
 static void bm_counter_atomic_faa(struct bench_state *state)
 {
 	while (bench_keep_running(state))
@@ -296,6 +311,7 @@ static void add(const char *name, bench_fn fn, bench_hook setup, bench_hook tear
 int main(int argc, char **argv)
 {
 	add("BM_counter_tally", bm_counter_tally, counter_setup, counter_teardown);
+	add("BM_counter_tally_local", bm_counter_tally_local, counter_setup, counter_teardown);
 	add("BM_counter_atomic_faa", bm_counter_atomic_faa, counter_setup, counter_teardown);
 	add("BM_counter_mutex", bm_counter_mutex, counter_setup, counter_teardown);
 	add("BM_counter_ck_faa", bm_counter_ck_faa, counter_setup, counter_teardown);

@@ -43,6 +43,21 @@ int tally_counter_destroy(struct tally_counter *counter)
 	return TALLY_OK;
 }
 
+int tally_counter_local_init(struct tally_counter *counter, struct tally_counter_local *local)
+{
+	int index;
+
+	if (!counter || !local)
+		return TALLY_EINVAL;
+	if (counter->magic != TALLY_COUNTER_MAGIC)
+		return TALLY_EDESTROYED;
+	index = tally_thread_index();
+	local->counter = counter;
+	local->shared = (unsigned)index >= counter->slot_count;
+	local->slot = &counter->slots[local->shared ? counter->slot_count : (unsigned)index].value;
+	return TALLY_OK;
+}
+
 /* Shared slot (and argument checks that the inline path leaves to us). */
 int tally__counter_add_slow(struct tally_counter *counter, int64_t delta)
 {
