@@ -44,8 +44,9 @@ struct speaker_version {
 	char connection_id[TALLY_SESSION_ID_MAX + 1];
 };
 
-/* Allocated cache-line aligned (tally_alloc_aligned); laid out so a lookup touches the node's
- * line and the line holding the hot fields and the first 56 bytes of the id. */
+/* Allocated cache-line aligned (tally_alloc_aligned), 512 bytes; laid out so a lookup
+ * touches the node's line and the line holding the hot fields and the first 16 bytes of the
+ * id (a longer id's compare reads one or two more lines). */
 struct session {
 	struct tally_rcu_map_node node;        /* line 0: in table->sessions, key session_id */
 	/* line 1: what lookups and joins touch */
