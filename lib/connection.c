@@ -57,6 +57,8 @@ int tally_connection_matches(const struct connection *connection,
 
 static int check_filter(const struct tally_connection_filter *filter)
 {
+	size_t len;
+
 	if (!filter)
 		return TALLY_OK;
 	if (filter->role != 0 && filter->role != TALLY_ROLE_SPEAKER &&
@@ -64,7 +66,7 @@ static int check_filter(const struct tally_connection_filter *filter)
 		return TALLY_EINVAL;
 	if (filter->target_language)
 		return tally_session_check_string(filter->target_language,
-						  TALLY_SESSION_LANGUAGE_MAX, 1);
+						  TALLY_SESSION_LANGUAGE_MAX, 1, &len);
 	return TALLY_OK;
 }
 
@@ -73,9 +75,10 @@ void tally_connection_free(struct tally_rcu_map_node *node)
 	tally_free_aligned(caa_container_of(node, struct connection, node));
 }
 
-struct connection *tally_connection_find(struct tally_session_table *table, const char *id)
+struct connection *tally_connection_find(struct tally_session_table *table, const char *id,
+					 size_t len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->connections, id, strlen(id));
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->connections, id, len);
 
 	return node ? caa_container_of(node, struct connection, node) : NULL;
 }
@@ -119,7 +122,13 @@ int64_t tally_connection_remove_all(struct tally_session_table *table, struct se
 
 /* ---- create / join ------------------------------------------------------------------- */
 
-static int check_params(const struct tally_connection_params *params, int role)
+/* The lengths of a create's strings, measured once by the check. */
+struct connection_lengths {
+	size_t id, session, language, address;
+};
+
+static int check_params(const struct tally_connection_params *params, int role,
+			struct connection_lengths *len)
 {
 	int err;
 
@@ -127,19 +136,29 @@ static int check_params(const struct tally_connection_params *params, int role)
 		return TALLY_EINVAL;
 	if (role != TALLY_ROLE_SPEAKER && role != TALLY_ROLE_LISTENER)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1)) ||
-	    (err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	if ((err = tally_session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1,
+					      &len->id)) ||
+	    (err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
+					      &len->session)) ||
 	    (err = tally_session_check_string(params->target_language, TALLY_SESSION_LANGUAGE_MAX,
-					      role == TALLY_ROLE_LISTENER)) ||
+					      role == TALLY_ROLE_LISTENER, &len->language)) ||
 	    (err = tally_session_check_string(params->client_address, TALLY_SESSION_ADDRESS_MAX,
-					      0)))
+					      0, &len->address)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
 
+/* The allocation is zeroed, so each string's NUL is already in place. */
+static void copy_checked(char *to, const char *from, size_t len)
+{
+	if (len)
+		memcpy(to, from, len);
+}
+
 static struct connection *new_connection(struct tally_session_table *table,
 					 const struct tally_connection_params *params, int role,
-					 struct session *session)
+					 struct session *session,
+					 const struct connection_lengths *len)
 {
 	struct connection *connection = tally_alloc_aligned(sizeof(*connection));
 	struct tally_connection_info *info;
@@ -147,19 +166,16 @@ static struct connection *new_connection(struct tally_session_table *table,
 	if (!connection)
 		return NULL;
 	info = &connection->info;
-	strcpy(info->connection_id, params->connection_id); /* lengths checked */
-	strcpy(info->session_id, params->session_id);
-	if (params->target_language)
-		strcpy(info->target_language, params->target_language);
-	if (params->client_address)
-		strcpy(info->client_address, params->client_address);
+	copy_checked(info->connection_id, params->connection_id, len->id);
+	copy_checked(info->session_id, params->session_id, len->session);
+	copy_checked(info->target_language, params->target_language, len->language);
+	copy_checked(info->client_address, params->client_address, len->address);
 	info->role = role;
 	info->connected_at = tally_session_now(table);
 	info->expires_at = tally_session_expiry(info->connected_at, params->ttl_ms,
 						table->config.connection_ttl_ms);
 	connection->session = session;
-	tally_rcu_map_node_init(&connection->node, info->connection_id,
-				strlen(info->connection_id));
+	tally_rcu_map_node_init(&connection->node, info->connection_id, len->id);
 	return connection;
 }
 
@@ -191,21 +207,24 @@ static int insert_connection(struct tally_session_table *table, struct session *
 static int create_connection(struct tally_session_table *table,
 			     const struct tally_connection_params *params, int role)
 {
+	struct connection_lengths len;
 	struct session *session;
 	struct connection *connection;
 	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = check_params(params, role)) != TALLY_OK)
+	if ((err = check_params(params, role, &len)) != TALLY_OK)
 		return err;
 	tally_rcu_read_lock();
-	session = tally_session_find(table, params->session_id);
+	session = tally_session_find(table, params->session_id, len.session);
+	if (session) /* list_lock sits on a cold line: overlap its miss with new_connection */
+		__builtin_prefetch(&session->list_lock, 1);
 	if (!session) {
 		err = TALLY_ENOTFOUND;
 	} else if (!atomic_load_explicit(&session->active, memory_order_acquire)) {
 		err = TALLY_EINACTIVE; /* fast refusal; the locked check below is the real one */
-	} else if (!(connection = new_connection(table, params, role, session))) {
+	} else if (!(connection = new_connection(table, params, role, session, &len))) {
 		err = TALLY_ENOMEM;
 	} else if ((err = insert_connection(table, session, connection)) != TALLY_OK) {
 		tally_free_aligned(connection); /* never published */
@@ -234,14 +253,15 @@ int tally_connection_get(struct tally_session_table *table, const char *connecti
 			 struct tally_connection_info *info)
 {
 	struct connection *connection;
+	size_t len;
 	int err;
 
 	if (!table || !info)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1)))
+	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	connection = tally_connection_find(table, connection_id);
+	connection = tally_connection_find(table, connection_id, len);
 	if (connection)
 		*info = connection->info;
 	tally_rcu_read_unlock();
@@ -251,14 +271,17 @@ int tally_connection_get(struct tally_session_table *table, const char *connecti
 int tally_session_leave(struct tally_session_table *table, const char *connection_id)
 {
 	struct connection *connection;
+	size_t len;
 	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1)))
+	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	connection = tally_connection_find(table, connection_id);
+	connection = tally_connection_find(table, connection_id, len);
+	if (connection) /* the lock sits on a cold line; overlap its miss with the map removal */
+		__builtin_prefetch(&connection->session->list_lock, 1);
 	err = connection ? tally_connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
 	tally_rcu_read_unlock();
 	return err;
@@ -304,15 +327,16 @@ static void walk(struct session *session, const struct tally_connection_filter *
 static int begin_walk(struct tally_session_table *table, const char *session_id,
 		      const struct tally_connection_filter *filter, struct session **session)
 {
+	size_t len;
 	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)) ||
 	    (err = check_filter(filter)))
 		return err;
 	tally_rcu_read_lock();
-	*session = tally_session_find(table, session_id);
+	*session = tally_session_find(table, session_id, len);
 	if (!*session) {
 		tally_rcu_read_unlock();
 		return TALLY_ENOTFOUND;

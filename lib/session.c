@@ -12,18 +12,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-int tally_session_check_string(const char *text, size_t max, int required)
-{
-	size_t len;
-
-	if (!text)
-		return required ? TALLY_EINVAL : TALLY_OK;
-	len = strnlen(text, max + 1);
-	if (len == 0 && required)
-		return TALLY_EINVAL;
-	return len > max ? TALLY_ETOOLONG : TALLY_OK;
-}
-
 static int64_t realtime_ms(void *unused)
 {
 	struct timespec now;
@@ -51,17 +39,27 @@ static int expired(int64_t expires_at, int64_t now)
 	return expires_at != 0 && expires_at <= now;
 }
 
-struct session *tally_session_find(struct tally_session_table *table, const char *id)
+struct session *tally_session_find(struct tally_session_table *table, const char *id,
+				   size_t len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->sessions, id, strlen(id));
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->sessions, id, len);
 
 	return node ? caa_container_of(node, struct session, node) : NULL;
 }
 
-static void copy_string(char *to, const char *from)
+/* Copies a checked string of len bytes (from may be NULL when len is 0) and its NUL. */
+static void copy_string(char *to, const char *from, size_t len)
 {
-	if (from)
-		strcpy(to, from); /* lengths checked by the caller */
+	if (len)
+		memcpy(to, from, len);
+	to[len] = '\0';
+}
+
+/* Copies the string in a field of `size` bytes up to its NUL: a get touches only the cache
+ * lines the text occupies, not the whole fixed-size field. */
+static void copy_field(char *to, const char *from, size_t size)
+{
+	copy_string(to, from, strnlen(from, size - 1));
 }
 
 /* ---- session objects ------------------------------------------------------------------ */
@@ -71,12 +69,12 @@ static void free_speaker_version(struct tally_rcu_head *rcu)
 	free(caa_container_of(rcu, struct speaker_version, rcu));
 }
 
-static struct speaker_version *new_speaker_version(const char *connection_id)
+static struct speaker_version *new_speaker_version(const char *connection_id, size_t len)
 {
-	struct speaker_version *version = calloc(1, sizeof(*version));
+	struct speaker_version *version = malloc(sizeof(*version));
 
 	if (version)
-		strcpy(version->connection_id, connection_id);
+		copy_string(version->connection_id, connection_id, len);
 	return version;
 }
 
@@ -91,38 +89,49 @@ static void free_session(struct tally_rcu_map_node *node)
 	tally_free_aligned(session);
 }
 
-static int check_session_params(const struct tally_session_params *params)
+/* The lengths of a create's strings, measured once by the check. */
+struct session_lengths {
+	size_t id, speaker, user, language, tier;
+};
+
+static int check_session_params(const struct tally_session_params *params,
+				struct session_lengths *len)
 {
 	int err;
 
 	if (!params)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	if ((err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
+					      &len->id)) ||
 	    (err = tally_session_check_string(params->speaker_connection_id,
-					      TALLY_SESSION_ID_MAX, 1)) ||
-	    (err = tally_session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0)) ||
+					      TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
+	    (err = tally_session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
+					      &len->user)) ||
 	    (err = tally_session_check_string(params->source_language,
-					      TALLY_SESSION_LANGUAGE_MAX, 1)) ||
-	    (err = tally_session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0)))
+					      TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
+	    (err = tally_session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
+					      &len->tier)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
 
 static struct session *new_session(struct tally_session_table *table,
-				   const struct tally_session_params *params)
+				   const struct tally_session_params *params,
+				   const struct session_lengths *len)
 {
 	struct session *session = tally_alloc_aligned(sizeof(*session));
-	struct speaker_version *speaker = new_speaker_version(params->speaker_connection_id);
+	struct speaker_version *speaker =
+		new_speaker_version(params->speaker_connection_id, len->speaker);
 
 	if (!session || !speaker || pthread_mutex_init(&session->list_lock, NULL) != 0) {
 		tally_free_aligned(session);
 		free(speaker);
 		return NULL;
 	}
-	copy_string(session->session_id, params->session_id);
-	copy_string(session->speaker_user_id, params->speaker_user_id);
-	copy_string(session->source_language, params->source_language);
-	copy_string(session->quality_tier, params->quality_tier);
+	copy_string(session->session_id, params->session_id, len->id);
+	copy_string(session->speaker_user_id, params->speaker_user_id, len->user);
+	copy_string(session->source_language, params->source_language, len->language);
+	copy_string(session->quality_tier, params->quality_tier, len->tier);
 	session->created_at = tally_session_now(table);
 	session->expires_at = tally_session_expiry(session->created_at, params->ttl_ms,
 						   table->config.session_ttl_ms);
@@ -130,7 +139,7 @@ static struct session *new_session(struct tally_session_table *table,
 	atomic_init(&session->speaker, speaker);
 	atomic_init(&session->first, NULL);
 	tally_gauge_init(&session->listener_count, 0, 0, TALLY_GAUGE_NO_CEILING);
-	tally_rcu_map_node_init(&session->node, session->session_id, strlen(session->session_id));
+	tally_rcu_map_node_init(&session->node, session->session_id, len->id);
 	return session;
 }
 
@@ -164,14 +173,15 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 static int find_locked(struct tally_session_table *table, const char *session_id,
 		       struct session **session)
 {
+	size_t len;
 	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1)))
+	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	*session = tally_session_find(table, session_id);
+	*session = tally_session_find(table, session_id, len);
 	if (*session)
 		return TALLY_OK;
 	tally_rcu_read_unlock();
@@ -258,14 +268,15 @@ int tally_session_table_counts(struct tally_session_table *table, int64_t *sessi
 int tally_session_create(struct tally_session_table *table,
 			 const struct tally_session_params *params)
 {
+	struct session_lengths len;
 	struct session *session;
 	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = check_session_params(params)) != TALLY_OK)
+	if ((err = check_session_params(params, &len)) != TALLY_OK)
 		return err;
-	session = new_session(table, params);
+	session = new_session(table, params, &len);
 	if (!session)
 		return TALLY_ENOMEM;
 	tally_rcu_read_lock();
@@ -290,16 +301,19 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	memcpy(info->session_id, session->session_id, sizeof(info->session_id));
-	memcpy(info->speaker_user_id, session->speaker_user_id, sizeof(info->speaker_user_id));
-	memcpy(info->source_language, session->source_language, sizeof(info->source_language));
-	memcpy(info->quality_tier, session->quality_tier, sizeof(info->quality_tier));
+	/* the strings are immutable once published; each is copied up to its NUL */
+	copy_string(info->session_id, session->session_id, session->node.key_len);
+	copy_field(info->speaker_user_id, session->speaker_user_id,
+		   sizeof(session->speaker_user_id));
+	copy_field(info->source_language, session->source_language,
+		   sizeof(session->source_language));
+	copy_field(info->quality_tier, session->quality_tier, sizeof(session->quality_tier));
 	info->created_at = session->created_at;
 	info->expires_at = session->expires_at;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&session->speaker, memory_order_acquire);
-	memcpy(info->speaker_connection_id, speaker->connection_id,
-	       sizeof(info->speaker_connection_id));
+	copy_field(info->speaker_connection_id, speaker->connection_id,
+		   sizeof(speaker->connection_id));
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	tally_gauge_read(&session->listener_count, &info->listener_count);
 	tally_rcu_read_unlock();
@@ -349,15 +363,17 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 {
 	struct session *session;
 	struct speaker_version *version, *old;
+	size_t len;
 	int err;
 
-	if ((err = tally_session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1)))
+	if ((err = tally_session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
+					      &len)))
 		return err;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	if (!atomic_load_explicit(&session->active, memory_order_acquire)) {
 		err = TALLY_EINACTIVE;
-	} else if (!(version = new_speaker_version(speaker_connection_id))) {
+	} else if (!(version = new_speaker_version(speaker_connection_id, len))) {
 		err = TALLY_ENOMEM;
 	} else {
 		/* acq_rel: release publishes the new bytes (pairs with get's acquire); acquire

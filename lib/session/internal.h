@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include "tally/gauge.h"
 #include "tally/session.h"
 #include "internal/rcu.h"
@@ -43,8 +44,9 @@ struct speaker_version {
 	char connection_id[TALLY_SESSION_ID_MAX + 1];
 };
 
-/* Allocated cache-line aligned (tally_alloc_aligned); laid out so a lookup touches the node's
- * line and the line holding the hot fields and the first 56 bytes of the id. */
+/* Allocated cache-line aligned (tally_alloc_aligned), 512 bytes; laid out so a lookup
+ * touches the node's line and the line holding the hot fields and the first 16 bytes of the
+ * id (a longer id's compare reads one or two more lines). */
 struct session {
 	struct tally_rcu_map_node node;        /* line 0: in table->sessions, key session_id */
 	/* line 1: what lookups and joins touch */
@@ -77,18 +79,37 @@ struct tally_session_table {
 	int64_t sweeper_interval_ms;
 };
 
-/* Validates a string argument: EINVAL (NULL/empty when required), ETOOLONG, else OK. */
-int tally_session_check_string(const char *text, size_t max, int required);
+/* Validates a string argument: EINVAL (NULL/empty when required), ETOOLONG, else OK; on OK
+ * *len gets its length (0 for NULL), so no caller measures a string twice. Inline: it is on
+ * every lookup. */
+static inline int tally_session_check_string(const char *text, size_t max, int required,
+					     size_t *len)
+{
+	size_t n;
+
+	*len = 0;
+	if (!text)
+		return required ? TALLY_EINVAL : TALLY_OK;
+	n = strnlen(text, max + 1);
+	if (n == 0 && required)
+		return TALLY_EINVAL;
+	if (n > max)
+		return TALLY_ETOOLONG;
+	*len = n;
+	return TALLY_OK;
+}
 int64_t tally_session_now(const struct tally_session_table *table);
 /* expires_at for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
 int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
 
-/* lib/session.c. Read lock held: the session with this validated id, or NULL. */
-struct session *tally_session_find(struct tally_session_table *table, const char *id);
+/* lib/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
+struct session *tally_session_find(struct tally_session_table *table, const char *id,
+				   size_t len);
 
 /* lib/connection.c. All with the read lock held. */
-/* Looks up a connection by a validated id. */
-struct connection *tally_connection_find(struct tally_session_table *table, const char *id);
+/* Looks up a connection by a validated id of len bytes. */
+struct connection *tally_connection_find(struct tally_session_table *table, const char *id,
+					 size_t len);
 /* I3: removes `connection`; OK if this call won, ENOTFOUND if another did. list_locked says
  * whether the caller already holds connection->session->list_lock. */
 int tally_connection_remove(struct tally_session_table *table, struct connection *connection,
