@@ -171,6 +171,14 @@ static size_t phase_crashes(int incarnations, double seconds, int *unclean_repor
 
 		if (child == 0)
 			issuing_child(lease, log, 0);
+		/* Kill only after the child issued its first number (slow starts under TSan). */
+		for (double give_up = stress_now() + 10; stress_now() < give_up;) {
+			struct stat st;
+
+			if (stat(log, &st) == 0 && (size_t)st.st_size > len * sizeof(uint64_t))
+				break;
+			usleep(1000);
+		}
 		seed = seed * 1103515245u + 12345u;
 		life = (useconds_t)(seconds * 1e6 / incarnations * (0.3 + (seed >> 16) % 70 / 100.0));
 		usleep(life);
