@@ -13,8 +13,9 @@
 #include "internal/rcu.h"
 #include "internal/tsan.h"
 
-static _Thread_local int thread_registered;
-static _Thread_local int read_depth;
+/* initial-exec: these are read on every table call; see tally/static/thread_index.h. */
+static _Thread_local int thread_registered __attribute__((tls_model("initial-exec")));
+static _Thread_local int read_depth __attribute__((tls_model("initial-exec")));
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static int exit_key_ready;

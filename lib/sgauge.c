@@ -7,7 +7,7 @@
  * pool. So a sub that took n "above" tokens cannot have broken the floor, and an add that took
  * n "headroom" tokens cannot break the ceiling, whatever else runs.
  *
- * A thread works on shard (thread index % shards). Taking n tokens tries, in order: its own
+ * A thread works on shard (thread index & (shards - 1)), shards a power of two. Taking n tokens tries, in order: its own
  * shard, any single shard holding n, then gathering parts from every shard. Gathering marks
  * itself in `in_flight` and a failed gather gives its parts back and bumps `returns`; a scan
  * that fails while either moved retries, so a failure that is not linearizable needs tokens
@@ -35,6 +35,16 @@ static int check_sgauge(const struct tally_sgauge *gauge)
 	return gauge->magic == SGAUGE_MAGIC ? TALLY_OK : TALLY_EDESTROYED;
 }
 
+/* Shard counts are powers of two so a thread finds its shard with a mask, not a division. */
+static unsigned round_up_pow2(unsigned n)
+{
+	unsigned pow2 = 1;
+
+	while (pow2 < n)
+		pow2 <<= 1;
+	return pow2;
+}
+
 static unsigned default_shards(void)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -57,8 +67,7 @@ int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor
 	if (__builtin_sub_overflow(initial, floor, &span) ||
 	    (ceiling != TALLY_GAUGE_NO_CEILING && __builtin_sub_overflow(ceiling, floor, &span)))
 		return TALLY_EINVAL;
-	if (shards == 0)
-		shards = default_shards();
+	shards = round_up_pow2(shards == 0 ? default_shards() : shards);
 	bytes = (size_t)shards * sizeof(struct tally_sgauge_shard);
 	gauge->above = tally_alloc_aligned(bytes);
 	gauge->headroom = ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally_alloc_aligned(bytes);
@@ -97,7 +106,7 @@ static unsigned own_shard(const struct tally_sgauge *gauge)
 {
 	int index = tally_thread_index();
 
-	return index < 0 ? 0 : (unsigned)index % gauge->shard_count;
+	return index < 0 ? 0 : (unsigned)index & (gauge->shard_count - 1);
 }
 
 /* Takes up to `want` tokens from one shard; returns how many it took. acq_rel orders the
@@ -122,7 +131,7 @@ static bool give_tokens(struct tally_sgauge *gauge, struct tally_sgauge_shard *p
 			unsigned start, int64_t n)
 {
 	for (unsigned k = 0; k < gauge->shard_count; k++) {
-		struct tally_sgauge_shard *shard = &pool[(start + k) % gauge->shard_count];
+		struct tally_sgauge_shard *shard = &pool[(start + k) & (gauge->shard_count - 1)];
 		int64_t sum, have = atomic_load_explicit(&shard->tokens, memory_order_relaxed);
 		bool fits;
 
@@ -142,7 +151,7 @@ static bool take_whole(struct tally_sgauge *gauge, struct tally_sgauge_shard *po
 		       unsigned start, int64_t n)
 {
 	for (unsigned k = 0; k < gauge->shard_count; k++)
-		if (take_some(&pool[(start + k) % gauge->shard_count], n, true) == n)
+		if (take_some(&pool[(start + k) & (gauge->shard_count - 1)], n, true) == n)
 			return true;
 	return false;
 }
@@ -155,7 +164,7 @@ static bool take_gathered(struct tally_sgauge *gauge, struct tally_sgauge_shard 
 
 	atomic_fetch_add_explicit(&gauge->in_flight, 1, memory_order_acq_rel);
 	for (unsigned k = 0; k < gauge->shard_count && got < n; k++)
-		got += take_some(&pool[(start + k) % gauge->shard_count], n - got, false);
+		got += take_some(&pool[(start + k) & (gauge->shard_count - 1)], n - got, false);
 	if (got < n && got > 0) {
 		give_tokens(gauge, pool, start, got); /* cannot overflow: these tokens fit before */
 		atomic_fetch_add_explicit(&gauge->returns, 1, memory_order_acq_rel);

@@ -14,7 +14,7 @@
 #define WORD_BITS 64
 #define WORDS (TALLY_THREAD_INDEX_MAX / WORD_BITS)
 
-_Thread_local int tally__thread_index_plus1;
+_Thread_local int tally__thread_index_plus1 __attribute__((tls_model("initial-exec")));
 
 static _Atomic uint64_t index_in_use[WORDS];
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;

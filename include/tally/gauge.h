@@ -85,7 +85,8 @@ struct tally_sgauge {
 	_Atomic uint64_t returns;            /* private: count of token give-backs, for retries */
 };
 
-/* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2). */
+/* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2),
+ * rounded up to a power of two. */
 int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor,
 		      int64_t ceiling, unsigned shards);
 int tally_sgauge_destroy(struct tally_sgauge *gauge);

@@ -24,8 +24,10 @@ extern "C" {
 #define TALLY_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TALLY_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* index + 1 of the calling thread; 0 = not claimed yet; -1 = none available (or exiting). */
-extern _Thread_local int tally__thread_index_plus1;
+/* index + 1 of the calling thread; 0 = not claimed yet; -1 = none available (or exiting).
+ * initial-exec: one %fs-relative load, no __tls_get_addr call, also inside libtally.so
+ * (costs a few bytes of static TLS, which glibc reserves even for dlopen'ed libraries). */
+extern _Thread_local int tally__thread_index_plus1 __attribute__((tls_model("initial-exec")));
 
 /* Slow path: claims an index for the calling thread. Returns it, or -1 if none is free. */
 int tally__thread_index_claim(void);

@@ -1,0 +1,445 @@
+/*
+ * Connections (tally/session.h) and the per-session list that indexes them.
+ *
+ * The list is doubly linked for O(1) unlink. Readers follow only `next`, an atomic pointer
+ * loaded with acquire; writers hold the session's list_lock and store `next` with release, so
+ * a reader that reaches a node sees its immutable info. An unlinked node keeps its `next`, so
+ * a reader standing on it walks on; it is freed only after a grace period (I3 in
+ * session/internal.h), when no reader can stand on it any more.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "internal/alloc.h"
+#include "session/internal.h"
+
+/* ---- list (session->list_lock held) -------------------------------------------------- */
+
+static void list_link(struct session *session, struct connection *connection)
+{
+	struct connection *first =
+		atomic_load_explicit(&session->first, memory_order_relaxed); /* lock held */
+
+	connection->prev = NULL;
+	atomic_store_explicit(&connection->next, first, memory_order_relaxed); /* unpublished */
+	if (first)
+		first->prev = connection;
+	/* release: publishes info and next; pairs with the acquire loads in the walkers */
+	atomic_store_explicit(&session->first, connection, memory_order_release);
+}
+
+static void list_unlink(struct session *session, struct connection *connection)
+{
+	struct connection *next = atomic_load_explicit(&connection->next, memory_order_relaxed);
+
+	/* release: `next` was published already; release keeps the chain of publications
+	 * visible to a reader that arrives through the new link (pairs with walker acquires) */
+	if (connection->prev)
+		atomic_store_explicit(&connection->prev->next, next, memory_order_release);
+	else
+		atomic_store_explicit(&session->first, next, memory_order_release);
+	if (next)
+		next->prev = connection->prev;
+	/* connection->next stays: a reader standing here still reaches the rest of the list */
+}
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+int tally_connection_matches(const struct connection *connection,
+			     const struct tally_connection_filter *filter)
+{
+	if (!filter)
+		return 1;
+	if (filter->role && connection->info.role != filter->role)
+		return 0;
+	return !filter->target_language ||
+	       strcmp(connection->info.target_language, filter->target_language) == 0;
+}
+
+static int check_filter(const struct tally_connection_filter *filter)
+{
+	if (!filter)
+		return TALLY_OK;
+	if (filter->role != 0 && filter->role != TALLY_ROLE_SPEAKER &&
+	    filter->role != TALLY_ROLE_LISTENER)
+		return TALLY_EINVAL;
+	if (filter->target_language)
+		return tally_session_check_string(filter->target_language,
+						  TALLY_SESSION_LANGUAGE_MAX, 1);
+	return TALLY_OK;
+}
+
+void tally_connection_free(struct tally_rcu_map_node *node)
+{
+	tally_free_aligned(caa_container_of(node, struct connection, node));
+}
+
+struct connection *tally_connection_find(struct tally_session_table *table, const char *id)
+{
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->connections, id, strlen(id));
+
+	return node ? caa_container_of(node, struct connection, node) : NULL;
+}
+
+int tally_connection_remove(struct tally_session_table *table, struct connection *connection,
+			    int list_locked)
+{
+	struct session *session = connection->session;
+
+	if (tally_rcu_map_remove(&table->connections, &connection->node) != TALLY_OK)
+		return TALLY_ENOTFOUND; /* another remover won: it unlinks and counts (I3) */
+	if (!list_locked)
+		pthread_mutex_lock(&session->list_lock);
+	list_unlink(session, connection);
+	if (connection->info.role == TALLY_ROLE_LISTENER)
+		tally_gauge_dec(&session->listener_count, NULL); /* matched by the link's inc */
+	if (!list_locked)
+		pthread_mutex_unlock(&session->list_lock);
+	atomic_fetch_sub_explicit(&table->connection_total, 1, memory_order_relaxed);
+	tally_rcu_map_retire(&connection->node, tally_connection_free);
+	return TALLY_OK;
+}
+
+int64_t tally_connection_remove_all(struct tally_session_table *table, struct session *session,
+				    const struct tally_connection_filter *filter)
+{
+	struct connection *connection, *next;
+	int64_t removed = 0;
+
+	for (connection = atomic_load_explicit(&session->first, memory_order_relaxed);
+	     connection; connection = next) {
+		/* relaxed: list_lock held, we are the only writer */
+		next = atomic_load_explicit(&connection->next, memory_order_relaxed);
+		if (tally_connection_matches(connection, filter) &&
+		    tally_connection_remove(table, connection, 1) == TALLY_OK)
+			removed++;
+		/* ENOTFOUND: a concurrent remover owns it and unlinks it once it gets the lock */
+	}
+	return removed;
+}
+
+/* ---- create / join ------------------------------------------------------------------- */
+
+static int check_params(const struct tally_connection_params *params, int role)
+{
+	int err;
+
+	if (!params)
+		return TALLY_EINVAL;
+	if (role != TALLY_ROLE_SPEAKER && role != TALLY_ROLE_LISTENER)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1)) ||
+	    (err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	    (err = tally_session_check_string(params->target_language, TALLY_SESSION_LANGUAGE_MAX,
+					      role == TALLY_ROLE_LISTENER)) ||
+	    (err = tally_session_check_string(params->client_address, TALLY_SESSION_ADDRESS_MAX,
+					      0)))
+		return err;
+	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
+}
+
+static struct connection *new_connection(struct tally_session_table *table,
+					 const struct tally_connection_params *params, int role,
+					 struct session *session)
+{
+	struct connection *connection = tally_alloc_aligned(sizeof(*connection));
+	struct tally_connection_info *info;
+
+	if (!connection)
+		return NULL;
+	info = &connection->info;
+	strcpy(info->connection_id, params->connection_id); /* lengths checked */
+	strcpy(info->session_id, params->session_id);
+	if (params->target_language)
+		strcpy(info->target_language, params->target_language);
+	if (params->client_address)
+		strcpy(info->client_address, params->client_address);
+	info->role = role;
+	info->connected_at = tally_session_now(table);
+	info->expires_at = tally_session_expiry(info->connected_at, params->ttl_ms,
+						table->config.connection_ttl_ms);
+	connection->session = session;
+	tally_rcu_map_node_init(&connection->node, info->connection_id,
+				strlen(info->connection_id));
+	return connection;
+}
+
+/* Read lock held. I2: the active check, the insert, the link and the increment are one
+ * hold of list_lock, so a session going inactive either sees this connection in its sweep or
+ * makes this call fail. */
+static int insert_connection(struct tally_session_table *table, struct session *session,
+			     struct connection *connection)
+{
+	int err = TALLY_OK;
+
+	pthread_mutex_lock(&session->list_lock);
+	/* relaxed: active is only written under list_lock, which we hold */
+	if (!atomic_load_explicit(&session->active, memory_order_relaxed))
+		err = tally_rcu_map_node_removed(&session->node) ? TALLY_ENOTFOUND
+								 : TALLY_EINACTIVE;
+	else if (tally_rcu_map_insert_unique(&table->connections, &connection->node) !=
+		 &connection->node)
+		err = TALLY_EEXIST;
+	if (err == TALLY_OK) {
+		list_link(session, connection);
+		if (connection->info.role == TALLY_ROLE_LISTENER)
+			tally_gauge_inc(&session->listener_count, NULL);
+	}
+	pthread_mutex_unlock(&session->list_lock);
+	return err;
+}
+
+static int create_connection(struct tally_session_table *table,
+			     const struct tally_connection_params *params, int role)
+{
+	struct session *session;
+	struct connection *connection;
+	int err;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = check_params(params, role)) != TALLY_OK)
+		return err;
+	tally_rcu_read_lock();
+	session = tally_session_find(table, params->session_id);
+	if (!session) {
+		err = TALLY_ENOTFOUND;
+	} else if (!atomic_load_explicit(&session->active, memory_order_acquire)) {
+		err = TALLY_EINACTIVE; /* fast refusal; the locked check below is the real one */
+	} else if (!(connection = new_connection(table, params, role, session))) {
+		err = TALLY_ENOMEM;
+	} else if ((err = insert_connection(table, session, connection)) != TALLY_OK) {
+		tally_free_aligned(connection); /* never published */
+	} else {
+		atomic_fetch_add_explicit(&table->connection_total, 1, memory_order_relaxed);
+	}
+	tally_rcu_read_unlock();
+	return err;
+}
+
+int tally_session_join(struct tally_session_table *table,
+		       const struct tally_connection_params *params)
+{
+	return create_connection(table, params, TALLY_ROLE_LISTENER);
+}
+
+int tally_connection_create(struct tally_session_table *table,
+			    const struct tally_connection_params *params)
+{
+	return create_connection(table, params, params ? params->role : 0);
+}
+
+/* ---- get / delete -------------------------------------------------------------------- */
+
+int tally_connection_get(struct tally_session_table *table, const char *connection_id,
+			 struct tally_connection_info *info)
+{
+	struct connection *connection;
+	int err;
+
+	if (!table || !info)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1)))
+		return err;
+	tally_rcu_read_lock();
+	connection = tally_connection_find(table, connection_id);
+	if (connection)
+		*info = connection->info;
+	tally_rcu_read_unlock();
+	return connection ? TALLY_OK : TALLY_ENOTFOUND;
+}
+
+int tally_session_leave(struct tally_session_table *table, const char *connection_id)
+{
+	struct connection *connection;
+	int err;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1)))
+		return err;
+	tally_rcu_read_lock();
+	connection = tally_connection_find(table, connection_id);
+	err = connection ? tally_connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
+	tally_rcu_read_unlock();
+	return err;
+}
+
+int tally_connection_delete(struct tally_session_table *table, const char *connection_id)
+{
+	return tally_session_leave(table, connection_id);
+}
+
+int tally_connection_delete_batch(struct tally_session_table *table,
+				  const char *const *connection_ids, size_t count,
+				  size_t *deleted)
+{
+	size_t removed = 0;
+
+	if (!table || (count > 0 && !connection_ids))
+		return TALLY_EINVAL;
+	for (size_t i = 0; i < count; i++)
+		if (tally_session_leave(table, connection_ids[i]) == TALLY_OK)
+			removed++;
+	if (deleted)
+		*deleted = removed;
+	return TALLY_OK;
+}
+
+/* ---- walks of one session's list ------------------------------------------------------ */
+
+/* Read lock held: calls fn on each matching connection until it returns non-zero. */
+static void walk(struct session *session, const struct tally_connection_filter *filter,
+		 int (*fn)(struct connection *connection, void *arg), void *arg)
+{
+	struct connection *connection;
+
+	/* acquire: pairs with the release stores of list_link/list_unlink */
+	for (connection = atomic_load_explicit(&session->first, memory_order_acquire); connection;
+	     connection = atomic_load_explicit(&connection->next, memory_order_acquire))
+		if (tally_connection_matches(connection, filter) && fn(connection, arg))
+			break;
+}
+
+/* Validates and finds the session for a walk; read lock held on success. */
+static int begin_walk(struct tally_session_table *table, const char *session_id,
+		      const struct tally_connection_filter *filter, struct session **session)
+{
+	int err;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	    (err = check_filter(filter)))
+		return err;
+	tally_rcu_read_lock();
+	*session = tally_session_find(table, session_id);
+	if (!*session) {
+		tally_rcu_read_unlock();
+		return TALLY_ENOTFOUND;
+	}
+	return TALLY_OK;
+}
+
+struct visit_state {
+	tally_connection_fn fn;
+	void *arg;
+	size_t calls;
+};
+
+static int visit_one(struct connection *connection, void *arg)
+{
+	struct visit_state *state = arg;
+
+	if (tally_rcu_map_node_removed(&connection->node))
+		return 0; /* removed, not yet unlinked: already gone for callers */
+	state->calls++;
+	return state->fn ? state->fn(&connection->info, state->arg) : 0;
+}
+
+size_t tally_connection_visit_session(struct session *session,
+				      const struct tally_connection_filter *filter,
+				      tally_connection_fn fn, void *arg)
+{
+	struct visit_state state = { fn, arg, 0 };
+
+	walk(session, filter, visit_one, &state);
+	return state.calls;
+}
+
+int tally_session_visit_connections(struct tally_session_table *table, const char *session_id,
+				    const struct tally_connection_filter *filter,
+				    tally_connection_fn fn, void *arg, size_t *visited)
+{
+	struct visit_state state = { fn, arg, 0 };
+	struct session *session;
+	int err;
+
+	if (!fn)
+		return TALLY_EINVAL;
+	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
+		return err;
+	walk(session, filter, visit_one, &state);
+	tally_rcu_read_unlock();
+	if (visited)
+		*visited = state.calls;
+	return TALLY_OK;
+}
+
+int tally_session_count_connections(struct tally_session_table *table, const char *session_id,
+				    const struct tally_connection_filter *filter, size_t *count)
+{
+	struct visit_state state = { NULL, NULL, 0 };
+	struct session *session;
+	int err;
+
+	if (!count)
+		return TALLY_EINVAL;
+	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
+		return err;
+	walk(session, filter, visit_one, &state);
+	tally_rcu_read_unlock();
+	*count = state.calls;
+	return TALLY_OK;
+}
+
+struct languages_state {
+	char (*languages)[TALLY_SESSION_LANGUAGE_MAX + 1];
+	size_t cap, count;
+	int full;
+};
+
+static int collect_language(struct connection *connection, void *arg)
+{
+	struct languages_state *state = arg;
+	const char *language = connection->info.target_language;
+
+	if (tally_rcu_map_node_removed(&connection->node))
+		return 0;
+	for (size_t i = 0; i < state->count; i++)
+		if (strcmp(state->languages[i], language) == 0)
+			return 0;
+	if (state->count == state->cap) {
+		state->full = 1;
+		return 1;
+	}
+	strcpy(state->languages[state->count++], language);
+	return 0;
+}
+
+int tally_session_target_languages(struct tally_session_table *table, const char *session_id,
+				   char (*languages)[TALLY_SESSION_LANGUAGE_MAX + 1], size_t cap,
+				   size_t *count)
+{
+	const struct tally_connection_filter listeners = { TALLY_ROLE_LISTENER, NULL };
+	struct languages_state state = { languages, cap, 0, 0 };
+	struct session *session;
+	int err;
+
+	if (!count || (cap > 0 && !languages))
+		return TALLY_EINVAL;
+	if ((err = begin_walk(table, session_id, NULL, &session)) != TALLY_OK)
+		return err;
+	walk(session, &listeners, collect_language, &state);
+	tally_rcu_read_unlock();
+	*count = state.count;
+	return state.full ? TALLY_EFULL : TALLY_OK;
+}
+
+int tally_session_delete_connections(struct tally_session_table *table, const char *session_id,
+				     const struct tally_connection_filter *filter,
+				     int64_t *deleted)
+{
+	struct session *session;
+	int64_t removed;
+	int err;
+
+	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
+		return err;
+	pthread_mutex_lock(&session->list_lock);
+	removed = tally_connection_remove_all(table, session, filter);
+	pthread_mutex_unlock(&session->list_lock);
+	tally_rcu_read_unlock();
+	if (deleted)
+		*deleted = removed;
+	return TALLY_OK;
+}

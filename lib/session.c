@@ -1,0 +1,565 @@
+/*
+ * Session table (tally/session.h): the table, sessions, the speaker lifecycle and TTL sweeps.
+ * Connections and the per-session list live in lib/connection.c; the invariants both files
+ * keep are written in session/internal.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "internal/alloc.h"
+#include "session/internal.h"
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+int tally_session_check_string(const char *text, size_t max, int required)
+{
+	size_t len;
+
+	if (!text)
+		return required ? TALLY_EINVAL : TALLY_OK;
+	len = strnlen(text, max + 1);
+	if (len == 0 && required)
+		return TALLY_EINVAL;
+	return len > max ? TALLY_ETOOLONG : TALLY_OK;
+}
+
+static int64_t realtime_ms(void *unused)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int64_t tally_session_now(const struct tally_session_table *table)
+{
+	return table->config.now_ms(table->config.clock_arg);
+}
+
+int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
+{
+	if (ttl == 0)
+		ttl = default_ttl;
+	if (ttl == 0)
+		return 0;
+	return now > INT64_MAX - ttl ? INT64_MAX : now + ttl;
+}
+
+static int expired(int64_t expires_at, int64_t now)
+{
+	return expires_at != 0 && expires_at <= now;
+}
+
+struct session *tally_session_find(struct tally_session_table *table, const char *id)
+{
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->sessions, id, strlen(id));
+
+	return node ? caa_container_of(node, struct session, node) : NULL;
+}
+
+static void copy_string(char *to, const char *from)
+{
+	if (from)
+		strcpy(to, from); /* lengths checked by the caller */
+}
+
+/* ---- session objects ------------------------------------------------------------------ */
+
+static void free_speaker_version(struct tally_rcu_head *rcu)
+{
+	free(caa_container_of(rcu, struct speaker_version, rcu));
+}
+
+static struct speaker_version *new_speaker_version(const char *connection_id)
+{
+	struct speaker_version *version = calloc(1, sizeof(*version));
+
+	if (version)
+		strcpy(version->connection_id, connection_id);
+	return version;
+}
+
+static void free_session(struct tally_rcu_map_node *node)
+{
+	struct session *session = caa_container_of(node, struct session, node);
+
+	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
+	free(atomic_load_explicit(&session->speaker, memory_order_relaxed));
+	tally_gauge_destroy(&session->listener_count);
+	pthread_mutex_destroy(&session->list_lock);
+	tally_free_aligned(session);
+}
+
+static int check_session_params(const struct tally_session_params *params)
+{
+	int err;
+
+	if (!params)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1)) ||
+	    (err = tally_session_check_string(params->speaker_connection_id,
+					      TALLY_SESSION_ID_MAX, 1)) ||
+	    (err = tally_session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0)) ||
+	    (err = tally_session_check_string(params->source_language,
+					      TALLY_SESSION_LANGUAGE_MAX, 1)) ||
+	    (err = tally_session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0)))
+		return err;
+	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
+}
+
+static struct session *new_session(struct tally_session_table *table,
+				   const struct tally_session_params *params)
+{
+	struct session *session = tally_alloc_aligned(sizeof(*session));
+	struct speaker_version *speaker = new_speaker_version(params->speaker_connection_id);
+
+	if (!session || !speaker || pthread_mutex_init(&session->list_lock, NULL) != 0) {
+		tally_free_aligned(session);
+		free(speaker);
+		return NULL;
+	}
+	copy_string(session->session_id, params->session_id);
+	copy_string(session->speaker_user_id, params->speaker_user_id);
+	copy_string(session->source_language, params->source_language);
+	copy_string(session->quality_tier, params->quality_tier);
+	session->created_at = tally_session_now(table);
+	session->expires_at = tally_session_expiry(session->created_at, params->ttl_ms,
+						   table->config.session_ttl_ms);
+	atomic_init(&session->active, 1);
+	atomic_init(&session->speaker, speaker);
+	atomic_init(&session->first, NULL);
+	tally_gauge_init(&session->listener_count, 0, 0, TALLY_GAUGE_NO_CEILING);
+	tally_rcu_map_node_init(&session->node, session->session_id, strlen(session->session_id));
+	return session;
+}
+
+/* list_lock held: I2, the one place active goes 1 -> 0 */
+static void deactivate_locked(struct session *session)
+{
+	/* release: pairs with the acquire loads of is_active/get/join's fast check */
+	atomic_store_explicit(&session->active, 0, memory_order_release);
+}
+
+/* Read lock held. Removes an already looked-up session: ENOTFOUND if another call did. */
+static int delete_session(struct tally_session_table *table, struct session *session,
+			  int64_t *connections_deleted)
+{
+	int64_t removed;
+
+	if (tally_rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
+		return TALLY_ENOTFOUND;
+	pthread_mutex_lock(&session->list_lock);
+	deactivate_locked(session);
+	removed = tally_connection_remove_all(table, session, NULL);
+	pthread_mutex_unlock(&session->list_lock);
+	atomic_fetch_sub_explicit(&table->session_total, 1, memory_order_relaxed);
+	tally_rcu_map_retire(&session->node, free_session); /* I4 */
+	if (connections_deleted)
+		*connections_deleted = removed;
+	return TALLY_OK;
+}
+
+/* Validates the id and looks the session up; on TALLY_OK the read lock is held. */
+static int find_locked(struct tally_session_table *table, const char *session_id,
+		       struct session **session)
+{
+	int err;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1)))
+		return err;
+	tally_rcu_read_lock();
+	*session = tally_session_find(table, session_id);
+	if (*session)
+		return TALLY_OK;
+	tally_rcu_read_unlock();
+	return TALLY_ENOTFOUND;
+}
+
+/* ---- table ----------------------------------------------------------------------------- */
+
+int tally_session_table_create(struct tally_session_table **out,
+			       const struct tally_session_config *config)
+{
+	struct tally_session_table *table;
+
+	if (!out || (config && (config->session_ttl_ms < 0 || config->connection_ttl_ms < 0)))
+		return TALLY_EINVAL;
+	table = calloc(1, sizeof(*table));
+	if (!table)
+		return TALLY_ENOMEM;
+	if (config)
+		table->config = *config;
+	if (!table->config.now_ms) {
+		table->config.now_ms = realtime_ms;
+		table->config.clock_arg = NULL;
+	}
+	if (tally_rcu_map_init(&table->sessions) != TALLY_OK) {
+		free(table);
+		return TALLY_ENOMEM;
+	}
+	if (tally_rcu_map_init(&table->connections) != TALLY_OK) {
+		tally_rcu_map_destroy(&table->sessions, NULL);
+		free(table);
+		return TALLY_ENOMEM;
+	}
+	pthread_mutex_init(&table->sweeper_lock, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&table->sweeper_wake, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	*out = table;
+	return TALLY_OK;
+}
+
+int tally_session_table_destroy(struct tally_session_table *table)
+{
+	int err, running;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = tally_rcu_barrier()) != TALLY_OK)
+		return err; /* inside a read-side section: nothing done */
+	pthread_mutex_lock(&table->sweeper_lock);
+	running = table->sweeper_running;
+	pthread_mutex_unlock(&table->sweeper_lock);
+	if (running)
+		tally_session_sweeper_stop(table);
+	/* connections first: their reclaims are queued before the sessions they point at */
+	tally_rcu_map_destroy(&table->connections, tally_connection_free);
+	tally_rcu_map_destroy(&table->sessions, free_session);
+	pthread_cond_destroy(&table->sweeper_wake);
+	pthread_mutex_destroy(&table->sweeper_lock);
+	free(table);
+	return TALLY_OK;
+}
+
+int tally_session_table_counts(struct tally_session_table *table, int64_t *sessions,
+			       int64_t *connections)
+{
+	if (!table)
+		return TALLY_EINVAL;
+	if (sessions)
+		*sessions = atomic_load_explicit(&table->session_total, memory_order_relaxed);
+	if (connections)
+		*connections = atomic_load_explicit(&table->connection_total,
+						    memory_order_relaxed);
+	return TALLY_OK;
+}
+
+/* ---- sessions -------------------------------------------------------------------------- */
+
+int tally_session_create(struct tally_session_table *table,
+			 const struct tally_session_params *params)
+{
+	struct session *session;
+	int err;
+
+	if (!table)
+		return TALLY_EINVAL;
+	if ((err = check_session_params(params)) != TALLY_OK)
+		return err;
+	session = new_session(table, params);
+	if (!session)
+		return TALLY_ENOMEM;
+	tally_rcu_read_lock();
+	if (tally_rcu_map_insert_unique(&table->sessions, &session->node) != &session->node)
+		err = TALLY_EEXIST;
+	else
+		atomic_fetch_add_explicit(&table->session_total, 1, memory_order_relaxed);
+	tally_rcu_read_unlock();
+	if (err != TALLY_OK)
+		free_session(&session->node); /* never published */
+	return err;
+}
+
+int tally_session_get(struct tally_session_table *table, const char *session_id,
+		      struct tally_session_info *info)
+{
+	struct session *session;
+	struct speaker_version *speaker;
+	int err;
+
+	if (!info)
+		return TALLY_EINVAL;
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	memcpy(info->session_id, session->session_id, sizeof(info->session_id));
+	memcpy(info->speaker_user_id, session->speaker_user_id, sizeof(info->speaker_user_id));
+	memcpy(info->source_language, session->source_language, sizeof(info->source_language));
+	memcpy(info->quality_tier, session->quality_tier, sizeof(info->quality_tier));
+	info->created_at = session->created_at;
+	info->expires_at = session->expires_at;
+	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
+	speaker = atomic_load_explicit(&session->speaker, memory_order_acquire);
+	memcpy(info->speaker_connection_id, speaker->connection_id,
+	       sizeof(info->speaker_connection_id));
+	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
+	tally_gauge_read(&session->listener_count, &info->listener_count);
+	tally_rcu_read_unlock();
+	return TALLY_OK;
+}
+
+int tally_session_exists(struct tally_session_table *table, const char *session_id)
+{
+	struct session *session;
+
+	if (find_locked(table, session_id, &session) != TALLY_OK)
+		return 0;
+	tally_rcu_read_unlock();
+	return 1;
+}
+
+int tally_session_is_active(struct tally_session_table *table, const char *session_id)
+{
+	struct session *session;
+	int active;
+
+	if (find_locked(table, session_id, &session) != TALLY_OK)
+		return 0;
+	/* acquire: pairs with deactivate_locked's release */
+	active = atomic_load_explicit(&session->active, memory_order_acquire);
+	tally_rcu_read_unlock();
+	return active;
+}
+
+int tally_session_listener_count(struct tally_session_table *table, const char *session_id,
+				 int64_t *count)
+{
+	struct session *session;
+	int err;
+
+	if (!count)
+		return TALLY_EINVAL;
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	tally_gauge_read(&session->listener_count, count);
+	tally_rcu_read_unlock();
+	return TALLY_OK;
+}
+
+int tally_session_set_speaker(struct tally_session_table *table, const char *session_id,
+			      const char *speaker_connection_id)
+{
+	struct session *session;
+	struct speaker_version *version, *old;
+	int err;
+
+	if ((err = tally_session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1)))
+		return err;
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	if (!atomic_load_explicit(&session->active, memory_order_acquire)) {
+		err = TALLY_EINACTIVE;
+	} else if (!(version = new_speaker_version(speaker_connection_id))) {
+		err = TALLY_ENOMEM;
+	} else {
+		/* acq_rel: release publishes the new bytes (pairs with get's acquire); acquire
+		 * orders the old version's last readers before we retire it */
+		old = atomic_exchange_explicit(&session->speaker, version, memory_order_acq_rel);
+		tally_rcu_retire(&old->rcu, free_speaker_version);
+	}
+	tally_rcu_read_unlock();
+	return err;
+}
+
+int tally_session_mark_inactive(struct tally_session_table *table, const char *session_id)
+{
+	struct session *session;
+	int err;
+
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	pthread_mutex_lock(&session->list_lock);
+	deactivate_locked(session);
+	pthread_mutex_unlock(&session->list_lock);
+	tally_rcu_read_unlock();
+	return TALLY_OK;
+}
+
+int tally_session_delete(struct tally_session_table *table, const char *session_id,
+			 int64_t *connections_deleted)
+{
+	struct session *session;
+	int err;
+
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	err = delete_session(table, session, connections_deleted);
+	tally_rcu_read_unlock();
+	return err;
+}
+
+/* ---- speaker disconnect ---------------------------------------------------------------- */
+
+struct notify_state {
+	tally_connection_fn notify;
+	void *arg;
+	struct tally_speaker_disconnect_result *result;
+};
+
+static int notify_listener(const struct tally_connection_info *listener, void *arg)
+{
+	struct notify_state *state = arg;
+
+	state->result->listeners++;
+	if (state->notify && state->notify(listener, state->arg) != 0)
+		state->result->notify_failed++; /* a gone client: go on with the rest */
+	else
+		state->result->notified++;
+	return 0;
+}
+
+int tally_session_speaker_disconnect(struct tally_session_table *table, const char *session_id,
+				     tally_connection_fn notify, void *notify_arg,
+				     struct tally_speaker_disconnect_result *result)
+{
+	const struct tally_connection_filter listeners = { TALLY_ROLE_LISTENER, NULL };
+	struct tally_speaker_disconnect_result local = { 0 };
+	struct notify_state state = { notify, notify_arg, &local };
+	struct session *session;
+	int err;
+
+	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
+		return err;
+	/* 1. No join lands after this (I2), so the set notified below only shrinks. */
+	pthread_mutex_lock(&session->list_lock);
+	deactivate_locked(session);
+	pthread_mutex_unlock(&session->list_lock);
+	/* 2. Notify without the lock: a callback may disconnect connections itself. */
+	tally_connection_visit_session(session, &listeners, notify_listener, &state);
+	/* 3. Remove everything that is left (listeners and the speaker's own connection). */
+	pthread_mutex_lock(&session->list_lock);
+	local.connections_deleted = tally_connection_remove_all(table, session, NULL);
+	pthread_mutex_unlock(&session->list_lock);
+	local.duration_ms = tally_session_now(table) - session->created_at;
+	tally_rcu_read_unlock();
+	if (result)
+		*result = local;
+	return TALLY_OK;
+}
+
+/* ---- TTL sweeps ------------------------------------------------------------------------ */
+
+struct sweep_state {
+	struct tally_session_table *table;
+	int64_t now;
+	struct tally_session_sweep_result result;
+};
+
+static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
+{
+	struct sweep_state *state = arg;
+	struct connection *connection = caa_container_of(node, struct connection, node);
+
+	if (expired(connection->info.expires_at, state->now) &&
+	    tally_connection_remove(state->table, connection, 0) == TALLY_OK)
+		state->result.connections_deleted++;
+	return 0;
+}
+
+static int sweep_session(struct tally_rcu_map_node *node, void *arg)
+{
+	struct sweep_state *state = arg;
+	struct session *session = caa_container_of(node, struct session, node);
+	int64_t removed = 0;
+
+	if (expired(session->expires_at, state->now) &&
+	    delete_session(state->table, session, &removed) == TALLY_OK) {
+		state->result.sessions_deleted++;
+		state->result.connections_deleted += removed;
+	}
+	return 0;
+}
+
+int tally_session_table_sweep(struct tally_session_table *table,
+			      struct tally_session_sweep_result *result)
+{
+	struct sweep_state state = { table, 0, { 0, 0 } };
+
+	if (!table)
+		return TALLY_EINVAL;
+	state.now = tally_session_now(table);
+	tally_rcu_read_lock();
+	tally_rcu_map_visit(&table->connections, sweep_connection, &state);
+	tally_rcu_map_visit(&table->sessions, sweep_session, &state);
+	tally_rcu_read_unlock();
+	if (result)
+		*result = state.result;
+	return TALLY_OK;
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct tally_session_table *table = arg;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&table->sweeper_lock);
+	while (!table->sweeper_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += table->sweeper_interval_ms / 1000;
+		deadline.tv_nsec += (table->sweeper_interval_ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+		while (!table->sweeper_stop &&
+		       pthread_cond_timedwait(&table->sweeper_wake, &table->sweeper_lock,
+					      &deadline) != ETIMEDOUT)
+			;
+		if (table->sweeper_stop)
+			break;
+		pthread_mutex_unlock(&table->sweeper_lock);
+		tally_session_table_sweep(table, NULL);
+		pthread_mutex_lock(&table->sweeper_lock);
+	}
+	pthread_mutex_unlock(&table->sweeper_lock);
+	tally_rcu_thread_unregister();
+	return NULL;
+}
+
+int tally_session_sweeper_start(struct tally_session_table *table, int64_t interval_ms)
+{
+	int err = TALLY_OK;
+
+	if (!table || interval_ms <= 0)
+		return TALLY_EINVAL;
+	pthread_mutex_lock(&table->sweeper_lock);
+	if (table->sweeper_running) {
+		err = TALLY_ESTATE;
+	} else {
+		table->sweeper_interval_ms = interval_ms;
+		table->sweeper_stop = 0;
+		if (pthread_create(&table->sweeper, NULL, sweeper_main, table) != 0)
+			err = TALLY_ETHREAD;
+		else
+			table->sweeper_running = 1;
+	}
+	pthread_mutex_unlock(&table->sweeper_lock);
+	return err;
+}
+
+int tally_session_sweeper_stop(struct tally_session_table *table)
+{
+	if (!table)
+		return TALLY_EINVAL;
+	pthread_mutex_lock(&table->sweeper_lock);
+	if (!table->sweeper_running || table->sweeper_stop) { /* not running, or being stopped */
+		pthread_mutex_unlock(&table->sweeper_lock);
+		return TALLY_ESTATE;
+	}
+	table->sweeper_stop = 1;
+	pthread_cond_signal(&table->sweeper_wake);
+	pthread_mutex_unlock(&table->sweeper_lock);
+	pthread_join(table->sweeper, NULL);
+	pthread_mutex_lock(&table->sweeper_lock);
+	table->sweeper_running = 0;
+	pthread_mutex_unlock(&table->sweeper_lock);
+	return TALLY_OK;
+}

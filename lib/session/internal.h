@@ -1,0 +1,110 @@
+/*
+ * lib/session/internal.h: the objects behind tally/session.h, shared by lib/session.c
+ * (table, sessions, lifecycle, sweeps) and lib/connection.c (connections and the per-session
+ * list that indexes them).
+ *
+ * Invariants (kept by the code that names them):
+ * I1 A connection is in the connection map only while it is linked in its session's list,
+ *    apart from the window between its remover's map removal and its unlink.
+ * I2 Link (with the listener increment) and the `active` check happen in one hold of the
+ *    session's list_lock; `active` only goes 1 -> 0, under the same lock. So once a thread
+ *    has stored active = 0 and released the lock, no connection is ever linked again.
+ * I3 Only the thread whose tally_rcu_map_remove of a connection returned TALLY_OK unlinks
+ *    it, decrements the listener count (listeners) and retires it.
+ * I4 A session is retired only after it is out of the session map, inactive and swept: every
+ *    connection that still points at it has been removed from the connection map by a
+ *    thread whose read-side section began before the retire, so the session outlives it.
+ */
+#ifndef TALLY_SESSION_INTERNAL_H
+#define TALLY_SESSION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "tally/gauge.h"
+#include "tally/session.h"
+#include "internal/rcu.h"
+#include "internal/rcu_map.h"
+
+struct session;
+
+/* Allocated cache-line aligned, like struct session. */
+struct connection {
+	struct tally_rcu_map_node node;        /* in table->connections, key info.connection_id */
+	struct session *session;               /* immutable; outlives us by I4 */
+	_Atomic(struct connection *) next;     /* list link; readers acquire-load it */
+	struct connection *prev;               /* writers only, under session->list_lock */
+	struct tally_connection_info info;     /* immutable once published */
+};
+
+/* The speaker connection id, replaced whole (never edited) so a reader never sees it torn. */
+struct speaker_version {
+	struct tally_rcu_head rcu;
+	char connection_id[TALLY_SESSION_ID_MAX + 1];
+};
+
+/* Allocated cache-line aligned (tally_alloc_aligned); laid out so a lookup touches the node's
+ * line and the line holding the hot fields and the first 56 bytes of the id. */
+struct session {
+	struct tally_rcu_map_node node;        /* line 0: in table->sessions, key session_id */
+	/* line 1: what lookups and joins touch */
+	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
+	_Atomic(struct connection *) first;            /* head of the connection list */
+	struct tally_gauge listener_count;             /* floor 0 */
+	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
+	/* cold */
+	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
+	int64_t created_at;
+	int64_t expires_at;
+	pthread_mutex_t list_lock;                     /* serialises list writers */
+	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
+	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
+	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
+};
+
+struct tally_session_table {
+	struct tally_rcu_map sessions;
+	struct tally_rcu_map connections;
+	struct tally_session_config config;
+	_Atomic int64_t session_total;     /* relaxed: statistics only */
+	_Atomic int64_t connection_total;  /* relaxed: statistics only */
+	/* background sweeper */
+	pthread_mutex_t sweeper_lock;
+	pthread_cond_t sweeper_wake;
+	pthread_t sweeper;
+	int sweeper_running;               /* under sweeper_lock */
+	int sweeper_stop;                  /* under sweeper_lock */
+	int64_t sweeper_interval_ms;
+};
+
+/* Validates a string argument: EINVAL (NULL/empty when required), ETOOLONG, else OK. */
+int tally_session_check_string(const char *text, size_t max, int required);
+int64_t tally_session_now(const struct tally_session_table *table);
+/* expires_at for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
+int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
+
+/* lib/session.c. Read lock held: the session with this validated id, or NULL. */
+struct session *tally_session_find(struct tally_session_table *table, const char *id);
+
+/* lib/connection.c. All with the read lock held. */
+/* Looks up a connection by a validated id. */
+struct connection *tally_connection_find(struct tally_session_table *table, const char *id);
+/* I3: removes `connection`; OK if this call won, ENOTFOUND if another did. list_locked says
+ * whether the caller already holds connection->session->list_lock. */
+int tally_connection_remove(struct tally_session_table *table, struct connection *connection,
+			    int list_locked);
+/* Removes every connection of `session` matching filter (NULL = all); list_lock held. */
+int64_t tally_connection_remove_all(struct tally_session_table *table, struct session *session,
+				    const struct tally_connection_filter *filter);
+/* Does `connection` match the filter (NULL = all)? */
+int tally_connection_matches(const struct connection *connection,
+			     const struct tally_connection_filter *filter);
+/* Calls fn on each connection of session that matches filter and is not removed, until fn
+ * returns non-zero; returns the number of calls. */
+size_t tally_connection_visit_session(struct session *session,
+				      const struct tally_connection_filter *filter,
+				      tally_connection_fn fn, void *arg);
+/* Frees a connection that is in no structure (destroy, failed insert). */
+void tally_connection_free(struct tally_rcu_map_node *node);
+
+#endif
