@@ -224,6 +224,7 @@ static void test_restart(void)
 	tap_eq(tally_sequence_destroy(seq), TALLY_OK, "clean shutdown");
 	tally_lease_provider_destroy(p);
 	tally_lease_file_open(&p, path);
+	cfg = leased(p);
 	tally_sequence_create(&seq, NULL);
 	tally_sequence_series_create(seq, "t", "INV", &cfg, &rec);
 	tap_ok(rec.resumed && !rec.unclean && rec.count == 0, "restart after a clean shutdown");
@@ -238,6 +239,7 @@ static void test_restart(void)
 	if (fork() == 0) {
 		close(fds[0]);
 		tally_lease_file_open(&p, path);
+		cfg = leased(p);
 		tally_sequence_create(&seq, NULL);
 		tally_sequence_series_create(seq, "t", "INV", &cfg, NULL);
 		for (int i = 0; i < 30; i++) {
@@ -259,6 +261,7 @@ static void test_restart(void)
 	wait(&status);
 	tap_ok(got == sizeof(child_numbers) && child_numbers[29] == 81, "child issued 52..81");
 	tally_lease_file_open(&p, path);
+	cfg = leased(p);
 	tally_sequence_create(&seq, NULL);
 	tally_sequence_series_create(seq, "t", "INV", &cfg, &rec);
 	/* Child leases: (51,67] with checkpoint 51, (67,83] with checkpoint 67. */

@@ -66,12 +66,19 @@
  *   {tenant} {series} the ids
  * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces.
  *
+ * Clock: the default reads CLOCK_REALTIME on every issue of a resetting series (exact at
+ * midnight). tally_seq_clock_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
+ * clock source makes CLOCK_REALTIME a slow call, at the cost of dating numbers issued in the
+ * first few milliseconds (one scheduler tick) of a period with the previous period.
+ *
  * Memory ordering: issuing does not publish other data (do not use numbers as flags).
  * Thread registration: none needed (RCU registers threads on first use, tally/rcu.h).
- * By-name calls look the series up under the RCU read lock and are safe against concurrent
- * removal (they return TALLY_ENOTFOUND or TALLY_EDESTROYED). A handle from
- * tally_sequence_series_find skips the lookup; the caller must not use it once
- * tally_sequence_series_remove has returned.
+ * By-name calls look the series up and issue under the RCU read lock, so they are safe
+ * against a concurrent remove (TALLY_ENOTFOUND once it took effect). A handle from
+ * tally_sequence_series_find skips the lookup and the read lock (the hot path); its caller
+ * must not use it, or a reservation made from it, concurrently with or after the series'
+ * remove (as with any tally object and its destroy). A late handle call may be detected
+ * (TALLY_EDESTROYED) while the memory still lives; that is a diagnostic, not a guarantee.
  *
  * Errors (per call below): TALLY_EINVAL (NULL, bad enum, out-of-range option, reserve of 0 or
  * more than TALLY_SEQ_RESERVE_MAX), TALLY_ETOOLONG (id or template too long; output buffer
@@ -113,6 +120,9 @@ enum tally_seq_reset {
 
 /* Wall clock: UTC seconds since 1970. Called on every issue of a series that resets. */
 typedef int64_t (*tally_seq_clock_fn)(void *arg);
+
+/* A clock on CLOCK_REALTIME_COARSE (see "Clock" above); arg is ignored. */
+int64_t tally_seq_clock_coarse(void *arg);
 
 struct tally_sequence_options {
 	tally_seq_clock_fn clock; /* NULL: CLOCK_REALTIME */

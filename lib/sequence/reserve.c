@@ -148,13 +148,11 @@ int tally_series_reserve(struct tally_series *s, uint32_t n, struct tally_seq_re
 	if (!r)
 		return TALLY_ENOMEM;
 	r->series = s;
-	tally_rcu_read_lock();
-	/* Acquire: pairs with the release store in series_remove. */
-	if (atomic_load_explicit(&s->removed, memory_order_acquire))
+	/* Relaxed: a diagnostic for late handle use (see tally_series_next). */
+	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
 		err = TALLY_EDESTROYED;
 	else
 		err = reserve_numbers(s, n, r->packed);
-	tally_rcu_read_unlock();
 	if (err) {
 		free(r);
 		return err;

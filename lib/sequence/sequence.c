@@ -146,15 +146,19 @@ static _Thread_local unsigned thread_block_victim;
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
 	uint32_t now_period = seq_current_period(s);
-	struct thread_block *block = NULL;
+	/* Ids are sequential, so a series' home slot (id mod 8) is nearly always its own. */
+	struct thread_block *block = &thread_blocks[s->id % TALLY_SEQ_THREAD_CACHE];
 	uint64_t first, count;
 	int err;
 
-	for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
-		if (thread_blocks[i].series_id == s->id) {
-			block = &thread_blocks[i];
-			break;
-		}
+	if (block->series_id != s->id) {
+		block = NULL;
+		for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
+			if (thread_blocks[i].series_id == s->id) {
+				block = &thread_blocks[i];
+				break;
+			}
+	}
 	if (block && block->next <= block->end && SEQ_PERIOD(block->next) >= now_period) {
 		out->period = SEQ_PERIOD(block->next);
 		out->counter = SEQ_COUNTER(block->next);
@@ -165,7 +169,9 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	if (err)
 		return err;
 	if (!block) {
-		block = &thread_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
+		block = &thread_blocks[s->id % TALLY_SEQ_THREAD_CACHE];
+		if (block->series_id != 0 && block->next <= block->end) /* home slot busy */
+			block = &thread_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
 		block->series_id = s->id;
 	}
 	block->next = first + 1;
@@ -196,22 +202,28 @@ static int next_strict(struct tally_series *s, struct tally_seq_number *out)
 	return TALLY_OK;
 }
 
+/*
+ * No RCU read lock here: a handle's caller guarantees it is not used concurrently with or
+ * after remove (tally/sequence.h); by-name calls hold the read lock around this. The
+ * removed check is a best-effort diagnostic for late handle use.
+ */
 int tally_series_next(struct tally_series *s, struct tally_seq_number *out)
 {
-	int err;
-
 	if (!s || !out)
 		return TALLY_EINVAL;
-	tally_rcu_read_lock();
-	/* Acquire: pairs with the release store in series_remove. */
-	if (atomic_load_explicit(&s->removed, memory_order_acquire))
-		err = TALLY_EDESTROYED;
-	else if (s->mode == TALLY_SEQ_CACHED)
-		err = next_cached(s, out);
-	else
-		err = next_strict(s, out);
-	tally_rcu_read_unlock();
-	return err;
+	/* Relaxed: a diagnostic only; the grace period in remove orders by-name calls. */
+	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
+		return TALLY_EDESTROYED;
+	return s->mode == TALLY_SEQ_CACHED ? next_cached(s, out) : next_strict(s, out);
+}
+
+int64_t tally_seq_clock_coarse(void *arg)
+{
+	struct timespec now;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
+	return (int64_t)now.tv_sec;
 }
 
 int tally_series_format(const struct tally_series *s, const struct tally_seq_number *number,
@@ -421,8 +433,8 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	tally_rcu_read_lock();
 	s = lookup(seq, key, key_len);
 	err = s ? tally_rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
-	if (!err) /* Release: pairs with the acquire in tally_series_next. */
-		atomic_store_explicit(&s->removed, 1, memory_order_release);
+	if (!err) /* Relaxed: a diagnostic for late handle use; the grace period orders. */
+		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
 	tally_rcu_read_unlock();
 	if (err)
 		return err;
@@ -466,7 +478,7 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 	err = make_key(tenant, series, key, &key_len, NULL);
 	if (err)
 		return err;
-	tally_rcu_read_lock(); /* nests with the one in tally_series_next */
+	tally_rcu_read_lock(); /* held across the issue: remove waits for it */
 	s = lookup(seq, key, key_len);
 	err = s ? tally_series_next(s, &number) : TALLY_ENOTFOUND;
 	if (!err && buf)
@@ -492,8 +504,7 @@ int tally_series_checkpoint(struct tally_series *s)
 
 	if (!s)
 		return TALLY_EINVAL;
-	tally_rcu_read_lock();
-	if (atomic_load_explicit(&s->removed, memory_order_acquire)) {
+	if (atomic_load_explicit(&s->removed, memory_order_relaxed)) {
 		err = TALLY_EDESTROYED;
 	} else if (s->lease) {
 		pthread_mutex_lock(&s->lease_lock);
@@ -503,7 +514,6 @@ int tally_series_checkpoint(struct tally_series *s)
 					  &base);
 		pthread_mutex_unlock(&s->lease_lock);
 	}
-	tally_rcu_read_unlock();
 	return err;
 }
 
