@@ -19,8 +19,11 @@
  *	}
  *
  * Threads (threads:N): every thread runs the function on the same iteration count, started
- * together behind a barrier; iterations are reported as the total over threads and times as
- * in Google Benchmark (real time of the slowest thread; CPU time summed over threads).
+ * together behind a barrier (and stopped behind one); iterations are reported as the total
+ * over threads and times as in Google Benchmark 1.7: real time averaged over the threads, CPU
+ * time summed over them, each divided by the total iterations. A rate counter (items/s) is
+ * divided by the summed CPU time, unless the variant uses real time (bench_def_use_real_time),
+ * then by the averaged real time: use real time for aggregate throughput over threads.
  * Shared state for a multi-threaded run is made in a setup callback (runs once before each
  * run, on the main thread) and freed in a teardown callback; per-thread state lives on the
  * function's stack, before the loop.
@@ -34,16 +37,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct bench_state;
 struct bench_def;
+
+/* The part of a run's per-thread state the inline loop test needs. Fields are private to the
+ * harness (bench/harness.c keeps the rest of the state behind it). */
+struct bench_state {
+	int64_t bench__left; /* private: iterations still to run in this thread */
+	int64_t bench__max;  /* private: iterations this thread was asked to run */
+	int bench__phase;    /* private: 0 before the loop, 1 in it, 2 after it */
+};
 
 typedef void (*bench_fn)(struct bench_state *state);
 typedef void (*bench_hook)(const struct bench_state *state);
 
 /* --- inside a benchmark function --- */
 
-/* True while the run needs more iterations; the first call starts the timer. */
-bool bench_keep_running(struct bench_state *state);
+/* True while the run needs more iterations; the first call waits for the other threads and
+ * starts the timer, the last stops it. Inline: one decrement and branch per iteration. */
+bool bench__keep_running_slow(struct bench_state *state);
+static inline bool bench_keep_running(struct bench_state *state)
+{
+	if (__builtin_expect(state->bench__left > 0, 1)) {
+		state->bench__left--;
+		return true;
+	}
+	return bench__keep_running_slow(state);
+}
 /* Iterations this thread has run (valid after the loop). */
 int64_t bench_iterations(const struct bench_state *state);
 /* The i-th argument of this variant (bench_def_arg / bench_def_range), 0 if none. */

@@ -21,6 +21,7 @@ int tally_counter_init(struct tally_counter *counter, unsigned slots)
 	counter->slots = tally_alloc_aligned((size_t)(slots + 1) * sizeof(*counter->slots));
 	if (!counter->slots) {
 		counter->magic = 0;
+		counter->slot_count = 0;
 		return TALLY_ENOMEM;
 	}
 	counter->slot_count = slots;
@@ -39,6 +40,21 @@ int tally_counter_destroy(struct tally_counter *counter)
 	tally_free_aligned(counter->slots);
 	counter->slots = NULL;
 	counter->slot_count = 0;
+	return TALLY_OK;
+}
+
+int tally_counter_local_init(struct tally_counter *counter, struct tally_counter_local *local)
+{
+	int index;
+
+	if (!counter || !local)
+		return TALLY_EINVAL;
+	if (counter->magic != TALLY_COUNTER_MAGIC)
+		return TALLY_EDESTROYED;
+	index = tally_thread_index();
+	local->counter = counter;
+	local->shared = (unsigned)index >= counter->slot_count;
+	local->slot = &counter->slots[local->shared ? counter->slot_count : (unsigned)index].value;
 	return TALLY_OK;
 }
 

@@ -74,6 +74,42 @@ static void *fill(struct test_thread *self)
 	return NULL;
 }
 
+static void *add_through_local(struct test_thread *self)
+{
+	struct tally_counter_local local;
+
+	if (tally_counter_local_init(self->shared, &local) != TALLY_OK)
+		return (void *)1;
+	for (int i = 0; i < ADDS_PER_THREAD; i++)
+		tally_counter_local_inc(&local);
+	return NULL;
+}
+
+static void test_local_handles(void)
+{
+	struct tally_counter counter = { 0 };
+	struct tally_counter_local local;
+	struct test_thread threads[THREADS];
+	int64_t total;
+
+	tap_eq(tally_counter_local_init(NULL, &local), TALLY_EINVAL, "local_init(NULL)");
+	tap_eq(tally_counter_local_init(&counter, &local), TALLY_EDESTROYED,
+	       "local_init before init");
+	tally_counter_init(&counter, 4);
+	tap_eq(tally_counter_local_init(&counter, NULL), TALLY_EINVAL, "local_init into NULL");
+	tap_eq(tally_counter_local_init(&counter, &local), TALLY_OK, "local_init");
+	tally_counter_local_add(&local, INT64_MAX);
+	tap_eq(tally_counter_local_inc(&local), TALLY_EOVERFLOW, "local add detects overflow");
+	tally_counter_add(&counter, -INT64_MAX);
+	tally_counter_read(&counter, &total);
+	tap_eq(total, 0, "local and plain adds land in the same slot");
+	/* 8 threads, 4 slots: some handles are on the shared slot; the total is still exact. */
+	run_threads(THREADS, add_through_local, &counter, threads);
+	tally_counter_read(&counter, &total);
+	tap_eq(total, (int64_t)THREADS * ADDS_PER_THREAD, "local handles under threads: exact");
+	tally_counter_destroy(&counter);
+}
+
 static void test_total_overflow(void)
 {
 	struct tally_counter counter;
@@ -150,6 +186,7 @@ int main(void)
 	test_errors();
 	test_single_thread();
 	test_total_overflow();
+	test_local_handles();
 	test_concurrent(0, "own slots");
 	test_concurrent(2, "2 slots for 9 threads");
 	return tap_done();

@@ -60,6 +60,20 @@ static inline int tally_counter_sub(struct tally_counter *counter, int64_t delta
 static inline int tally_counter_inc(struct tally_counter *counter);
 
 /*
+ * A local handle: the calling thread's slot of one counter, bound once, for hot loops.
+ * tally_counter_local_add then costs a load, an add with overflow check and a store: no
+ * thread-index lookup, no bounds check. The handle belongs to the thread that bound it and is
+ * valid until that thread exits or the counter is destroyed; using it from another thread
+ * loses updates (two writers on one slot). A thread without a slot of its own (more live
+ * threads than slots) gets a handle on the shared slot, which updates by CAS.
+ * Errors of local_init: EINVAL (NULL), EDESTROYED.
+ */
+struct tally_counter_local;
+int tally_counter_local_init(struct tally_counter *counter, struct tally_counter_local *local);
+static inline int tally_counter_local_add(struct tally_counter_local *local, int64_t delta);
+static inline int tally_counter_local_inc(struct tally_counter_local *local);
+
+/*
  * tally_counter_read: *total = sum of all slots (see "read" above).
  * EOVERFLOW if the sum is outside int64 (each slot is in range; their sum may not be).
  */

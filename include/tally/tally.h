@@ -5,4 +5,6 @@
 #include <tally/counter.h>
 #include <tally/gauge.h>
 #include <tally/rcu.h>
+#include <tally/session.h>
+#include <tally/ratelimit.h>
 #endif

@@ -28,14 +28,41 @@ struct tally_counter {
 	_Atomic int64_t checkpoint;       /* total handed out by drains; CAS by drainers */
 };
 
+struct tally_counter_local {
+	_Atomic int64_t *slot;         /* the binding thread's slot, or the shared slot */
+	struct tally_counter *counter; /* for the shared-slot path */
+	int shared;                    /* 1: slot is shared, update by CAS */
+};
+
 int tally__counter_add_slow(struct tally_counter *counter, int64_t delta);
+
+static inline int tally_counter_local_add(struct tally_counter_local *local, int64_t delta)
+{
+	if (TALLY_LIKELY(!local->shared)) {
+		/* Single writer, as in tally_counter_add. */
+		int64_t sum, old = atomic_load_explicit(local->slot, memory_order_relaxed);
+		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
+			return TALLY_EOVERFLOW;
+		atomic_store_explicit(local->slot, sum, memory_order_relaxed);
+		return TALLY_OK;
+	}
+	return tally__counter_add_slow(local->counter, delta);
+}
+
+static inline int tally_counter_local_inc(struct tally_counter_local *local)
+{
+	return tally_counter_local_add(local, 1);
+}
 
 static inline int tally_counter_add(struct tally_counter *counter, int64_t delta)
 {
 	int index;
 
-	if (TALLY_UNLIKELY(!counter || counter->magic != TALLY_COUNTER_MAGIC))
-		return tally__counter_add_slow(counter, delta);
+	if (TALLY_UNLIKELY(!counter))
+		return TALLY_EINVAL;
+	/* No magic check here: init sets slot_count last-but-one and destroy zeroes it, so a
+	 * destroyed (or zero-filled, never initialised) counter fails the bounds check below and
+	 * the slow path reports TALLY_EDESTROYED. One load less per add. */
 	index = tally_thread_index();
 	if (TALLY_LIKELY((unsigned)index < counter->slot_count)) {
 		_Atomic int64_t *slot = &counter->slots[index].value;

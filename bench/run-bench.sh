@@ -1,0 +1,41 @@
+#!/bin/sh
+# bench/run-bench.sh: what `make bench` runs. Runs each bench program with Google Benchmark
+# flags, keeps its JSON in RESULTS/<program>.json (the console table goes to the terminal),
+# then prints the tally-vs-peer ratio table (also RESULTS/summary.txt) and draws
+# RESULTS/counter.png (items/s against threads) when gnuplot is installed.
+# Usage: run-bench.sh SRCDIR RESULTS MIN_TIME REPETITIONS PROGRAM...
+# MIN_TIME defaults to 0.2 s in mk/bench.am (Google Benchmark's default is 0.5 s) so that the
+# whole run stays short; the JSON records it in each run's iterations and times.
+set -u
+srcdir=$1 results=$2 min_time=$3 repetitions=$4
+shift 4
+mkdir -p "$results" || exit 1
+status=0
+jsons=
+for program in "$@"; do
+	name=$(basename "$program")
+	echo "== $program (min_time ${min_time}s, $repetitions repetitions; aggregates shown)"
+	if ! "./$program" --benchmark_min_time="$min_time" \
+		--benchmark_repetitions="$repetitions" \
+		--benchmark_display_aggregates_only=true \
+		--benchmark_out="$results/$name.json" --benchmark_out_format=json; then
+		echo "FAIL: $program" >&2
+		status=1
+		continue
+	fi
+	jsons="$jsons $results/$name.json"
+done
+[ -n "$jsons" ] || exit 1
+echo
+# shellcheck disable=SC2086
+python3 "$srcdir/bench/summary.py" "$results" $jsons > "$results/summary.txt" || status=1
+cat "$results/summary.txt"
+if [ -f "$results/counter.dat" ]; then
+	if command -v gnuplot >/dev/null 2>&1; then
+		gnuplot -e "datafile='$results/counter.dat'; outfile='$results/counter.png'" \
+			"$srcdir/bench/plot.gp" && echo "plot: $results/counter.png"
+	else
+		echo "gnuplot not installed: no $results/counter.png" >&2
+	fi
+fi
+exit $status

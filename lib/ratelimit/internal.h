@@ -1,0 +1,86 @@
+/*
+ * lib/ratelimit/internal.h: what the rate limiter's files share (see tally/ratelimit.h).
+ *
+ * A key's whole state is one 64-bit word, `rl_entry.word`; each algorithm is a pure function
+ * from (word, now, cost) to a decision and the next word (window.c, gcra.c), applied by one
+ * CAS in limiter.c. The value RL_DEAD marks an entry a sweep or reset has condemned: no
+ * algorithm ever produces it, and once set it never changes.
+ */
+#ifndef TALLY_RATELIMIT_INTERNAL_H
+#define TALLY_RATELIMIT_INTERNAL_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "tally/ratelimit.h"
+#include "internal/rcu_map.h"
+
+#define RL_DEAD UINT64_MAX
+
+struct rl_params {
+	enum tally_ratelimit_algorithm algorithm;
+	int64_t limit;        /* window: units per window; GCRA: units per period */
+	int64_t period_ns;    /* window length; GCRA: the period of `limit` */
+	int64_t burst;        /* GCRA: units at once from idle; window: = limit */
+	int64_t idle_ttl_ns;  /* removable this long after the state became fresh */
+	/* fixed window packing: word = window index << count_bits | count */
+	unsigned count_bits;  /* bit width of limit + 1, so a count never has all ones */
+	/* GCRA */
+	int64_t interval_ns;  /* T = ceil(period_ns / limit): the cost of one unit */
+	int64_t tolerance_ns; /* tau = burst * T: how far ahead of now the TAT may run */
+};
+
+/* One key. Written by: allow (word, by CAS), sweep/reset (word -> RL_DEAD, by CAS). */
+struct rl_entry {
+	struct tally_rcu_map_node node; /* key points at `key` below */
+	_Atomic uint64_t word;          /* the algorithm's state, or RL_DEAD */
+	char key[];                     /* key_len bytes, immutable */
+};
+
+struct tally_ratelimit {
+	struct rl_params params;          /* immutable after create */
+	tally_ratelimit_clock_fn clock;
+	void *clock_arg;
+	int64_t max_keys;                 /* 0 = no cap */
+	struct tally_rcu_map map;
+	_Atomic int64_t key_count;        /* entries inserted and not yet removed */
+	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
+	/* background sweeper (sweep.c) */
+	int64_t sweep_interval_ns;
+	bool sweeper_running;             /* set by create, read by destroy (same thread duty) */
+	bool sweeper_stop;                /* under sweeper_lock */
+	pthread_t sweeper;
+	pthread_mutex_t sweeper_lock;
+	pthread_cond_t sweeper_wake;
+};
+
+/* Clock readings must lie in [0, RL_CLOCK_MAX): sums with spans stay inside int64. */
+#define RL_CLOCK_MAX ((int64_t)1 << 62)
+
+/* Decides `cost` (>= 0; 0 only reports) at `now` against `word` (never RL_DEAD). Returns
+ * true to admit with *next the word to install; false to refuse. Fills *result. */
+bool rl_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+		    uint64_t *next, struct tally_ratelimit_result *result);
+/* The word of a key that has been charged nothing, at `now`. */
+uint64_t rl_window_fresh(const struct rl_params *params, int64_t now);
+/* True if `word` (not RL_DEAD) behaves as fresh and has for at least idle_ttl_ns. */
+bool rl_window_idle(const struct rl_params *params, uint64_t word, int64_t now);
+/* Precomputes the packing; EINVAL if the config's window fields are out of range. */
+int rl_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+
+bool rl_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+		  uint64_t *next, struct tally_ratelimit_result *result);
+uint64_t rl_gcra_fresh(const struct rl_params *params, int64_t now);
+bool rl_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
+int rl_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+
+/* limiter.c */
+int64_t rl_now(const struct tally_ratelimit *limiter);
+/* Read lock held; `entry` is already marked RL_DEAD. Unlinks it if nobody has yet, and then
+ * retires it. Returns 1 if this call unlinked it. */
+int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
+
+/* sweep.c: background sweeper. */
+int rl_sweeper_start(struct tally_ratelimit *limiter);
+void rl_sweeper_stop(struct tally_ratelimit *limiter);
+#endif

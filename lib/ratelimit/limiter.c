@@ -1,0 +1,355 @@
+/*
+ * Per-key rate limiter: the key table, key lifecycle and the allow loop (see
+ * tally/ratelimit.h). The algorithms are in window.c and gcra.c, sweeping in sweep.c.
+ *
+ * Key lifecycle. An entry is created on the first allow of its key with a fresh word and
+ * inserted with insert_unique; the loser of a creation race frees its unpublished entry and
+ * uses the winner's. An entry dies by one CAS of its word to RL_DEAD (a sweep, only from a
+ * fresh-equivalent word; a reset, from any word); a dead word never changes again. Whoever
+ * then sees the dead word (the killer, or an allow that finds it) unlinks it from the map;
+ * the map's remove succeeds for exactly one of them, and that one drops key_count and retires
+ * the entry (freed after an RCU grace period). An allow that meets a dead entry helps unlink
+ * it and starts over with a fresh entry, so an admission is never charged to a dead word.
+ *
+ * Cap. key_count is reserved (fetch_add) before an entry is inserted and released when it is
+ * unlinked (or when the reserving creator loses its race), so the map never holds more than
+ * max_keys entries; retired entries wait at most one grace period for their free.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "ratelimit/internal.h"
+#include "internal/backoff.h"
+
+static int64_t monotonic_ns(void *unused)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+int64_t rl_now(const struct tally_ratelimit *limiter)
+{
+	return limiter->clock(limiter->clock_arg);
+}
+
+size_t tally_ratelimit_entry_size(void)
+{
+	return sizeof(struct rl_entry);
+}
+
+static bool step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+		 uint64_t *next, struct tally_ratelimit_result *result)
+{
+	if (params->algorithm == TALLY_RATELIMIT_GCRA)
+		return rl_gcra_step(params, word, now, cost, next, result);
+	return rl_window_step(params, word, now, cost, next, result);
+}
+
+static uint64_t fresh_word(const struct rl_params *params, int64_t now)
+{
+	if (params->algorithm == TALLY_RATELIMIT_GCRA)
+		return rl_gcra_fresh(params, now);
+	return rl_window_fresh(params, now);
+}
+
+static int check_config(const struct tally_ratelimit_config *config, struct rl_params *params)
+{
+	if (!config || config->max_keys < 0 || config->idle_ttl_ns < 0 ||
+	    config->idle_ttl_ns >= RL_CLOCK_MAX || config->sweep_interval_ns < 0)
+		return TALLY_EINVAL;
+	*params = (struct rl_params){
+		.algorithm = config->algorithm,
+		.limit = config->limit,
+		.period_ns = config->period_ns,
+		.idle_ttl_ns = config->idle_ttl_ns,
+	};
+	switch (config->algorithm) {
+	case TALLY_RATELIMIT_FIXED_WINDOW:
+		return rl_window_configure(params, config);
+	case TALLY_RATELIMIT_GCRA:
+		return rl_gcra_configure(params, config);
+	default:
+		return TALLY_EINVAL;
+	}
+}
+
+int tally_ratelimit_create(const struct tally_ratelimit_config *config,
+			   struct tally_ratelimit **limiter_out)
+{
+	struct rl_params params;
+	struct tally_ratelimit *limiter;
+	int err;
+
+	if (!limiter_out)
+		return TALLY_EINVAL;
+	err = check_config(config, &params);
+	if (err != TALLY_OK)
+		return err;
+	limiter = calloc(1, sizeof(*limiter));
+	if (!limiter)
+		return TALLY_ENOMEM;
+	limiter->params = params;
+	limiter->clock = config->clock ? config->clock : monotonic_ns;
+	limiter->clock_arg = config->clock_arg;
+	limiter->max_keys = config->max_keys;
+	limiter->sweep_interval_ns = config->sweep_interval_ns;
+	atomic_init(&limiter->key_count, 0);
+	atomic_init(&limiter->sweep_horizon, 0);
+	err = tally_rcu_map_init(&limiter->map);
+	if (err != TALLY_OK) {
+		free(limiter);
+		return err;
+	}
+	if (limiter->sweep_interval_ns > 0) {
+		err = rl_sweeper_start(limiter);
+		if (err != TALLY_OK) {
+			tally_rcu_map_destroy(&limiter->map, NULL);
+			free(limiter);
+			return err;
+		}
+	}
+	*limiter_out = limiter;
+	return TALLY_OK;
+}
+
+static void free_entry(struct tally_rcu_map_node *node)
+{
+	free(caa_container_of(node, struct rl_entry, node));
+}
+
+int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
+{
+	int err;
+
+	if (!limiter)
+		return TALLY_EINVAL;
+	/* Refuse inside a read-side section before anything is stopped. */
+	err = tally_rcu_barrier();
+	if (err != TALLY_OK)
+		return err;
+	rl_sweeper_stop(limiter);
+	err = tally_rcu_map_destroy(&limiter->map, free_entry);
+	if (err != TALLY_OK)
+		return err;
+	free(limiter);
+	return TALLY_OK;
+}
+
+int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
+{
+	if (tally_rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK)
+		return 0;
+	/* relaxed: a count; the map orders the removal itself. */
+	atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+	tally_rcu_map_retire(&entry->node, free_entry);
+	return 1;
+}
+
+static int check_key(const struct tally_ratelimit *limiter, const char *key, size_t key_len)
+{
+	if (!limiter || !key || key_len == 0)
+		return TALLY_EINVAL;
+	return key_len > TALLY_RATELIMIT_KEY_MAX ? TALLY_ETOOLONG : TALLY_OK;
+}
+
+static int read_clock(const struct tally_ratelimit *limiter, int64_t *now)
+{
+	*now = rl_now(limiter);
+	return *now >= 0 && *now < RL_CLOCK_MAX ? TALLY_OK : TALLY_EOVERFLOW;
+}
+
+/* Moves *now up to the sweep horizon (see sweep.c). */
+static void clamp_to_horizon(struct tally_ratelimit *limiter, int64_t *now)
+{
+	/* acquire: pairs with the sweep's acq_rel raise, ordered before its release kill. */
+	int64_t horizon = atomic_load_explicit(&limiter->sweep_horizon, memory_order_acquire);
+
+	if (horizon > *now)
+		*now = horizon;
+}
+
+/*
+ * Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err.
+ * A new entry starts no earlier than the sweep horizon: the key may have been killed by a
+ * sweep at a newer reading than *now, and unlinked before our lookup (see sweep.c).
+ */
+static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const char *key,
+				       size_t key_len, int64_t *now, int *err)
+{
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	struct rl_entry *entry;
+
+	if (node)
+		return caa_container_of(node, struct rl_entry, node);
+	/* acquire fence: if the lookup missed because a sweep's entry was unlinked (the
+	 * map's remove is a full-barrier cmpxchg after the release kill), the horizon that
+	 * sweep raised is visible to the load below. */
+	atomic_thread_fence(memory_order_acquire);
+	clamp_to_horizon(limiter, now);
+	/* relaxed: the reservation only counts; the entry is published by the map. */
+	if (atomic_fetch_add_explicit(&limiter->key_count, 1, memory_order_relaxed) >=
+		    limiter->max_keys && limiter->max_keys > 0) {
+		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+		/* The slot may be held by a racing creator of this very key: use its entry if
+		 * it is in by now (else EFULL: the key was not in the map at our lookups). */
+		node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+		if (node)
+			return caa_container_of(node, struct rl_entry, node);
+		*err = TALLY_EFULL;
+		return NULL;
+	}
+	entry = malloc(sizeof(*entry) + key_len);
+	if (!entry) {
+		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+		*err = TALLY_ENOMEM;
+		return NULL;
+	}
+	memcpy(entry->key, key, key_len);
+	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
+	tally_rcu_map_node_init(&entry->node, entry->key, key_len);
+	node = tally_rcu_map_insert_unique(&limiter->map, &entry->node);
+	if (node != &entry->node) {
+		/* Lost the creation race: ours was never published. */
+		free(entry);
+		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+	}
+	return caa_container_of(node, struct rl_entry, node);
+}
+
+/* Read lock held. Charges `cost` to a live entry: TALLY_OK, TALLY_ELIMITED, or -1 if the
+ * entry is dead (the caller unlinks it and starts over). */
+static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry, int64_t now,
+			int64_t cost, struct tally_ratelimit_result *result)
+{
+	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
+	/* relaxed everywhere on the word: it carries no other data, and the count/TAT
+	 * invariants need only the atomicity of the CAS (one modification order per word). */
+	uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed), next;
+
+	for (;;) {
+		if (word == RL_DEAD) {
+			/* acquire: pairs with the killing sweep's release CAS, so the caller
+			 * then sees that sweep's sweep_horizon (see sweep.c). */
+			(void)atomic_load_explicit(&entry->word, memory_order_acquire);
+			return -1;
+		}
+		if (!step(&limiter->params, word, now, cost, &next, result))
+			return TALLY_ELIMITED;
+		if (atomic_compare_exchange_weak_explicit(&entry->word, &word, next,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			return TALLY_OK;
+		tally_backoff(&backoff);
+	}
+}
+
+int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *key,
+				 size_t key_len, int64_t cost,
+				 struct tally_ratelimit_result *result)
+{
+	struct tally_ratelimit_result scratch;
+	int64_t now, reading;
+	int err = check_key(limiter, key, key_len);
+
+	if (err != TALLY_OK)
+		return err;
+	if (cost <= 0 || cost > limiter->params.burst)
+		return TALLY_EINVAL;
+	err = read_clock(limiter, &now);
+	if (err != TALLY_OK)
+		return err;
+	reading = now;
+	if (!result)
+		result = &scratch;
+	tally_rcu_read_lock();
+	for (;;) {
+		struct rl_entry *entry = find_or_create(limiter, key, key_len, &now, &err);
+		if (!entry)
+			break;
+		err = charge_entry(limiter, entry, now, cost, result);
+		if (err >= 0)
+			break;
+		/* A sweep killed it at a reading that may be newer than ours: charge the
+		 * fresh entry no earlier than that (see sweep.c). */
+		clamp_to_horizon(limiter, &now);
+		rl_unlink_dead(limiter, entry);
+	}
+	tally_rcu_read_unlock();
+	if (now != reading && (err == TALLY_OK || err == TALLY_ELIMITED)) {
+		/* Report times from the caller's own reading. */
+		result->reset_ns += now - reading;
+		if (result->retry_after_ns)
+			result->retry_after_ns += now - reading;
+	}
+	return err;
+}
+
+int tally_ratelimit_allow(struct tally_ratelimit *limiter, const char *key, size_t key_len,
+			  int64_t cost, int64_t *retry_after_ns)
+{
+	struct tally_ratelimit_result result;
+	int err = tally_ratelimit_allow_result(limiter, key, key_len, cost, &result);
+
+	if (retry_after_ns && (err == TALLY_OK || err == TALLY_ELIMITED))
+		*retry_after_ns = result.retry_after_ns;
+	return err;
+}
+
+int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_t key_len,
+			 struct tally_ratelimit_result *result)
+{
+	struct tally_rcu_map_node *node;
+	uint64_t word = RL_DEAD, unused;
+	int64_t now;
+	int err = check_key(limiter, key, key_len);
+
+	if (err == TALLY_OK && !result)
+		err = TALLY_EINVAL;
+	if (err == TALLY_OK)
+		err = read_clock(limiter, &now);
+	if (err != TALLY_OK)
+		return err;
+	tally_rcu_read_lock();
+	node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	if (node) /* relaxed: see charge_entry */
+		word = atomic_load_explicit(&caa_container_of(node, struct rl_entry, node)->word,
+					    memory_order_relaxed);
+	tally_rcu_read_unlock();
+	if (word == RL_DEAD)
+		return TALLY_ENOTFOUND;
+	step(&limiter->params, word, now, 0, &unused, result);
+	return TALLY_OK;
+}
+
+int tally_ratelimit_reset(struct tally_ratelimit *limiter, const char *key, size_t key_len)
+{
+	struct tally_rcu_map_node *node;
+	int err = check_key(limiter, key, key_len);
+
+	if (err != TALLY_OK)
+		return err;
+	err = TALLY_ENOTFOUND;
+	tally_rcu_read_lock();
+	node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	if (node) {
+		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
+		/* relaxed: see charge_entry; the exchange is the reset's linearization point. */
+		if (atomic_exchange_explicit(&entry->word, RL_DEAD, memory_order_relaxed) !=
+		    RL_DEAD)
+			err = TALLY_OK;
+		rl_unlink_dead(limiter, entry);
+	}
+	tally_rcu_read_unlock();
+	return err;
+}
+
+int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count)
+{
+	if (!limiter || !count)
+		return TALLY_EINVAL;
+	/* relaxed: a count, no data behind it. */
+	*count = atomic_load_explicit(&limiter->key_count, memory_order_relaxed);
+	return TALLY_OK;
+}

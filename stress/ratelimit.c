@@ -1,0 +1,173 @@
+/*
+ * stress/ratelimit.c: workers hammer a fixed-window and a GCRA limiter (a few hot keys and a
+ * stream of cold keys against a key cap) while the clock steps forward and a sweeper expires
+ * idle keys with TTL 0, so sweeps race allows on every window change.
+ * Invariants: no hot key's window admits more than its limit; each hot GCRA key admits at most
+ * burst + span / T over the run; allow returns only OK, ELIMITED or EFULL (cold keys); after
+ * the run a final sweep leaves no key (the key count stayed consistent).
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include "tally/ratelimit.h"
+#include "tally/rcu.h"
+#include "stress.h"
+
+#define HOT_KEYS 8
+#define WINDOW_NS 8000
+#define WINDOW_LIMIT 16
+#define GCRA_T_NS 100
+#define GCRA_BURST 8
+#define TICK_NS 1000 /* clock step per tick: 8 ticks per window */
+
+struct run {
+	struct tally_ratelimit *window, *gcra;
+	_Atomic int64_t now;
+	_Atomic int stop;
+	int64_t window_slots;                 /* windows tracked per hot key */
+	_Atomic int64_t *window_admitted;     /* [key * window_slots + window] */
+	_Atomic int64_t gcra_admitted[HOT_KEYS];
+	_Atomic int64_t allows, admitted, refused, full, swept, violations;
+};
+
+/* Each thread takes its reading of the shared clock before a call and the limiter's clock
+ * returns that reading, so a worker knows exactly which time its call used. */
+static _Thread_local int64_t reading;
+
+static int64_t run_clock(void *arg)
+{
+	return reading;
+}
+
+static int64_t take_reading(struct run *run)
+{
+	reading = atomic_load_explicit(&run->now, memory_order_relaxed);
+	return reading;
+}
+
+static void check(struct run *run, int err, int full_ok)
+{
+	if (err == TALLY_OK)
+		atomic_fetch_add_explicit(&run->admitted, 1, memory_order_relaxed);
+	else if (err == TALLY_ELIMITED)
+		atomic_fetch_add_explicit(&run->refused, 1, memory_order_relaxed);
+	else if (err == TALLY_EFULL && full_ok) /* cold keys fill the GCRA limiter's cap */
+		atomic_fetch_add_explicit(&run->full, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add(&run->violations, 1);
+}
+
+static void *worker(void *arg)
+{
+	struct run *run = arg;
+	struct tally_ratelimit_result res;
+	uint64_t seed = (uint64_t)(uintptr_t)&res;
+	char key[32];
+	int64_t allows = 0;
+
+	while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		int hot = (int)(seed >> 60) % HOT_KEYS;
+		int len = snprintf(key, sizeof(key), "hot-%d", hot);
+		int64_t now = take_reading(run);
+		int err = tally_ratelimit_allow_result(run->window, key, (size_t)len, 1, &res);
+		check(run, err, 0);
+		if (err == TALLY_OK) {
+			/* The window charged ends at now + reset_ns (a stale reading is charged
+			 * to the later window stored in the key). */
+			int64_t window = (now + res.reset_ns - 1) / WINDOW_NS;
+			if (window < run->window_slots)
+				atomic_fetch_add(&run->window_admitted[hot * run->window_slots +
+									 window], 1);
+		}
+		err = tally_ratelimit_allow(run->gcra, key, (size_t)len, 1, NULL);
+		check(run, err, 1);
+		if (err == TALLY_OK)
+			atomic_fetch_add(&run->gcra_admitted[hot], 1);
+		len = snprintf(key, sizeof(key), "cold-%llu", (unsigned long long)(seed >> 40));
+		check(run, tally_ratelimit_allow(run->gcra, key, (size_t)len, 1, NULL), 1);
+		allows += 3;
+	}
+	atomic_fetch_add(&run->allows, allows);
+	return NULL;
+}
+
+static void *sweeper(void *arg)
+{
+	struct run *run = arg;
+	int64_t removed;
+
+	while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
+		take_reading(run);
+		if (tally_ratelimit_sweep(run->window, &removed) == TALLY_OK)
+			atomic_fetch_add(&run->swept, removed);
+		if (tally_ratelimit_sweep(run->gcra, &removed) == TALLY_OK)
+			atomic_fetch_add(&run->swept, removed);
+	}
+	return NULL;
+}
+
+static int make(struct run *run, enum tally_ratelimit_algorithm algorithm, int64_t limit,
+		int64_t period, int64_t burst, struct tally_ratelimit **out)
+{
+	struct tally_ratelimit_config config = {
+		.algorithm = algorithm, .limit = limit, .period_ns = period, .burst = burst,
+		.max_keys = 4096, .clock = run_clock, .clock_arg = run };
+
+	return tally_ratelimit_create(&config, out);
+}
+
+int main(int argc, char **argv)
+{
+	struct stress_args args = stress_parse(argc, argv);
+	static struct run run;
+	pthread_t threads[257];
+	int64_t over = 0, final_keys = 0, count;
+	double start = stress_now();
+
+	/* The clock ticks about every 20 us of real time; size the window table for that. */
+	run.window_slots = (int64_t)(args.seconds * 1e6 / 20 / (WINDOW_NS / TICK_NS)) + 16;
+	run.window_admitted = calloc((size_t)(HOT_KEYS * run.window_slots), sizeof(int64_t));
+	if (!run.window_admitted ||
+	    make(&run, TALLY_RATELIMIT_FIXED_WINDOW, WINDOW_LIMIT, WINDOW_NS, 0, &run.window) ||
+	    make(&run, TALLY_RATELIMIT_GCRA, 1, GCRA_T_NS, GCRA_BURST, &run.gcra))
+		return 2;
+	for (int i = 0; i < args.threads; i++)
+		pthread_create(&threads[i], NULL, worker, &run);
+	pthread_create(&threads[args.threads], NULL, sweeper, &run);
+	while (stress_now() - start < args.seconds &&
+	       atomic_load(&run.now) / WINDOW_NS < run.window_slots - 2) {
+		nanosleep(&(struct timespec){ 0, 20000 }, NULL);
+		atomic_fetch_add(&run.now, TICK_NS);
+	}
+	atomic_store(&run.stop, 1);
+	for (int i = 0; i <= args.threads; i++)
+		pthread_join(threads[i], NULL);
+
+	int64_t span = atomic_load(&run.now), windows = span / WINDOW_NS + 1;
+	for (int64_t i = 0; i < HOT_KEYS * run.window_slots; i++)
+		over += atomic_load(&run.window_admitted[i]) > WINDOW_LIMIT;
+	for (int k = 0; k < HOT_KEYS; k++)
+		over += atomic_load(&run.gcra_admitted[k]) > GCRA_BURST + span / GCRA_T_NS;
+	atomic_store(&run.now, span + 1000000);
+	take_reading(&run);
+	tally_ratelimit_sweep(run.window, NULL);
+	tally_ratelimit_sweep(run.gcra, NULL);
+	tally_ratelimit_key_count(run.window, &count);
+	final_keys += count;
+	tally_ratelimit_key_count(run.gcra, &count);
+	final_keys += count;
+	int64_t violations = atomic_load(&run.violations) + over + (final_keys != 0);
+	printf("ratelimit: seconds=%.1f threads=%d allows=%lld admitted=%lld refused=%lld "
+	       "full=%lld swept=%lld windows=%lld over_limit=%lld keys_left=%lld violations=%lld\n",
+	       args.seconds, args.threads, (long long)atomic_load(&run.allows),
+	       (long long)atomic_load(&run.admitted), (long long)atomic_load(&run.refused),
+	       (long long)atomic_load(&run.full), (long long)atomic_load(&run.swept),
+	       (long long)windows, (long long)over, (long long)final_keys, (long long)violations);
+	tally_ratelimit_destroy(run.window);
+	tally_ratelimit_destroy(run.gcra);
+	free(run.window_admitted);
+	tally_rcu_barrier();
+	return violations ? 1 : 0;
+}

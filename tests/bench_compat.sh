@@ -1,0 +1,174 @@
+#!/bin/sh
+# tests/bench_compat.sh: the bench harness behaves like Google Benchmark 1.7 where tools and
+# people notice: flags and exit statuses, JSON fields, aggregates, CSV, and Google
+# Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files.
+# TAP output; the compare.py checks are skipped (not failed) when compare.py or scipy is
+# absent. Runs in about 5 seconds: every benchmark uses --benchmark_min_time=0.01.
+set -u
+program=./tests/bench_harness
+compare=${BENCH_COMPARE_PY:-/usr/share/benchmark/compare.py}
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench_compat.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+count=0
+failed=0
+fast="--benchmark_min_time=0.01"
+# Debian's compare.py needs the python3 that has scipy: prefer the system one (a pyenv shim
+# first on PATH may lack it, and is slow to start).
+python=python3
+for candidate in /usr/bin/python3 python3; do
+	if "$candidate" -c 'import scipy' 2>/dev/null; then
+		python=$candidate
+		break
+	fi
+done
+
+ok() { # ok CONDITION-STATUS DESCRIPTION
+	count=$((count + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $count - $2"
+	else
+		echo "not ok $count - $2"
+		failed=$((failed + 1))
+	fi
+}
+skip() {
+	count=$((count + 1))
+	echo "ok $count - $1 # SKIP $2"
+}
+# run EXPECTED-STATUS ARGS...: runs the program, output in $work/out, $work/err
+run() {
+	want=$1
+	shift
+	"$program" "$@" >"$work/out" 2>"$work/err"
+	got=$?
+	[ "$got" -eq "$want" ] || echo "# exit status $got, want $want: $program $*" >&2
+	[ "$got" -eq "$want" ]
+}
+pycheck() { # pycheck FILE PYTHON-EXPRESSION-ON-data
+	"$python" -c "import json,sys; data=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
+}
+
+# --- flags and exit statuses
+run 0 --benchmark_list_tests
+ok $? "--benchmark_list_tests exits 0"
+grep -qx 'BM_selftest_tally/real_time/threads:2' "$work/out" &&
+	grep -qx 'BM_selftest_arg/64' "$work/out" &&
+	grep -qx 'BM_selftest_paused/iterations:5' "$work/out"
+ok $? "instance names as Google Benchmark builds them (args, range by 8, threads, real_time)"
+
+run 0 --benchmark_list_tests --benchmark_filter=-selftest_a
+! grep -q 'selftest_a' "$work/out" && grep -q 'selftest_tally' "$work/out"
+ok $? "a leading - negates the filter"
+
+run 1 --benchmark_bogus=1
+grep -q 'unrecognized command-line flag: --benchmark_bogus=1' "$work/err"
+ok $? "an unknown flag is named in the message, exit 1"
+
+run 1 --benchmark_min_time=fast
+grep -q 'benchmark_min_time' "$work/err"
+ok $? "a malformed --benchmark_min_time exits 1 with a message"
+
+run 1 --benchmark_repetitions=0
+ok $? "--benchmark_repetitions=0 exits 1"
+
+run 1 --benchmark_format=xml
+ok $? "--benchmark_format=xml exits 1"
+
+run 1 --benchmark_filter='('
+grep -q 'regular expression' "$work/err"
+ok $? "an invalid filter regex exits 1 with a message"
+
+BENCHMARK_TIME_UNIT=hours run 1 --benchmark_list_tests
+grep -q 'BENCHMARK_TIME_UNIT' "$work/err"
+ok $? "a malformed BENCHMARK_* environment variable exits 1 and is named"
+
+run 1 $fast --benchmark_out="$work/missing/dir/out.json" --benchmark_filter=tally
+grep -q 'missing/dir/out.json' "$work/err" && [ ! -e "$work/missing" ]
+ok $? "an unwritable --benchmark_out exits 1 before running, nothing written"
+
+echo keep > "$work/existing.json"
+run 1 $fast --benchmark_out="$work/existing.json" --benchmark_min_time=-1
+[ "$(cat "$work/existing.json")" = keep ] && [ "$(ls "$work" | grep -c tmp)" -eq 0 ]
+ok $? "a failed run leaves an existing --benchmark_out file untouched and no temporary"
+
+# --- JSON
+run 0 $fast --benchmark_filter='tally|atomic|arg/8$|paused|error' --benchmark_repetitions=3 \
+	--benchmark_out="$work/a.json" --benchmark_out_format=json \
+	--benchmark_context=purpose=test
+ok $? "a run with --benchmark_out exits 0"
+pycheck "$work/a.json" "set(data['context']) >= {'date','host_name','executable','num_cpus',
+	'mhz_per_cpu','cpu_scaling_enabled','caches','load_avg','library_build_type'}
+	and data['context']['purpose'] == 'test'"
+ok $? "JSON context has Google Benchmark's fields and --benchmark_context pairs"
+pycheck "$work/a.json" "all(set(b) >= {'name','family_index','per_family_instance_index',
+	'run_name','run_type','repetitions','threads','iterations','real_time','cpu_time',
+	'time_unit'} for b in data['benchmarks'] if not b.get('error_occurred'))"
+ok $? "every JSON run has Google Benchmark's run fields"
+pycheck "$work/a.json" "sorted(b['aggregate_name'] for b in data['benchmarks']
+	if b['run_name'] == 'BM_selftest_tally/real_time/threads:2' and b['run_type'] == 'aggregate')
+	== ['cv','mean','median','stddev']"
+ok $? "3 repetitions give mean, median, stddev and cv aggregates"
+pycheck "$work/a.json" "[b['aggregate_unit'] for b in data['benchmarks']
+	if b['name'].endswith('_cv')][0] == 'percentage'
+	and [b['iterations'] for b in data['benchmarks'] if b['name'].endswith('_mean')][0] == 3"
+ok $? "cv is a percentage aggregate; aggregates count repetitions as iterations"
+pycheck "$work/a.json" "[b['items_per_second'] > 0 and b['ops'] > 0 and b['threads_seen'] == 2
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_atomic/real_time/threads:2'][0]"
+ok $? "items_per_second and user counters are reported; plain counters sum over threads"
+pycheck "$work/a.json" "[b['label'] == 'label text' and b['bytes_per_second'] > 0
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_arg/8'][0]"
+ok $? "labels and bytes_per_second are reported"
+pycheck "$work/a.json" "[b['iterations'] == 5 and b['real_time'] < 1e6
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_paused/iterations:5'][0]"
+ok $? "fixed iterations are run exactly; paused time (2 ms sleeps) is not measured"
+pycheck "$work/a.json" "[b['error_occurred'] and b['error_message'] == 'deliberate \"error\"'
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_error'][0]"
+ok $? "bench_skip_with_error is reported as error_occurred / error_message"
+pycheck "$work/a.json" "[b['repetition_index'] for b in data['benchmarks']
+	if b['name'] == 'BM_selftest_tally/real_time/threads:1'] == [0, 1, 2]"
+ok $? "repetitions are numbered"
+grep -q '"real_time": [0-9]\.[0-9]\{16\}e[-+][0-9][0-9],' "$work/a.json"
+ok $? "JSON doubles have Google Benchmark's 17-digit scientific format"
+
+# --- console, CSV, environment
+grep -q '^BM_selftest_tally/real_time/threads:1_median ' "$work/out" &&
+	grep -q "^BM_selftest_error  *ERROR OCCURRED: 'deliberate \"error\"'" "$work/out" &&
+	grep -q '^Benchmark  *Time  *CPU  *Iterations UserCounters...$' "$work/out" &&
+	grep -q '^Running ' "$work/err"
+ok $? "console: table on stdout with aggregates and errors, context on stderr"
+
+BENCHMARK_FORMAT=csv run 0 $fast --benchmark_filter='atomic/real_time/threads:1$'
+head -1 "$work/out" | grep -qx 'name,iterations,real_time,cpu_time,time_unit,bytes_per_second,items_per_second,label,error_occurred,error_message,"ops","threads_seen"'
+ok $? "BENCHMARK_FORMAT=csv selects CSV with Google Benchmark's columns"
+
+run 0 $fast --benchmark_filter=tally --benchmark_repetitions=2 \
+	--benchmark_report_aggregates_only=true --benchmark_format=json
+pycheck "$work/out" "all(b['run_type'] == 'aggregate' for b in data['benchmarks'])"
+ok $? "--benchmark_report_aggregates_only reports only aggregates"
+
+run 0 $fast --benchmark_filter=nothing-matches
+grep -q 'Failed to match any benchmarks' "$work/err"
+ok $? "a filter that matches nothing says so and exits 0"
+
+# --- Google Benchmark's compare.py on two of our JSON files
+if [ ! -r "$compare" ]; then
+	skip "compare.py reads our JSON" "$compare not installed (libbenchmark-tools)"
+elif ! "$python" -c 'import scipy' 2>/dev/null; then
+	skip "compare.py reads our JSON" "python3-scipy not installed"
+else
+	run 0 $fast --benchmark_filter='tally|atomic' --benchmark_repetitions=3 \
+		--benchmark_out="$work/b.json"
+	"$python" "$compare" --no-color benchmarks "$work/a.json" "$work/b.json" >"$work/compare" 2>&1
+	status=$?
+	[ $status -eq 0 ] && grep -q '^BM_selftest_tally/real_time/threads:2 ' "$work/compare" &&
+		grep -q 'Comparing .*a.json to .*b.json' "$work/compare" &&
+		grep -q 'U Test, Repetitions: 3 vs 3' "$work/compare"
+	ok $? "compare.py benchmarks a.json b.json: exit 0, our names, U test over repetitions"
+	[ $status -eq 0 ] || sed 's/^/# /' "$work/compare"
+	"$python" "$compare" --no-color filters "$work/a.json" BM_selftest_tally BM_selftest_atomic \
+		>"$work/compare" 2>&1
+	[ $? -eq 0 ] && grep -q 'BM_selftest_tally' "$work/compare"
+	ok $? "compare.py filters tally vs atomic within one file"
+fi
+echo "1..$count"
+[ "$failed" -eq 0 ]
