@@ -1,17 +1,18 @@
 /*
  * bench/sequence.c: the sequence allocator against what a user would otherwise write, in one
- * run.
+ * run. Families (no underscore, see mk/bench.am): sequencestrict, sequencedaily,
+ * sequencecached, sequencelease; impls tally* are ours, the rest peers.
  *
- * BM_sequence_strict_{tally,tally_byname,mutex}/threads:N
+ * BM_sequencestrict_{tally,tally_byname,mutex}/threads:N
  *	one strict series that never resets, every thread issuing from it. tally uses a
  *	handle (tally_byname: the by-name call, adding SipHash + RCU lookup); the peer is a
  *	counter under one pthread_mutex_t.
- * BM_sequence_daily_{tally,mutex}/threads:N
+ * BM_sequencedaily_{tally,mutex}/threads:N
  *	a strict daily series: both sides read CLOCK_REALTIME per number (the peer computes
  *	the day and resets its counter under the mutex).
- * BM_sequence_cached_{tally,mutex}/threads:N
+ * BM_sequencecached_{tally,mutex}/threads:N
  *	a cached-mode series (block 64, never resets) against the mutex counter.
- * BM_sequence_lease_{tally,roundtrip}
+ * BM_sequencelease_{tally,roundtrip}
  *	durable numbers with the file provider: tally strict with a lease of 1,000 against a
  *	provider round trip per number (tally_lease_acquire of size 1: what a user calling the
  *	store for every number pays; one fdatasync each).
@@ -183,35 +184,37 @@ int main(int argc, char **argv)
 {
 	struct bench_def *def;
 
-	def = bench_register("BM_sequence_strict_tally", bm_tally);
+	def = bench_register("BM_sequencestrict_tally", bm_tally);
 	bench_def_setup(def, strict_setup);
 	bench_def_teardown(def, series_teardown);
 	threads_1_2_4(def);
-	def = bench_register("BM_sequence_strict_tally_byname", bm_tally_byname);
+	def = bench_register("BM_sequencestrict_tally_byname", bm_tally_byname);
 	bench_def_setup(def, strict_setup);
 	bench_def_teardown(def, series_teardown);
 	threads_1_2_4(def);
-	threads_1_2_4(bench_register("BM_sequence_strict_mutex", bm_mutex));
+	threads_1_2_4(bench_register("BM_sequencestrict_mutex", bm_mutex));
 
-	def = bench_register("BM_sequence_daily_tally", bm_tally);
+	def = bench_register("BM_sequencedaily_tally", bm_tally);
 	bench_def_setup(def, daily_setup);
 	bench_def_teardown(def, series_teardown);
 	threads_1_2_4(def);
-	threads_1_2_4(bench_register("BM_sequence_daily_mutex", bm_mutex_daily));
+	threads_1_2_4(bench_register("BM_sequencedaily_mutex", bm_mutex_daily));
 
-	def = bench_register("BM_sequence_cached_tally", bm_tally);
+	def = bench_register("BM_sequencecached_tally", bm_tally);
 	bench_def_setup(def, cached_setup);
 	bench_def_teardown(def, series_teardown);
 	threads_1_2_4(def);
-	threads_1_2_4(bench_register("BM_sequence_cached_mutex", bm_mutex));
+	threads_1_2_4(bench_register("BM_sequencecached_mutex", bm_mutex));
 
-	def = bench_register("BM_sequence_lease_tally", bm_tally);
+	def = bench_register("BM_sequencelease_tally", bm_tally);
 	bench_def_setup(def, lease_setup);
 	bench_def_teardown(def, series_teardown);
+	bench_def_threads(def, 1);
 	bench_def_use_real_time(def);
-	def = bench_register("BM_sequence_lease_roundtrip", bm_roundtrip);
+	def = bench_register("BM_sequencelease_roundtrip", bm_roundtrip);
 	bench_def_setup(def, roundtrip_setup);
 	bench_def_teardown(def, series_teardown);
+	bench_def_threads(def, 1);
 	bench_def_use_real_time(def);
 	return bench_main(argc, argv);
 }

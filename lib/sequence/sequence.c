@@ -140,8 +140,11 @@ struct thread_block {
 	uint64_t next, end; /* packed; next > end: empty */
 };
 
-static _Thread_local struct thread_block thread_blocks[TALLY_SEQ_THREAD_CACHE];
-static _Thread_local unsigned thread_block_victim;
+/* initial-exec: read on every cached issue; a general-dynamic access would cost a
+ * __tls_get_addr call in the shared library (see tally/static/thread_index.h). */
+static _Thread_local struct thread_block thread_blocks[TALLY_SEQ_THREAD_CACHE]
+	__attribute__((tls_model("initial-exec")));
+static _Thread_local unsigned thread_block_victim __attribute__((tls_model("initial-exec")));
 
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
