@@ -550,6 +550,64 @@ static void test_lease_failure(void)
 	tally_lease_provider_destroy(inner);
 }
 
+/* By-name issuers race a remove: every number issued before the remove took effect is
+ * counted in the final stats (remove waits for calls in flight), later calls get ENOTFOUND. */
+struct remove_run {
+	struct tally_sequence *seq;
+	_Atomic int go;
+	long issued[4];
+	int bad[4];
+	int remove_err;
+	struct tally_series_stats final;
+};
+
+static void *remove_body(struct test_thread *self)
+{
+	struct remove_run *run = self->shared;
+	struct tally_seq_number n;
+	int err;
+
+	if (self->index == 0) { /* the remover */
+		while (!atomic_load(&run->go))
+			;
+		run->remove_err = tally_sequence_series_remove(run->seq, "t", "INV", &run->final);
+		return NULL;
+	}
+	for (;;) {
+		err = tally_sequence_next(run->seq, "t", "INV", &n);
+		if (err == TALLY_ENOTFOUND)
+			break;
+		if (err == TALLY_OK)
+			run->issued[self->index]++;
+		else
+			run->bad[self->index]++;
+		if (run->issued[self->index] == 2000)
+			atomic_store(&run->go, 1);
+	}
+	return NULL;
+}
+
+static void test_remove_race(void)
+{
+	static struct remove_run run;
+	struct tally_series_config cfg = strict_daily();
+	struct test_thread th[4];
+	long total = 0;
+	int bad = 0;
+
+	run.seq = new_seq();
+	tally_sequence_series_create(run.seq, "t", "INV", &cfg, NULL);
+	run_threads(4, remove_body, &run, th);
+	for (int t = 1; t < 4; t++) {
+		total += run.issued[t];
+		bad += run.bad[t];
+	}
+	tap_eq(run.remove_err, TALLY_OK, "remove under by-name load");
+	tap_eq(bad, 0, "racing calls got only OK or ENOTFOUND");
+	tap_eq(run.final.last.counter, total, "final stats count every number issued (%ld)", total);
+	tally_sequence_destroy(run.seq);
+}
+
 static void test_periods(void)
 {
 	/* 2026-11-23T23:30Z is 2026-11-24 at +60 minutes, and still the 23rd at -60. */
@@ -580,6 +638,7 @@ int main(void)
 		test_mixed_threads(counts[i]);
 	test_leases();
 	test_lease_failure();
+	test_remove_race();
 	test_periods();
 	tally_rcu_barrier();
 	return tap_done();

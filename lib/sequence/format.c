@@ -164,7 +164,7 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 
 		if (reset == TALLY_SEQ_RESET_NEVER)
 			return TALLY_EFORMAT;
-		/* Compile the default spec from a scratch copy at the end of text. */
+		/* The default spec for the reset: pairs "%Y", "%m", "%d" map to pieces. */
 		for (const char *p = defaults[reset]; *p; p += 2) {
 			enum seq_piece_kind kind = p[1] == 'Y' ? PIECE_YEAR4
 						 : p[1] == 'm' ? PIECE_MONTH : PIECE_DAY;
