@@ -212,7 +212,9 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 			     const char *series, char *buf, size_t size,
 			     struct tally_seq_number *out);
 
-int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
+/* The handle form of next (same errors). Inline for cached series that never reset: a hit
+ * in the thread's block is served without a call (tally/static/sequence.h). */
+static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.
  * Errors: EINVAL, EWIDTH (counter above the template's width), ETOOLONG (buffer). */
@@ -250,4 +252,6 @@ uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t ut
 #ifdef __cplusplus
 }
 #endif
+
+#include <tally/static/sequence.h>
 #endif /* TALLY_SEQUENCE_H */

@@ -134,15 +134,10 @@ int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool
 	}
 }
 
-/* Cached mode: this thread's blocks, keyed by series id (never reused). */
-struct thread_block {
-	uint64_t series_id;
-	uint64_t next, end; /* packed; next > end: empty */
-};
-
-/* initial-exec: read on every cached issue; a general-dynamic access would cost a
- * __tls_get_addr call in the shared library (see tally/static/thread_index.h). */
-static _Thread_local struct thread_block thread_blocks[TALLY_SEQ_THREAD_CACHE]
+/* Cached mode: this thread's blocks, keyed by series id (never reused). initial-exec: read
+ * on every cached issue, inline too (tally/static/sequence.h); a general-dynamic access would
+ * cost a __tls_get_addr call (see tally/static/thread_index.h). */
+_Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
 	__attribute__((tls_model("initial-exec")));
 static _Thread_local unsigned thread_block_victim __attribute__((tls_model("initial-exec")));
 
@@ -150,15 +145,16 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
 	uint32_t now_period = seq_current_period(s);
 	/* Ids are sequential, so a series' home slot (id mod 8) is nearly always its own. */
-	struct thread_block *block = &thread_blocks[s->id % TALLY_SEQ_THREAD_CACHE];
+	struct tally__seq_block *block =
+		&tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
 	uint64_t first, count;
 	int err;
 
-	if (block->series_id != s->id) {
+	if (block->series_id != s->head.id) {
 		block = NULL;
 		for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
-			if (thread_blocks[i].series_id == s->id) {
-				block = &thread_blocks[i];
+			if (tally__seq_blocks[i].series_id == s->head.id) {
+				block = &tally__seq_blocks[i];
 				break;
 			}
 	}
@@ -172,10 +168,10 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	if (err)
 		return err;
 	if (!block) {
-		block = &thread_blocks[s->id % TALLY_SEQ_THREAD_CACHE];
+		block = &tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
 		if (block->series_id != 0 && block->next <= block->end) /* home slot busy */
-			block = &thread_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
-		block->series_id = s->id;
+			block = &tally__seq_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
+		block->series_id = s->head.id;
 	}
 	block->next = first + 1;
 	block->end = first + count - 1;
@@ -205,19 +201,24 @@ static int next_strict(struct tally_series *s, struct tally_seq_number *out)
 	return TALLY_OK;
 }
 
+static int series_issue(struct tally_series *s, struct tally_seq_number *out)
+{
+	return s->mode == TALLY_SEQ_CACHED ? next_cached(s, out) : next_strict(s, out);
+}
+
 /*
- * No RCU read lock here: a handle's caller guarantees it is not used concurrently with or
- * after remove (tally/sequence.h); by-name calls hold the read lock around this. The
- * removed check is a best-effort diagnostic for late handle use.
+ * The handle path. No RCU read lock: a handle's caller guarantees it is not used
+ * concurrently with or after remove (tally/sequence.h). The removed check is a best-effort
+ * diagnostic for late handle use.
  */
-int tally_series_next(struct tally_series *s, struct tally_seq_number *out)
+int tally__series_next_slow(struct tally_series *s, struct tally_seq_number *out)
 {
 	if (!s || !out)
 		return TALLY_EINVAL;
-	/* Relaxed: a diagnostic only; the grace period in remove orders by-name calls. */
+	/* Relaxed: a diagnostic only. */
 	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
 		return TALLY_EDESTROYED;
-	return s->mode == TALLY_SEQ_CACHED ? next_cached(s, out) : next_strict(s, out);
+	return series_issue(s, out);
 }
 
 int64_t tally_seq_clock_coarse(void *arg)
@@ -364,7 +365,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 		return err;
 	}
 	s->seq = seq;
-	s->id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
+	s->head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
+	s->head.inline_cached =
+		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER;
 	s->mode = config->mode;
 	s->reset = config->reset;
 	s->utc_offset_minutes = config->utc_offset_minutes;
@@ -483,7 +486,9 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 		return err;
 	tally_rcu_read_lock(); /* held across the issue: remove waits for it */
 	s = lookup(seq, key, key_len);
-	err = s ? tally_series_next(s, &number) : TALLY_ENOTFOUND;
+	/* Found under the read lock: the call linearizes before any remove of s, which waits
+	 * for this section to end before it closes the series. */
+	err = s ? series_issue(s, &number) : TALLY_ENOTFOUND;
 	if (!err && buf)
 		err = tally_series_format(s, &number, buf, size);
 	tally_rcu_read_unlock();

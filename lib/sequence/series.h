@@ -26,6 +26,10 @@ struct tally_sequence {
 };
 
 struct tally_series {
+	/* Immutable, read by the inline fast path: must stay first (tally/static/sequence.h). */
+	struct tally__series_head head;
+	char head_pad[TALLY_CACHE_LINE - sizeof(struct tally__series_head)];
+
 	/* Hot, written by every issuer: alone on its cache line. */
 	_Atomic uint64_t state; /* CAS: packed (period, last counter handed out) */
 	char state_pad[TALLY_CACHE_LINE - sizeof(uint64_t)];
@@ -39,7 +43,6 @@ struct tally_series {
 
 	/* Immutable after create. */
 	struct tally_sequence *seq;
-	uint64_t id;
 	enum tally_seq_mode mode;
 	enum tally_seq_reset reset;
 	int32_t utc_offset_minutes;
