@@ -1,0 +1,44 @@
+/*
+ * lib/sequence/internal.h: pieces shared by the sequence allocator's files.
+ */
+#ifndef TALLY_SEQUENCE_INTERNAL_H
+#define TALLY_SEQUENCE_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "tally/sequence.h"
+
+#define SEQ_TEMPLATE_PIECES_MAX 32
+
+enum seq_piece_kind {
+	PIECE_LITERAL, PIECE_COUNTER, PIECE_YEAR4, PIECE_YEAR2, PIECE_MONTH, PIECE_DAY,
+	PIECE_TENANT, PIECE_SERIES,
+};
+
+struct seq_piece {
+	enum seq_piece_kind kind;
+	uint16_t offset, len; /* literal: bytes in the template's own copy of the format */
+};
+
+/* A compiled template. Literals point into `text`, the template's own copy. */
+struct seq_template {
+	char text[TALLY_SEQ_FORMAT_MAX + 1];
+	struct seq_piece pieces[SEQ_TEMPLATE_PIECES_MAX];
+	unsigned piece_count;
+	unsigned counter_width; /* 0: unpadded */
+	uint64_t max_counter;   /* 10^digits - 1 */
+};
+
+/* Compiles `format` for `reset`. Errors: EINVAL, ETOOLONG, EFORMAT. */
+int seq_template_compile(struct seq_template *tmpl, const char *format,
+			 enum tally_seq_reset reset);
+
+/* Renders a number. Errors: EWIDTH, ETOOLONG. */
+int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
+			const char *tenant, size_t tenant_len, const char *series,
+			size_t series_len, uint32_t period, uint64_t counter, char *buf,
+			size_t size);
+
+/* Civil date of a period's first day. */
+void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
+		     int *day);
+#endif

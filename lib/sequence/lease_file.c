@@ -1,0 +1,362 @@
+/*
+ * File lease provider (tally/lease.h).
+ *
+ * Layout (little-endian as written by this host; the header records nothing else):
+ *   header, 64 bytes: magic "TALLYLSE", u32 version, u32 record size, zero padding,
+ *                     u64 FNV-1a of bytes 0..55 at offset 56.
+ *   records, 256 bytes each, in creation order:
+ *     0..191   key part: u32 key_len, u32 zero, key bytes (<= 184), zero padding
+ *     192..255 state part: u64 mark, u64 issued, u32 flags, u32 zero, u64 updates,
+ *              zero padding, u64 FNV-1a of (key part + state bytes 192..247) at 248.
+ * A record's state part is rewritten in place with one 64-byte pwrite at a 256-aligned
+ * offset and fdatasync'd; a new record is appended whole and fdatasync'd.
+ *
+ * Concurrency: the mutex serialises this process's threads (an OFD lock is shared by all
+ * threads using the descriptor); F_OFD_SETLKW on the whole file serialises processes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "tally/lease.h"
+
+#define FILE_MAGIC "TALLYLSE"
+#define FILE_VERSION 1u
+#define HEADER_SIZE 64
+#define RECORD_SIZE 256
+#define STATE_OFFSET 192
+#define CHECK_OFFSET 248
+
+struct file_provider {
+	struct tally_lease_provider provider;
+	pthread_mutex_t lock; /* serialises this process's threads around the file lock */
+	int fd;
+};
+
+static uint64_t fnv1a(uint64_t hash, const unsigned char *bytes, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		hash ^= bytes[i];
+		hash *= UINT64_C(0x100000001b3);
+	}
+	return hash;
+}
+
+#define FNV_BASIS UINT64_C(0xcbf29ce484222325)
+
+static uint64_t get64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static int file_lock(struct file_provider *fp, short type)
+{
+	struct flock lock = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+
+	while (fcntl(fp->fd, F_OFD_SETLKW, &lock) != 0)
+		if (errno != EINTR)
+			return TALLY_EIO;
+	return TALLY_OK;
+}
+
+static int full_pread(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t got = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return TALLY_EIO;
+		done += (size_t)got;
+	}
+	return TALLY_OK;
+}
+
+static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t put = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
+
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0)
+			return TALLY_EIO;
+		done += (size_t)put;
+	}
+	return fdatasync(fd) == 0 ? TALLY_OK : TALLY_EIO;
+}
+
+static uint64_t record_check(const unsigned char *rec)
+{
+	return fnv1a(FNV_BASIS, rec, CHECK_OFFSET);
+}
+
+static int header_valid(const unsigned char *hdr)
+{
+	return memcmp(hdr, FILE_MAGIC, 8) == 0 && get32(hdr + 8) == FILE_VERSION &&
+	       get32(hdr + 12) == RECORD_SIZE && get64(hdr + 56) == fnv1a(FNV_BASIS, hdr, 56);
+}
+
+/*
+ * With the file locked: loads the records, validates all of them, and finds `key`.
+ * *records_out (malloc'd) holds `*count` records; *index is the key's record or -1.
+ */
+static int load(struct file_provider *fp, const char *key, size_t key_len,
+		unsigned char **records_out, size_t *count, long *index)
+{
+	struct stat st;
+	unsigned char hdr[HEADER_SIZE], *records;
+	size_t n;
+
+	*records_out = NULL;
+	*index = -1;
+	if (fstat(fp->fd, &st) != 0)
+		return TALLY_EIO;
+	if (st.st_size == 0) {
+		memset(hdr, 0, sizeof(hdr));
+		memcpy(hdr, FILE_MAGIC, 8);
+		put32(hdr + 8, FILE_VERSION);
+		put32(hdr + 12, RECORD_SIZE);
+		put64(hdr + 56, fnv1a(FNV_BASIS, hdr, 56));
+		*count = 0;
+		return full_pwrite(fp->fd, hdr, sizeof(hdr), 0);
+	}
+	if (st.st_size < HEADER_SIZE || (st.st_size - HEADER_SIZE) % RECORD_SIZE != 0)
+		return TALLY_ECORRUPT;
+	if (full_pread(fp->fd, hdr, sizeof(hdr), 0) != TALLY_OK)
+		return TALLY_EIO;
+	if (!header_valid(hdr))
+		return TALLY_ECORRUPT;
+	n = (size_t)(st.st_size - HEADER_SIZE) / RECORD_SIZE;
+	records = malloc(n ? n * RECORD_SIZE : 1);
+	if (!records)
+		return TALLY_ENOMEM;
+	if (n && full_pread(fp->fd, records, n * RECORD_SIZE, HEADER_SIZE) != TALLY_OK) {
+		free(records);
+		return TALLY_EIO;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *rec = records + i * RECORD_SIZE;
+		uint32_t len = get32(rec);
+
+		if (len == 0 || len > TALLY_LEASE_KEY_MAX ||
+		    get64(rec + CHECK_OFFSET) != record_check(rec)) {
+			free(records);
+			return TALLY_ECORRUPT;
+		}
+		if (len == key_len && memcmp(rec + 8, key, key_len) == 0)
+			*index = (long)i;
+	}
+	*records_out = records;
+	*count = n;
+	return TALLY_OK;
+}
+
+static void state_of(const unsigned char *rec, struct tally_lease_record *out)
+{
+	out->mark = get64(rec + STATE_OFFSET);
+	out->issued = get64(rec + STATE_OFFSET + 8);
+	out->flags = get32(rec + STATE_OFFSET + 16);
+}
+
+/* Writes `state` into record `index` (appending it with `key` when index == count). */
+static int store(struct file_provider *fp, unsigned char *records, size_t count, size_t index,
+		 const char *key, size_t key_len, const struct tally_lease_record *state)
+{
+	unsigned char rec[RECORD_SIZE];
+	off_t off = HEADER_SIZE + (off_t)index * RECORD_SIZE;
+
+	if (index < count) {
+		memcpy(rec, records + index * RECORD_SIZE, RECORD_SIZE);
+	} else {
+		memset(rec, 0, sizeof(rec));
+		put32(rec, (uint32_t)key_len);
+		memcpy(rec + 8, key, key_len);
+	}
+	put64(rec + STATE_OFFSET, state->mark);
+	put64(rec + STATE_OFFSET + 8, state->issued);
+	put32(rec + STATE_OFFSET + 16, state->flags);
+	put64(rec + STATE_OFFSET + 24, get64(rec + STATE_OFFSET + 24) + 1); /* updates */
+	put64(rec + CHECK_OFFSET, record_check(rec));
+	if (index < count)
+		return full_pwrite(fp->fd, rec + STATE_OFFSET, RECORD_SIZE - STATE_OFFSET,
+				   off + STATE_OFFSET);
+	return full_pwrite(fp->fd, rec, RECORD_SIZE, off);
+}
+
+enum file_op { OP_ACQUIRE, OP_CLOSE, OP_READ };
+
+struct file_args {
+	uint64_t min_start, size, issued, leased_hi;
+	uint64_t *base_out;
+	struct tally_lease_record *read_out;
+};
+
+static int file_op(void *impl, enum file_op op, const char *key, size_t key_len,
+		   struct file_args *args)
+{
+	struct file_provider *fp = impl;
+	struct tally_lease_record state = { 0, 0, 0 };
+	unsigned char *records = NULL;
+	size_t count = 0;
+	long index;
+	int err;
+
+	pthread_mutex_lock(&fp->lock);
+	/* A write lock even to read: load() initialises a file found empty. */
+	err = file_lock(fp, F_WRLCK);
+	if (err)
+		goto unlock_mutex;
+	err = load(fp, key, key_len, &records, &count, &index);
+	if (err)
+		goto unlock;
+	if (index >= 0)
+		state_of(records + (size_t)index * RECORD_SIZE, &state);
+	switch (op) {
+	case OP_READ:
+		if (index < 0)
+			err = TALLY_ENOTFOUND;
+		else
+			*args->read_out = state;
+		break;
+	case OP_ACQUIRE: {
+		uint64_t base = state.mark > args->min_start ? state.mark : args->min_start;
+
+		if (base > UINT64_MAX - args->size) {
+			err = TALLY_EINVAL;
+			break;
+		}
+		state.mark = base + args->size;
+		state.issued = args->issued;
+		state.flags = 0;
+		err = store(fp, records, count, index < 0 ? count : (size_t)index, key, key_len,
+			    &state);
+		if (!err)
+			*args->base_out = base;
+		break;
+	}
+	case OP_CLOSE:
+		if (index < 0) {
+			err = TALLY_ENOTFOUND;
+			break;
+		}
+		if (state.mark != args->leased_hi || args->issued > args->leased_hi)
+			break; /* someone leased after the caller: the record is theirs */
+		state.mark = args->issued;
+		state.issued = args->issued;
+		state.flags = TALLY_LEASE_CLEAN;
+		err = store(fp, records, count, (size_t)index, key, key_len, &state);
+		break;
+	}
+unlock:
+	free(records);
+	file_lock(fp, F_UNLCK);
+unlock_mutex:
+	pthread_mutex_unlock(&fp->lock);
+	return err;
+}
+
+static int file_acquire(void *impl, const char *key, size_t key_len, uint64_t min_start,
+			uint64_t size, uint64_t issued, uint64_t *base_out)
+{
+	struct file_args args = { .min_start = min_start, .size = size, .issued = issued,
+				  .base_out = base_out };
+
+	return file_op(impl, OP_ACQUIRE, key, key_len, &args);
+}
+
+static int file_close(void *impl, const char *key, size_t key_len, uint64_t leased_hi,
+		      uint64_t issued)
+{
+	struct file_args args = { .leased_hi = leased_hi, .issued = issued };
+
+	return file_op(impl, OP_CLOSE, key, key_len, &args);
+}
+
+static int file_read(void *impl, const char *key, size_t key_len, struct tally_lease_record *out)
+{
+	struct file_args args = { .read_out = out };
+
+	return file_op(impl, OP_READ, key, key_len, &args);
+}
+
+static void file_destroy(void *impl)
+{
+	struct file_provider *fp = impl;
+
+	close(fp->fd);
+	pthread_mutex_destroy(&fp->lock);
+	free(fp);
+}
+
+static const struct tally_lease_ops file_ops = {
+	.acquire = file_acquire,
+	.close = file_close,
+	.read = file_read,
+	.destroy = file_destroy,
+};
+
+int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
+{
+	struct file_provider *fp;
+	unsigned char *records = NULL;
+	size_t count;
+	long index;
+	int err;
+
+	if (!out || !path || !*path)
+		return TALLY_EINVAL;
+	fp = calloc(1, sizeof(*fp));
+	if (!fp)
+		return TALLY_ENOMEM;
+	fp->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fp->fd < 0) {
+		free(fp);
+		return TALLY_EIO;
+	}
+	pthread_mutex_init(&fp->lock, NULL);
+	/* Validate (and initialise an empty file) now, so corruption shows at open. */
+	err = file_lock(fp, F_WRLCK);
+	if (!err) {
+		err = load(fp, "", 0, &records, &count, &index);
+		free(records);
+		file_lock(fp, F_UNLCK);
+	}
+	if (err) {
+		file_destroy(fp);
+		return err;
+	}
+	fp->provider.ops = &file_ops;
+	fp->provider.impl = fp;
+	*out = &fp->provider;
+	return TALLY_OK;
+}

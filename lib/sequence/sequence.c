@@ -1,0 +1,576 @@
+/*
+ * Per-tenant sequence allocator (tally/sequence.h): registry, issuing, leases.
+ * Reservations and the release list live in reserve.c.
+ *
+ * The series word. `state` packs (period << COUNTER_BITS) | counter, where counter is the
+ * last number handed out in that period (0: none yet). Every fresh number or block is taken
+ * by one CAS on this word, so a period change and the counter reset are a single atomic
+ * step; the word only grows (period in the high bits), which also makes it a natural lease
+ * mark: the lease provider stores packed words, and "above the mark" means above in
+ * (period, counter) order.
+ *
+ * Leases. `lease_hi` is the highest packed value this process may hand out (UINT64_MAX
+ * without a provider). An issuer whose next value is above it takes `lease_lock`, re-checks,
+ * and makes one provider call; the provider returns a base >= the current word (another
+ * process may have leased in between), the extender raises `state` to base (skipping what
+ * others own) and only then publishes the new `lease_hi` with a release store. An issuer
+ * that read the old word and the new lease_hi fails its CAS, because the skip happened
+ * before (in the word's modification order) the store it acquired.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <urcu/urcu-memb.h>
+#include "internal/alloc.h"
+#include "internal/backoff.h"
+#include "internal/rcu_map.h"
+#include "sequence/series.h"
+
+static _Atomic uint64_t next_series_id = 1; /* never reused: keys the thread caches */
+
+static int64_t realtime_clock(void *arg)
+{
+	struct timespec now;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t)now.tv_sec;
+}
+
+uint32_t seq_current_period(const struct tally_series *s)
+{
+	if (s->reset == TALLY_SEQ_RESET_NEVER)
+		return 0;
+	return tally_seq_period_of(s->seq->clock(s->seq->clock_arg), s->reset,
+				   s->utc_offset_minutes);
+}
+
+/*
+ * Plans the next k numbers after word `cur` at clock period `now_period`: the range
+ * [start, end] (packed). A period behind the word's (a clock read before another thread's
+ * rollover) issues in the word's period: the word never goes back. `partial` shrinks the
+ * range to what the template width allows. Returns EWIDTH if not even one number fits.
+ */
+static int plan(const struct tally_series *s, uint64_t cur, uint32_t now_period, uint64_t k,
+		bool partial, uint64_t *start, uint64_t *end)
+{
+	uint32_t period = SEQ_PERIOD(cur) > now_period ? SEQ_PERIOD(cur) : now_period;
+	uint64_t last = period == SEQ_PERIOD(cur) ? SEQ_COUNTER(cur) : 0;
+	uint64_t first = last + 1, final = last + k;
+
+	if (first > s->tmpl.max_counter)
+		return TALLY_EWIDTH;
+	if (final > s->tmpl.max_counter) {
+		if (!partial)
+			return TALLY_EWIDTH;
+		final = s->tmpl.max_counter;
+	}
+	*start = SEQ_PACK(period, first);
+	*end = SEQ_PACK(period, final);
+	return TALLY_OK;
+}
+
+/* Slow path: extend the lease so that k numbers after the current word are covered. */
+static int extend_lease(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial)
+{
+	uint64_t cur, start, end, base, size;
+	int err;
+
+	pthread_mutex_lock(&s->lease_lock);
+	cur = atomic_load_explicit(&s->state, memory_order_acquire);
+	err = plan(s, cur, now_period, k, partial, &start, &end);
+	/* Relaxed: lease_hi is only written under lease_lock, which we hold. */
+	if (err || end <= atomic_load_explicit(&s->lease_hi, memory_order_relaxed))
+		goto out;
+	size = k > s->lease_size ? k : s->lease_size;
+	/* The block starts after start - 1: the current word, or (period, 0) at a rollover. */
+	err = tally_lease_acquire(s->lease, s->key, s->key_len, start - 1, size, cur, &base);
+	if (err)
+		goto out;
+	/* Skip what other owners hold: raise the word to base before publishing lease_hi. */
+	cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+	while (cur < base &&
+	       !atomic_compare_exchange_weak_explicit(&s->state, &cur, base, memory_order_acq_rel,
+						      memory_order_relaxed))
+		;
+	/* Release: pairs with the acquire load in take_fresh; the skip above is before it. */
+	atomic_store_explicit(&s->lease_hi, base + size, memory_order_release);
+	atomic_fetch_add_explicit(&s->lease_calls, 1, memory_order_relaxed);
+out:
+	pthread_mutex_unlock(&s->lease_lock);
+	return err;
+}
+
+int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
+		   uint64_t *first, uint64_t *count)
+{
+	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
+	uint64_t cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+
+	for (;;) {
+		uint64_t start, end;
+		int err = plan(s, cur, now_period, k, partial, &start, &end);
+
+		if (err)
+			return err;
+		/* Acquire: pairs with the release store in extend_lease. */
+		if (end > atomic_load_explicit(&s->lease_hi, memory_order_acquire)) {
+			err = extend_lease(s, now_period, k, partial);
+			if (err)
+				return err;
+			cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+			continue;
+		}
+		/* acq_rel/relaxed: numbers publish nothing; the CAS itself decides ownership. */
+		if (atomic_compare_exchange_strong_explicit(&s->state, &cur, end,
+							    memory_order_acq_rel,
+							    memory_order_relaxed)) {
+			*first = start;
+			*count = end - start + 1;
+			return TALLY_OK;
+		}
+		tally_backoff(&backoff);
+	}
+}
+
+/* Cached mode: this thread's blocks, keyed by series id (never reused). initial-exec: read
+ * on every cached issue, inline too (tally/static/sequence.h); a general-dynamic access would
+ * cost a __tls_get_addr call (see tally/static/thread_index.h). */
+_Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
+	__attribute__((tls_model("initial-exec")));
+static _Thread_local unsigned thread_block_victim __attribute__((tls_model("initial-exec")));
+
+static int next_cached(struct tally_series *s, struct tally_seq_number *out)
+{
+	uint32_t now_period = seq_current_period(s);
+	/* Ids are sequential, so a series' home slot (id mod 8) is nearly always its own. */
+	struct tally__seq_block *block =
+		&tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
+	uint64_t first, count;
+	int err;
+
+	if (block->series_id != s->head.id) {
+		block = NULL;
+		for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
+			if (tally__seq_blocks[i].series_id == s->head.id) {
+				block = &tally__seq_blocks[i];
+				break;
+			}
+	}
+	if (block && block->next <= block->end && SEQ_PERIOD(block->next) >= now_period) {
+		out->period = SEQ_PERIOD(block->next);
+		out->counter = SEQ_COUNTER(block->next);
+		block->next++;
+		return TALLY_OK;
+	}
+	err = seq_take_fresh(s, now_period, s->cache_block, true, &first, &count);
+	if (err)
+		return err;
+	if (!block) {
+		block = &tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
+		if (block->series_id != 0 && block->next <= block->end) /* home slot busy */
+			block = &tally__seq_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
+		block->series_id = s->head.id;
+	}
+	block->next = first + 1;
+	block->end = first + count - 1;
+	out->period = SEQ_PERIOD(first);
+	out->counter = SEQ_COUNTER(first);
+	return TALLY_OK;
+}
+
+static int next_strict(struct tally_series *s, struct tally_seq_number *out)
+{
+	uint32_t now_period = seq_current_period(s);
+	uint64_t first, count;
+	int err;
+
+	/* Acquire: pairs with the release in seq_release_number; the lock is taken inside. */
+	if (atomic_load_explicit(&s->released_count, memory_order_acquire) > 0 &&
+	    seq_take_released(s, now_period, 1, &first) == 1) {
+		out->period = SEQ_PERIOD(first);
+		out->counter = SEQ_COUNTER(first);
+		return TALLY_OK;
+	}
+	err = seq_take_fresh(s, now_period, 1, false, &first, &count);
+	if (err)
+		return err;
+	out->period = SEQ_PERIOD(first);
+	out->counter = SEQ_COUNTER(first);
+	return TALLY_OK;
+}
+
+static int series_issue(struct tally_series *s, struct tally_seq_number *out)
+{
+	return s->mode == TALLY_SEQ_CACHED ? next_cached(s, out) : next_strict(s, out);
+}
+
+/*
+ * The handle path. No RCU read lock: a handle's caller guarantees it is not used
+ * concurrently with or after remove (tally/sequence.h). The removed check is a best-effort
+ * diagnostic for late handle use.
+ */
+int tally__series_next_slow(struct tally_series *s, struct tally_seq_number *out)
+{
+	if (!s || !out)
+		return TALLY_EINVAL;
+	/* Relaxed: a diagnostic only. */
+	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
+		return TALLY_EDESTROYED;
+	return series_issue(s, out);
+}
+
+int64_t tally_seq_clock_coarse(void *arg)
+{
+	struct timespec now;
+
+	(void)arg;
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
+	return (int64_t)now.tv_sec;
+}
+
+int tally_series_format(const struct tally_series *s, const struct tally_seq_number *number,
+			char *buf, size_t size)
+{
+	if (!s || !number || !buf)
+		return TALLY_EINVAL;
+	return seq_template_render(&s->tmpl, s->reset, s->key, s->tenant_len,
+				   s->key + s->tenant_len + 1, s->key_len - s->tenant_len - 1,
+				   number->period, number->counter, buf, size);
+}
+
+/* ---- registry ---- */
+
+static int check_id(const char *id, size_t *len)
+{
+	if (!id || !*id)
+		return TALLY_EINVAL;
+	*len = strnlen(id, TALLY_SEQ_ID_MAX + 1);
+	return *len > TALLY_SEQ_ID_MAX ? TALLY_ETOOLONG : TALLY_OK;
+}
+
+/* Builds "tenant\0series" into key. */
+static int make_key(const char *tenant, const char *series, char *key, size_t *key_len,
+		    size_t *tenant_len)
+{
+	size_t tlen, slen;
+	int err = check_id(tenant, &tlen);
+
+	if (!err)
+		err = check_id(series, &slen);
+	if (err)
+		return err;
+	memcpy(key, tenant, tlen);
+	key[tlen] = '\0';
+	memcpy(key + tlen + 1, series, slen);
+	*key_len = tlen + 1 + slen;
+	if (tenant_len)
+		*tenant_len = tlen;
+	return TALLY_OK;
+}
+
+int tally_sequence_create(struct tally_sequence **out, const struct tally_sequence_options *opts)
+{
+	struct tally_sequence *seq;
+
+	if (!out)
+		return TALLY_EINVAL;
+	seq = calloc(1, sizeof(*seq));
+	if (!seq)
+		return TALLY_ENOMEM;
+	seq->clock = opts && opts->clock ? opts->clock : realtime_clock;
+	seq->clock_arg = opts ? opts->clock_arg : NULL;
+	if (tally_rcu_map_init(&seq->series) != TALLY_OK) {
+		free(seq);
+		return TALLY_ENOMEM;
+	}
+	*out = seq;
+	return TALLY_OK;
+}
+
+static int check_config(const struct tally_series_config *c)
+{
+	if (!c || !c->format || (unsigned)c->mode > TALLY_SEQ_CACHED ||
+	    (unsigned)c->reset > TALLY_SEQ_RESET_YEARLY ||
+	    c->utc_offset_minutes > TALLY_SEQ_UTC_OFFSET_MAX ||
+	    c->utc_offset_minutes < -TALLY_SEQ_UTC_OFFSET_MAX ||
+	    c->cache_block > TALLY_SEQ_CACHE_BLOCK_MAX || c->lease_size > TALLY_LEASE_SIZE_MAX)
+		return TALLY_EINVAL;
+	return TALLY_OK;
+}
+
+static void series_free(struct tally_series *s)
+{
+	pthread_mutex_destroy(&s->lease_lock);
+	pthread_mutex_destroy(&s->release_lock);
+	free(s->released);
+	tally_free_aligned(s);
+}
+
+static void series_reclaim(struct tally_rcu_map_node *node)
+{
+	series_free(caa_container_of(node, struct tally_series, node));
+}
+
+/* Reads the lease record: where to resume and what to report. */
+static int resume_from_lease(struct tally_series *s, struct tally_seq_recovery *recovery)
+{
+	struct tally_lease_record rec;
+	int err = tally_lease_read(s->lease, s->key, s->key_len, &rec);
+
+	if (err == TALLY_ENOTFOUND)
+		return TALLY_OK;
+	if (err)
+		return err;
+	atomic_init(&s->state, rec.mark);
+	atomic_init(&s->lease_hi, rec.mark);
+	recovery->resumed = true;
+	recovery->unclean = !(rec.flags & TALLY_LEASE_CLEAN);
+	if (recovery->unclean && rec.issued < rec.mark) {
+		/* Leases never span periods, so the range lies in the mark's period. */
+		uint64_t floor = SEQ_PACK(SEQ_PERIOD(rec.mark), 0);
+		uint64_t from = (rec.issued > floor ? rec.issued : floor) + 1;
+
+		if (from <= rec.mark) {
+			recovery->period = SEQ_PERIOD(rec.mark);
+			recovery->first_counter = SEQ_COUNTER(from);
+			recovery->last_counter = SEQ_COUNTER(rec.mark);
+			recovery->count = rec.mark - from + 1;
+		}
+	}
+	return TALLY_OK;
+}
+
+int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
+				 const char *series, const struct tally_series_config *config,
+				 struct tally_seq_recovery *recovery)
+{
+	struct tally_seq_recovery local = { 0 };
+	struct tally_series *s;
+	int err;
+
+	if (!seq)
+		return TALLY_EINVAL;
+	s = tally_alloc_aligned(sizeof(*s));
+	if (!s)
+		return TALLY_ENOMEM;
+	err = make_key(tenant, series, s->key, &s->key_len, &s->tenant_len);
+	if (!err)
+		err = check_config(config);
+	if (!err)
+		err = seq_template_compile(&s->tmpl, config->format, config->reset);
+	if (err) {
+		tally_free_aligned(s);
+		return err;
+	}
+	s->seq = seq;
+	s->head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
+	s->head.inline_cached =
+		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER;
+	s->mode = config->mode;
+	s->reset = config->reset;
+	s->utc_offset_minutes = config->utc_offset_minutes;
+	s->cache_block = config->cache_block ? config->cache_block : TALLY_SEQ_CACHE_BLOCK_DEFAULT;
+	s->lease = config->lease;
+	s->lease_size = config->lease_size ? config->lease_size : TALLY_SEQ_LEASE_SIZE_DEFAULT;
+	pthread_mutex_init(&s->lease_lock, NULL);
+	pthread_mutex_init(&s->release_lock, NULL);
+	atomic_init(&s->state, 0);
+	atomic_init(&s->lease_hi, s->lease ? 0 : UINT64_MAX);
+	if (s->lease) {
+		err = resume_from_lease(s, &local);
+		if (err) {
+			series_free(s);
+			return err;
+		}
+	}
+	tally_rcu_map_node_init(&s->node, s->key, s->key_len);
+	tally_rcu_read_lock();
+	if (tally_rcu_map_insert_unique(&seq->series, &s->node) != &s->node)
+		err = TALLY_EEXIST;
+	tally_rcu_read_unlock();
+	if (err) {
+		series_free(s);
+		return err;
+	}
+	if (recovery)
+		*recovery = local;
+	return TALLY_OK;
+}
+
+/* Runs when no thread can issue from s: store the watermark, give the rest back. */
+static int close_series(struct tally_series *s, struct tally_series_stats *final)
+{
+	uint64_t issued = atomic_load_explicit(&s->state, memory_order_acquire);
+	int err = TALLY_OK;
+
+	if (final)
+		tally_series_stats(s, final);
+	if (s->lease && atomic_load_explicit(&s->lease_calls, memory_order_relaxed) > 0)
+		err = tally_lease_close(s->lease, s->key, s->key_len,
+					atomic_load_explicit(&s->lease_hi, memory_order_relaxed),
+					issued);
+	return err;
+}
+
+static struct tally_series *lookup(struct tally_sequence *seq, const char *key, size_t key_len)
+{
+	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&seq->series, key, key_len);
+
+	return node ? caa_container_of(node, struct tally_series, node) : NULL;
+}
+
+int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
+				 const char *series, struct tally_series_stats *final)
+{
+	char key[2 * TALLY_SEQ_ID_MAX + 1];
+	struct tally_series *s;
+	size_t key_len;
+	int err;
+
+	if (!seq)
+		return TALLY_EINVAL;
+	err = make_key(tenant, series, key, &key_len, NULL);
+	if (err)
+		return err;
+	if (urcu_memb_read_ongoing())
+		return TALLY_EBUSY;
+	tally_rcu_read_lock();
+	s = lookup(seq, key, key_len);
+	err = s ? tally_rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
+	if (!err) /* Relaxed: a diagnostic for late handle use; the grace period orders. */
+		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
+	tally_rcu_read_unlock();
+	if (err)
+		return err;
+	/* Every call that could still issue from s runs inside a read-side section. */
+	urcu_memb_synchronize_rcu();
+	err = close_series(s, final);
+	tally_rcu_map_retire(&s->node, series_reclaim);
+	return err;
+}
+
+int tally_sequence_series_find(struct tally_sequence *seq, const char *tenant,
+			       const char *series, struct tally_series **handle)
+{
+	char key[2 * TALLY_SEQ_ID_MAX + 1];
+	size_t key_len;
+	int err;
+
+	if (!seq || !handle)
+		return TALLY_EINVAL;
+	err = make_key(tenant, series, key, &key_len, NULL);
+	if (err)
+		return err;
+	tally_rcu_read_lock();
+	*handle = lookup(seq, key, key_len);
+	tally_rcu_read_unlock();
+	return *handle ? TALLY_OK : TALLY_ENOTFOUND;
+}
+
+int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
+			     const char *series, char *buf, size_t size,
+			     struct tally_seq_number *out)
+{
+	char key[2 * TALLY_SEQ_ID_MAX + 1];
+	struct tally_seq_number number;
+	struct tally_series *s;
+	size_t key_len;
+	int err;
+
+	if (!seq || (buf == NULL && size > 0) || (!buf && !out))
+		return TALLY_EINVAL;
+	err = make_key(tenant, series, key, &key_len, NULL);
+	if (err)
+		return err;
+	tally_rcu_read_lock(); /* held across the issue: remove waits for it */
+	s = lookup(seq, key, key_len);
+	/* Found under the read lock: the call linearizes before any remove of s, which waits
+	 * for this section to end before it closes the series. */
+	err = s ? series_issue(s, &number) : TALLY_ENOTFOUND;
+	if (!err && buf)
+		err = tally_series_format(s, &number, buf, size);
+	tally_rcu_read_unlock();
+	if (out && (err == TALLY_OK || err == TALLY_ETOOLONG))
+		*out = number;
+	return err;
+}
+
+int tally_sequence_next(struct tally_sequence *seq, const char *tenant, const char *series,
+			struct tally_seq_number *out)
+{
+	if (!out)
+		return TALLY_EINVAL;
+	return tally_sequence_next_text(seq, tenant, series, NULL, 0, out);
+}
+
+int tally_series_checkpoint(struct tally_series *s)
+{
+	int err = TALLY_OK;
+	uint64_t base;
+
+	if (!s)
+		return TALLY_EINVAL;
+	if (atomic_load_explicit(&s->removed, memory_order_relaxed)) {
+		err = TALLY_EDESTROYED;
+	} else if (s->lease) {
+		pthread_mutex_lock(&s->lease_lock);
+		/* size 0: records the watermark, leaves the mark where it is. */
+		err = tally_lease_acquire(s->lease, s->key, s->key_len, 0, 0,
+					  atomic_load_explicit(&s->state, memory_order_acquire),
+					  &base);
+		pthread_mutex_unlock(&s->lease_lock);
+	}
+	return err;
+}
+
+int tally_series_stats(const struct tally_series *s, struct tally_series_stats *out)
+{
+	uint64_t word;
+
+	if (!s || !out)
+		return TALLY_EINVAL;
+	word = atomic_load_explicit(&s->state, memory_order_acquire);
+	out->last.period = SEQ_PERIOD(word);
+	out->last.counter = SEQ_COUNTER(word);
+	out->lease_mark = s->lease ? atomic_load_explicit(&s->lease_hi, memory_order_acquire) : 0;
+	out->lease_calls = atomic_load_explicit(&s->lease_calls, memory_order_relaxed);
+	out->released_pending = atomic_load_explicit(&s->released_count, memory_order_acquire);
+	out->voided = atomic_load_explicit(&s->voided, memory_order_relaxed);
+	return TALLY_OK;
+}
+
+/* Closes every series while the map still holds them; the first provider error wins. */
+static int close_visit(struct tally_rcu_map_node *node, void *arg)
+{
+	int *first_error = arg;
+	int err = close_series(caa_container_of(node, struct tally_series, node), NULL);
+
+	if (err && !*first_error)
+		*first_error = err;
+	return 0;
+}
+
+static void destroy_release(struct tally_rcu_map_node *node)
+{
+	series_free(caa_container_of(node, struct tally_series, node));
+}
+
+int tally_sequence_destroy(struct tally_sequence *seq)
+{
+	int first_error = TALLY_OK, err;
+
+	if (!seq)
+		return TALLY_EINVAL;
+	if (urcu_memb_read_ongoing())
+		return TALLY_EBUSY;
+	tally_rcu_read_lock();
+	tally_rcu_map_visit(&seq->series, close_visit, &first_error);
+	tally_rcu_read_unlock();
+	err = tally_rcu_map_destroy(&seq->series, destroy_release);
+	if (err)
+		return err;
+	free(seq);
+	return first_error;
+}

@@ -1,0 +1,70 @@
+/*
+ * lib/sequence/series.h: the series and registry structs, shared by sequence.c and
+ * reserve.c. Field comments say who writes what.
+ */
+#ifndef TALLY_SEQUENCE_SERIES_H
+#define TALLY_SEQUENCE_SERIES_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "internal/alloc.h"
+#include "internal/rcu_map.h"
+#include "sequence/internal.h"
+
+/* The series word: (period << SEQ_COUNTER_BITS) | counter. 24 bits of period cover 45,000
+ * years of days; 40 bits of counter hold 12 digits plus a maximal lease overshoot. */
+#define SEQ_COUNTER_BITS 40
+#define SEQ_COUNTER_MASK ((UINT64_C(1) << SEQ_COUNTER_BITS) - 1)
+#define SEQ_PACK(period, counter) (((uint64_t)(period) << SEQ_COUNTER_BITS) | (counter))
+#define SEQ_PERIOD(word) ((uint32_t)((word) >> SEQ_COUNTER_BITS))
+#define SEQ_COUNTER(word) ((word) & SEQ_COUNTER_MASK)
+
+struct tally_sequence {
+	struct tally_rcu_map series; /* "tenant\0series" -> struct tally_series */
+	tally_seq_clock_fn clock;    /* immutable after create */
+	void *clock_arg;
+};
+
+struct tally_series {
+	/* Immutable, read by the inline fast path: must stay first (tally/static/sequence.h). */
+	struct tally__series_head head;
+	char head_pad[TALLY_CACHE_LINE - sizeof(struct tally__series_head)];
+
+	/* Hot, written by every issuer: alone on its cache line. */
+	_Atomic uint64_t state; /* CAS: packed (period, last counter handed out) */
+	char state_pad[TALLY_CACHE_LINE - sizeof(uint64_t)];
+
+	/* Read by every issuer, written rarely. */
+	_Atomic uint64_t lease_hi;       /* written under lease_lock (release) */
+	_Atomic uint64_t released_count; /* written under release_lock (release) */
+	_Atomic int removed;             /* set once by the remover (release) */
+	_Atomic uint64_t lease_calls;    /* statistics, relaxed */
+	_Atomic uint64_t voided;         /* statistics, relaxed */
+
+	/* Immutable after create. */
+	struct tally_sequence *seq;
+	enum tally_seq_mode mode;
+	enum tally_seq_reset reset;
+	int32_t utc_offset_minutes;
+	uint32_t cache_block;
+	uint64_t lease_size;
+	struct tally_lease_provider *lease;
+	char key[2 * TALLY_SEQ_ID_MAX + 1]; /* "tenant\0series", also the lease key */
+	size_t key_len, tenant_len;
+	struct seq_template tmpl;
+	struct tally_rcu_map_node node;
+
+	pthread_mutex_t lease_lock;   /* serialises lease extensions */
+	pthread_mutex_t release_lock; /* guards released[] */
+	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
+	size_t released_len, released_cap;
+};
+
+uint32_t seq_current_period(const struct tally_series *s);
+/* Takes k fresh numbers (fewer with partial, at the width limit): [*first, +*count). */
+int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
+		   uint64_t *first, uint64_t *count);
+/* Pops up to k released numbers of the current period into out[] (smallest first);
+ * voids older ones. Returns how many it took. */
+size_t seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out);
+#endif

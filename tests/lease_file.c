@@ -1,0 +1,295 @@
+/*
+ * tests/lease_file.c: the file lease provider (lib/sequence/lease_file.c): records persist
+ * across reopen, corruption is detected, threads and processes sharing one file get
+ * disjoint leases, and a sequence restarted from the file (cleanly or after a crash)
+ * never repeats a number.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <tally/rcu.h>
+#include <tally/sequence.h>
+#include "tap.h"
+#include "threads.h"
+
+static char dir[] = "/tmp/tally-lease-XXXXXX";
+
+static const char *path_of(const char *name)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return path;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static size_t count_duplicates(uint64_t *values, size_t n)
+{
+	size_t dup = 0;
+
+	qsort(values, n, sizeof(*values), cmp_u64);
+	for (size_t i = 1; i < n; i++)
+		dup += values[i] == values[i - 1];
+	return dup;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char b;
+
+	if (pread(fd, &b, 1, off) != 1)
+		abort();
+	b ^= 0x5a;
+	if (pwrite(fd, &b, 1, off) != 1)
+		abort();
+	close(fd);
+}
+
+static void test_basics(void)
+{
+	struct tally_lease_provider *p = NULL;
+	struct tally_lease_record rec;
+	char long_key[TALLY_LEASE_KEY_MAX + 1];
+	uint64_t base = 0;
+	const char *path = path_of("basic.lease");
+
+	memset(long_key, 'k', sizeof(long_key));
+	tap_eq(tally_lease_file_open(&p, NULL), TALLY_EINVAL, "open(NULL path)");
+	tap_eq(tally_lease_file_open(&p, ""), TALLY_EINVAL, "open(empty path)");
+	tap_eq(tally_lease_file_open(&p, "/nonexistent-dir/x.lease"), TALLY_EIO, "unopenable: EIO");
+	tap_eq(tally_lease_file_open(&p, path), TALLY_OK, "open creates the file");
+	tap_eq(tally_lease_read(p, "a", 1, &rec), TALLY_ENOTFOUND, "read of a new key");
+	tap_eq(tally_lease_acquire(p, "", 0, 0, 10, 0, &base), TALLY_EINVAL, "empty key");
+	tap_eq(tally_lease_acquire(p, long_key, sizeof(long_key), 0, 10, 0, &base), TALLY_ETOOLONG,
+	       "key above TALLY_LEASE_KEY_MAX");
+	tap_eq(tally_lease_acquire(p, "a", 1, 0, TALLY_LEASE_SIZE_MAX + 1, 0, &base), TALLY_EINVAL,
+	       "size above TALLY_LEASE_SIZE_MAX");
+	tap_eq(tally_lease_acquire(p, "a", 1, 0, 10, 0, &base), TALLY_OK, "acquire 10");
+	tap_eq(base, 0, "first lease starts at 0");
+	tally_lease_acquire(p, "a", 1, 0, 10, 7, &base);
+	tap_eq(base, 10, "second lease starts at 10");
+	tally_lease_acquire(p, "b", 1, 500, 10, 0, &base);
+	tap_eq(base, 500, "min_start lifts a new key's base");
+	tally_lease_acquire(p, long_key, TALLY_LEASE_KEY_MAX, 0, 1, 0, &base);
+	tally_lease_provider_destroy(p);
+
+	tap_eq(tally_lease_file_open(&p, path), TALLY_OK, "reopen");
+	tally_lease_read(p, "a", 1, &rec);
+	tap_ok(rec.mark == 20 && rec.issued == 7 && rec.flags == 0, "record survives reopen");
+	tap_eq(tally_lease_close(p, "a", 1, 15, 12), TALLY_OK, "close with a stale hi");
+	tally_lease_read(p, "a", 1, &rec);
+	tap_ok(rec.mark == 20 && rec.flags == 0, "... leaves a later owner's record alone");
+	tally_lease_close(p, "a", 1, 20, 12);
+	tally_lease_read(p, "a", 1, &rec);
+	tap_ok(rec.mark == 12 && rec.issued == 12 && rec.flags == TALLY_LEASE_CLEAN,
+	       "clean close gives the unused rest back");
+	tap_eq(tally_lease_close(p, "zz", 2, 1, 1), TALLY_ENOTFOUND, "close of an unknown key");
+	tally_lease_provider_destroy(p);
+}
+
+static void test_corruption(void)
+{
+	struct tally_lease_provider *p = NULL, *q = NULL;
+	struct tally_lease_record rec;
+	uint64_t base;
+	const char *path = path_of("corrupt.lease");
+	int fd;
+
+	tally_lease_file_open(&p, path);
+	tally_lease_acquire(p, "key", 3, 0, 100, 0, &base);
+	tally_lease_acquire(p, "other", 5, 0, 100, 0, &base);
+	flip_byte(path, 64 + 256 + 200); /* the second record's mark */
+	tap_eq(tally_lease_read(p, "key", 3, &rec), TALLY_ECORRUPT,
+	       "any corrupt record fails every call (an open provider)");
+	tap_eq(tally_lease_acquire(p, "key", 3, 0, 100, 0, &base), TALLY_ECORRUPT,
+	       "acquire on a corrupt file: ECORRUPT");
+	tap_eq(tally_lease_file_open(&q, path), TALLY_ECORRUPT, "open of a corrupt file");
+	flip_byte(path, 64 + 256 + 200);
+	tap_eq(tally_lease_read(p, "key", 3, &rec), TALLY_OK, "restored byte: readable again");
+	flip_byte(path, 10); /* header */
+	tap_eq(tally_lease_file_open(&q, path), TALLY_ECORRUPT, "bad header: ECORRUPT");
+	flip_byte(path, 10);
+	fd = open(path, O_WRONLY | O_APPEND);
+	if (write(fd, "abc", 3) != 3)
+		abort();
+	close(fd);
+	tap_eq(tally_lease_read(p, "key", 3, &rec), TALLY_ECORRUPT, "torn size: ECORRUPT");
+	tally_lease_provider_destroy(p);
+}
+
+struct thread_run {
+	struct tally_lease_provider *p;
+	uint64_t bases[4][200];
+};
+
+static void *lease_thread(struct test_thread *self)
+{
+	struct thread_run *run = self->shared;
+
+	for (int i = 0; i < 200; i++)
+		if (tally_lease_acquire(run->p, "k", 1, 0, 1, 0, &run->bases[self->index][i]))
+			run->bases[self->index][i] = UINT64_MAX - (uint64_t)i;
+	return NULL;
+}
+
+static void test_threads_and_processes(void)
+{
+	static struct thread_run run;
+	struct test_thread th[4];
+	struct tally_lease_record rec;
+	uint64_t all[4 * 100];
+	const char *path = path_of("shared.lease");
+	int fds[2], status, ok = 1;
+
+	tally_lease_file_open(&run.p, path);
+	run_threads(4, lease_thread, &run, th);
+	tap_eq(count_duplicates(&run.bases[0][0], 800), 0, "4 threads, 800 leases: all disjoint");
+	tally_lease_provider_destroy(run.p);
+
+	if (pipe(fds))
+		abort();
+	for (int c = 0; c < 4; c++) {
+		if (fork() == 0) {
+			struct tally_lease_provider *p;
+			uint64_t base;
+
+			close(fds[0]);
+			if (tally_lease_file_open(&p, path))
+				_exit(2);
+			for (int i = 0; i < 100; i++) {
+				if (tally_lease_acquire(p, "k", 1, 0, 3, 0, &base))
+					_exit(3);
+				if (write(fds[1], &base, sizeof(base)) != sizeof(base))
+					_exit(4);
+			}
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	for (size_t got = 0; got < sizeof(all);) {
+		ssize_t n = read(fds[0], (char *)all + got, sizeof(all) - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	for (int c = 0; c < 4; c++) {
+		wait(&status);
+		ok &= WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	}
+	tap_ok(ok, "4 processes leased without error");
+	tap_eq(count_duplicates(all, 400), 0, "4 processes, 400 leases of 3: all bases disjoint");
+	tally_lease_file_open(&run.p, path);
+	tally_lease_read(run.p, "k", 1, &rec);
+	tap_eq(rec.mark, 800 + 400 * 3, "the mark counts every lease exactly once");
+	tally_lease_provider_destroy(run.p);
+}
+
+static struct tally_series_config leased(struct tally_lease_provider *p)
+{
+	return (struct tally_series_config){ .format = "{counter:06}", .mode = TALLY_SEQ_STRICT,
+					     .lease = p, .lease_size = 16 };
+}
+
+static void test_restart(void)
+{
+	struct tally_lease_provider *p;
+	struct tally_sequence *seq;
+	struct tally_series_config cfg;
+	struct tally_seq_recovery rec;
+	struct tally_seq_number n;
+	const char *path = path_of("restart.lease");
+	uint64_t child_numbers[30];
+	int fds[2], status;
+	size_t got = 0;
+
+	/* Clean incarnation. */
+	tally_lease_file_open(&p, path);
+	tally_sequence_create(&seq, NULL);
+	cfg = leased(p);
+	tally_sequence_series_create(seq, "t", "INV", &cfg, &rec);
+	for (int i = 0; i < 50; i++)
+		tally_sequence_next(seq, "t", "INV", &n);
+	tap_eq(tally_sequence_destroy(seq), TALLY_OK, "clean shutdown");
+	tally_lease_provider_destroy(p);
+	tally_lease_file_open(&p, path);
+	cfg = leased(p);
+	tally_sequence_create(&seq, NULL);
+	tally_sequence_series_create(seq, "t", "INV", &cfg, &rec);
+	tap_ok(rec.resumed && !rec.unclean && rec.count == 0, "restart after a clean shutdown");
+	tally_sequence_next(seq, "t", "INV", &n);
+	tap_eq(n.counter, 51, "... continues at 51 without a gap");
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(p);
+
+	/* Crashing incarnation: a child issues 51+1..51+30 and dies without closing. */
+	if (pipe(fds))
+		abort();
+	if (fork() == 0) {
+		close(fds[0]);
+		tally_lease_file_open(&p, path);
+		cfg = leased(p);
+		tally_sequence_create(&seq, NULL);
+		tally_sequence_series_create(seq, "t", "INV", &cfg, NULL);
+		for (int i = 0; i < 30; i++) {
+			tally_sequence_next(seq, "t", "INV", &n);
+			if (write(fds[1], &n.counter, sizeof(n.counter)) != sizeof(n.counter))
+				_exit(4);
+		}
+		_exit(0); /* no destroy: the lease stays unclean */
+	}
+	close(fds[1]);
+	while (got < sizeof(child_numbers)) {
+		ssize_t r = read(fds[0], (char *)child_numbers + got, sizeof(child_numbers) - got);
+
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fds[0]);
+	wait(&status);
+	tap_ok(got == sizeof(child_numbers) && child_numbers[29] == 81, "child issued 52..81");
+	tally_lease_file_open(&p, path);
+	cfg = leased(p);
+	tally_sequence_create(&seq, NULL);
+	tally_sequence_series_create(seq, "t", "INV", &cfg, &rec);
+	/* Child leases: (51,67] with checkpoint 51, (67,83] with checkpoint 67. */
+	tap_ok(rec.resumed && rec.unclean, "restart after a crash: unclean record");
+	tap_ok(rec.first_counter == 68 && rec.last_counter == 83 && rec.count == 16,
+	       "report 68..83 (issued after the last checkpoint, or lost): got %llu..%llu",
+	       (unsigned long long)rec.first_counter, (unsigned long long)rec.last_counter);
+	tap_ok(rec.first_counter <= 82 && rec.last_counter >= 82,
+	       "the lost numbers 82..83 are inside the report");
+	tally_sequence_next(seq, "t", "INV", &n);
+	tap_eq(n.counter, 84, "next incarnation starts above every number the child could issue");
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(p);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir))
+		return 1;
+	test_basics();
+	test_corruption();
+	test_threads_and_processes();
+	test_restart();
+	tally_rcu_barrier();
+	for (const char *const *f = (const char *const[]){ "basic.lease", "corrupt.lease",
+							    "shared.lease", "restart.lease", NULL };
+	     *f; f++)
+		unlink(path_of(*f));
+	rmdir(dir);
+	return tap_done();
+}
