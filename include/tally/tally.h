@@ -7,4 +7,6 @@
 #include <tally/rcu.h>
 #include <tally/session.h>
 #include <tally/ratelimit.h>
+#include <tally/sequence.h>
+#include <tally/lease.h>
 #endif
