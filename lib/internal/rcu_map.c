@@ -186,17 +186,19 @@ int tally_rcu_map_destroy(struct tally_rcu_map *map,
 
 	if (err != TALLY_OK)
 		return err;
-	/* No other thread uses the map now (caller's duty), so nodes can go at once. */
+	/* No caller's thread uses the map now, but liburcu's resize worker may: deleting
+	 * (or the inserts just before) can start a resize whose threads walk the chains
+	 * under their own read-side sections. So nodes are released after a grace period,
+	 * like any removed node, and the barrier waits for those releases. */
 	tally_rcu_read_lock();
 	cds_lfht_first(map->table, &iter);
 	while ((lfht = cds_lfht_iter_get_node(&iter)) != NULL) {
 		cds_lfht_next(map->table, &iter);
-		if (cds_lfht_del(map->table, lfht) == 0 && release_node) {
-			TALLY_TSAN_ACQUIRE(node_of(lfht));
-			release_node(node_of(lfht));
-		}
+		if (cds_lfht_del(map->table, lfht) == 0 && release_node)
+			tally_rcu_map_retire(node_of(lfht), release_node);
 	}
 	tally_rcu_read_unlock();
+	tally_rcu_barrier();
 	cds_lfht_destroy(map->table, NULL);
 	map->table = NULL;
 	return TALLY_OK;

@@ -42,8 +42,9 @@ int tally_rcu_map_init(struct tally_rcu_map *map);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be
- * NULL when the caller frees them otherwise) immediately: the caller guarantees no other
- * thread uses the map. Waits for pending retires first (tally_rcu_barrier), so call it
+ * NULL when the caller frees them otherwise) after a grace period, before destroy returns
+ * (liburcu's resize worker may still be walking the chains): the caller guarantees no other
+ * thread of its own uses the map. Waits for pending retires (tally_rcu_barrier), so call it
  * outside any read-side section. Errors: TALLY_EBUSY (inside a read-side section).
  */
 int tally_rcu_map_destroy(struct tally_rcu_map *map,
