@@ -39,6 +39,10 @@ struct tally_rcu_map_node {
 
 /* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
 int tally_rcu_map_init(struct tally_rcu_map *map);
+/* As tally_rcu_map_init, with about one bucket per expected node from the start (rounded up
+ * to a power of two, at most 2^22) rather than growing to it: cds_lfht grows by its count in
+ * steps, so a table filled from small can hold up to 8 nodes per bucket between them. */
+int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be
