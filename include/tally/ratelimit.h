@@ -89,6 +89,10 @@ struct tally_ratelimit_config {
 	int64_t sweep_interval_ns; /* > 0: a background thread sweeps this often; 0: none */
 	tally_ratelimit_clock_fn clock; /* NULL = CLOCK_MONOTONIC */
 	void *clock_arg;
+	/* >= 0: size the key table for this many keys up front (one bucket per key, at most
+	 * 2^22 buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
+	 * up to 8 keys per bucket (longer lookups) between them. */
+	int64_t expected_keys;
 };
 
 /* What a server puts in RateLimit-* / Retry-After headers. Times are ns from the call's
@@ -104,10 +108,10 @@ struct tally_ratelimit;
 
 /*
  * tally_ratelimit_create: a limiter with `config` (copied). Errors: EINVAL (NULL, unknown
- * algorithm, limit/period/burst <= 0 or out of range, negative max_keys/ttl/interval,
- * window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, GCRA burst * T or period_ns at or
- * above TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread). Blocking only to
- * start the sweeper.
+ * algorithm, limit/period/burst <= 0 or out of range, negative max_keys/ttl/interval/
+ * expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, GCRA burst * T or
+ * period_ns at or above TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread).
+ * Blocking only to start the sweeper.
  */
 int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 			   struct tally_ratelimit **limiter_out);
@@ -154,8 +158,10 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed);
 /* Keys currently held (created and not yet removed). Wait-free. */
 int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count);
 
-/* Bytes one key costs, excluding the key bytes and the hash table's bucket array (one pointer
- * per bucket, about one bucket per key): the entry, its map node and its RCU head. */
+/* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes
+ * per bucket, one to eight keys per bucket): the entry, its map node and its RCU head, with
+ * the state word on a cache line of its own. The allocation is this plus the key length,
+ * rounded up to a multiple of 64 (192 bytes for keys of up to 64 bytes). */
 size_t tally_ratelimit_entry_size(void);
 
 #ifdef __cplusplus

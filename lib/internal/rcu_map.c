@@ -11,6 +11,7 @@
 #include "internal/tsan.h"
 
 #define INITIAL_BUCKETS 64
+#define MAX_INITIAL_BUCKETS (1ul << 22) /* a size hint never allocates more up front */
 
 struct lookup_key {
 	const char *bytes;
@@ -73,13 +74,22 @@ static void seed_hash_key(uint64_t key[2])
 	key[1] = (uint64_t)now.tv_sec ^ rotl(key[0], 29);
 }
 
-int tally_rcu_map_init(struct tally_rcu_map *map)
+int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes)
 {
+	unsigned long buckets = INITIAL_BUCKETS;
+
+	while (buckets < expected_nodes && buckets < MAX_INITIAL_BUCKETS)
+		buckets <<= 1;
 	seed_hash_key(map->hash_key);
-	map->table = cds_lfht_new_flavor(INITIAL_BUCKETS, INITIAL_BUCKETS, 0,
+	map->table = cds_lfht_new_flavor(buckets, INITIAL_BUCKETS, 0,
 					 CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 					 &urcu_memb_flavor, NULL);
 	return map->table ? TALLY_OK : TALLY_ENOMEM;
+}
+
+int tally_rcu_map_init(struct tally_rcu_map *map)
+{
+	return tally_rcu_map_init_sized(map, 0);
 }
 
 void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len)
@@ -186,17 +196,19 @@ int tally_rcu_map_destroy(struct tally_rcu_map *map,
 
 	if (err != TALLY_OK)
 		return err;
-	/* No other thread uses the map now (caller's duty), so nodes can go at once. */
+	/* No caller's thread uses the map now, but liburcu's resize worker may: deleting
+	 * (or the inserts just before) can start a resize whose threads walk the chains
+	 * under their own read-side sections. So nodes are released after a grace period,
+	 * like any removed node, and the barrier waits for those releases. */
 	tally_rcu_read_lock();
 	cds_lfht_first(map->table, &iter);
 	while ((lfht = cds_lfht_iter_get_node(&iter)) != NULL) {
 		cds_lfht_next(map->table, &iter);
-		if (cds_lfht_del(map->table, lfht) == 0 && release_node) {
-			TALLY_TSAN_ACQUIRE(node_of(lfht));
-			release_node(node_of(lfht));
-		}
+		if (cds_lfht_del(map->table, lfht) == 0 && release_node)
+			tally_rcu_map_retire(node_of(lfht), release_node);
 	}
 	tally_rcu_read_unlock();
+	tally_rcu_barrier();
 	cds_lfht_destroy(map->table, NULL);
 	map->table = NULL;
 	return TALLY_OK;

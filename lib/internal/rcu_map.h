@@ -39,11 +39,16 @@ struct tally_rcu_map_node {
 
 /* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
 int tally_rcu_map_init(struct tally_rcu_map *map);
+/* As tally_rcu_map_init, with about one bucket per expected node from the start (rounded up
+ * to a power of two, at most 2^22) rather than growing to it: cds_lfht grows by its count in
+ * steps, so a table filled from small can hold up to 8 nodes per bucket between them. */
+int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be
- * NULL when the caller frees them otherwise) immediately: the caller guarantees no other
- * thread uses the map. Waits for pending retires first (tally_rcu_barrier), so call it
+ * NULL when the caller frees them otherwise) after a grace period, before destroy returns
+ * (liburcu's resize worker may still be walking the chains): the caller guarantees no other
+ * thread of its own uses the map. Waits for pending retires (tally_rcu_barrier), so call it
  * outside any read-side section. Errors: TALLY_EBUSY (inside a read-side section).
  */
 int tally_rcu_map_destroy(struct tally_rcu_map *map,

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "tally/ratelimit.h"
+#include "internal/alloc.h"
 #include "internal/rcu_map.h"
 
 #define RL_DEAD UINT64_MAX
@@ -30,11 +31,17 @@ struct rl_params {
 	int64_t tolerance_ns; /* tau = burst * T: how far ahead of now the TAT may run */
 };
 
-/* One key. Written by: allow (word, by CAS), sweep/reset (word -> RL_DEAD, by CAS). */
+/*
+ * One key, cache-line aligned (tally_alloc_aligned). Written by: allow (word, by CAS),
+ * sweep/reset (word -> RL_DEAD, by CAS). The word is the only field written after
+ * publication, so it has a line to itself: every lookup reads the node and the key bytes
+ * (this entry's, and its neighbours' nodes on the way down the chain), and a hot key's CAS
+ * must not invalidate those lines in the other readers' caches each time.
+ */
 struct rl_entry {
-	struct tally_rcu_map_node node; /* key points at `key` below */
-	_Atomic uint64_t word;          /* the algorithm's state, or RL_DEAD */
-	char key[];                     /* key_len bytes, immutable */
+	struct tally_rcu_map_node node;                 /* line 0; key points at `key` */
+	_Alignas(TALLY_CACHE_LINE) _Atomic uint64_t word; /* line 1: state, or RL_DEAD */
+	_Alignas(TALLY_CACHE_LINE) char key[];          /* line 2..: key_len bytes, immutable */
 };
 
 struct tally_ratelimit {

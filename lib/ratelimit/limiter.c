@@ -15,6 +15,7 @@
  * unlinked (or when the reserving creator loses its race), so the map never holds more than
  * max_keys entries; retired entries wait at most one grace period for their free.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,11 @@ int64_t rl_now(const struct tally_ratelimit *limiter)
 {
 	return limiter->clock(limiter->clock_arg);
 }
+
+_Static_assert(offsetof(struct rl_entry, word) % TALLY_CACHE_LINE == 0 &&
+		       offsetof(struct rl_entry, key) - offsetof(struct rl_entry, word) >=
+			       TALLY_CACHE_LINE,
+	       "the state word must have a cache line to itself");
 
 size_t tally_ratelimit_entry_size(void)
 {
@@ -56,8 +62,9 @@ static uint64_t fresh_word(const struct rl_params *params, int64_t now)
 
 static int check_config(const struct tally_ratelimit_config *config, struct rl_params *params)
 {
-	if (!config || config->max_keys < 0 || config->idle_ttl_ns < 0 ||
-	    config->idle_ttl_ns >= RL_CLOCK_MAX || config->sweep_interval_ns < 0)
+	if (!config || config->max_keys < 0 || config->expected_keys < 0 ||
+	    config->idle_ttl_ns < 0 || config->idle_ttl_ns >= RL_CLOCK_MAX ||
+	    config->sweep_interval_ns < 0)
 		return TALLY_EINVAL;
 	*params = (struct rl_params){
 		.algorithm = config->algorithm,
@@ -97,7 +104,7 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 	limiter->sweep_interval_ns = config->sweep_interval_ns;
 	atomic_init(&limiter->key_count, 0);
 	atomic_init(&limiter->sweep_horizon, 0);
-	err = tally_rcu_map_init(&limiter->map);
+	err = tally_rcu_map_init_sized(&limiter->map, (size_t)config->expected_keys);
 	if (err != TALLY_OK) {
 		free(limiter);
 		return err;
@@ -116,7 +123,7 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 
 static void free_entry(struct tally_rcu_map_node *node)
 {
-	free(caa_container_of(node, struct rl_entry, node));
+	tally_free_aligned(caa_container_of(node, struct rl_entry, node));
 }
 
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
@@ -200,7 +207,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 		*err = TALLY_EFULL;
 		return NULL;
 	}
-	entry = malloc(sizeof(*entry) + key_len);
+	entry = tally_alloc_aligned(sizeof(*entry) + key_len);
 	if (!entry) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 		*err = TALLY_ENOMEM;
@@ -212,7 +219,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	node = tally_rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
 		/* Lost the creation race: ours was never published. */
-		free(entry);
+		tally_free_aligned(entry);
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 	}
 	return caa_container_of(node, struct rl_entry, node);
