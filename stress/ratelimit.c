@@ -27,6 +27,8 @@ struct run {
 	_Atomic int stop;
 	int64_t window_slots;                 /* windows tracked per hot key */
 	_Atomic int64_t *window_admitted;     /* [key * window_slots + window] */
+	_Atomic int64_t *window_low, *window_high; /* lowest/highest reading admitted there */
+	_Atomic int64_t *window_stale;        /* admissions there from an earlier window's reading */
 	_Atomic int64_t gcra_admitted[HOT_KEYS];
 	_Atomic int64_t allows, admitted, refused, full, swept, violations;
 };
@@ -58,6 +60,22 @@ static void check(struct run *run, int err, int full_ok)
 		atomic_fetch_add(&run->violations, 1);
 }
 
+static void store_min(_Atomic int64_t *at, int64_t value)
+{
+	int64_t seen = atomic_load(at);
+
+	while (value < seen && !atomic_compare_exchange_weak(at, &seen, value))
+		;
+}
+
+static void store_max(_Atomic int64_t *at, int64_t value)
+{
+	int64_t seen = atomic_load(at);
+
+	while (value > seen && !atomic_compare_exchange_weak(at, &seen, value))
+		;
+}
+
 static void *worker(void *arg)
 {
 	struct run *run = arg;
@@ -77,9 +95,14 @@ static void *worker(void *arg)
 			/* The window charged ends at now + reset_ns (a stale reading is charged
 			 * to the later window stored in the key). */
 			int64_t window = (now + res.reset_ns - 1) / WINDOW_NS;
-			if (window < run->window_slots)
-				atomic_fetch_add(&run->window_admitted[hot * run->window_slots +
-									 window], 1);
+			if (window < run->window_slots) {
+				int64_t slot = hot * run->window_slots + window;
+				atomic_fetch_add(&run->window_admitted[slot], 1);
+				store_min(&run->window_low[slot], now);
+				store_max(&run->window_high[slot], now);
+				if (now / WINDOW_NS != window)
+					atomic_fetch_add(&run->window_stale[slot], 1);
+			}
 		}
 		err = tally_ratelimit_allow(run->gcra, key, (size_t)len, 1, NULL);
 		check(run, err, 1);
@@ -128,8 +151,16 @@ int main(int argc, char **argv)
 
 	/* The clock ticks about every 20 us of real time; size the window table for that. */
 	run.window_slots = (int64_t)(args.seconds * 1e6 / 20 / (WINDOW_NS / TICK_NS)) + 16;
-	run.window_admitted = calloc((size_t)(HOT_KEYS * run.window_slots), sizeof(int64_t));
-	if (!run.window_admitted ||
+	size_t slots = (size_t)(HOT_KEYS * run.window_slots);
+	run.window_admitted = calloc(slots, sizeof(int64_t));
+	run.window_low = calloc(slots, sizeof(int64_t));
+	run.window_high = calloc(slots, sizeof(int64_t));
+	run.window_stale = calloc(slots, sizeof(int64_t));
+	if (!run.window_admitted || !run.window_low || !run.window_high || !run.window_stale)
+		return 2;
+	for (size_t i = 0; i < slots; i++)
+		atomic_init(&run.window_low[i], INT64_MAX);
+	if (
 	    make(&run, TALLY_RATELIMIT_FIXED_WINDOW, WINDOW_LIMIT, WINDOW_NS, 0, &run.window) ||
 	    make(&run, TALLY_RATELIMIT_GCRA, 1, GCRA_T_NS, GCRA_BURST, &run.gcra))
 		return 2;
@@ -146,10 +177,33 @@ int main(int argc, char **argv)
 		pthread_join(threads[i], NULL);
 
 	int64_t span = atomic_load(&run.now), windows = span / WINDOW_NS + 1;
-	for (int64_t i = 0; i < HOT_KEYS * run.window_slots; i++)
-		over += atomic_load(&run.window_admitted[i]) > WINDOW_LIMIT;
-	for (int k = 0; k < HOT_KEYS; k++)
-		over += atomic_load(&run.gcra_admitted[k]) > GCRA_BURST + span / GCRA_T_NS;
+	/* Each failed check is described on stderr: which limiter, key, window, count against
+	 * bound, and the clock readings involved, so a rare failure can be diagnosed. */
+	for (int64_t i = 0; i < HOT_KEYS * run.window_slots; i++) {
+		int64_t admitted = atomic_load(&run.window_admitted[i]);
+		if (admitted <= WINDOW_LIMIT)
+			continue;
+		over++;
+		int64_t window = i % run.window_slots;
+		fprintf(stderr, "ratelimit: FAIL window key=hot-%lld window=%lld [%lld, %lld) "
+			"admitted=%lld limit=%d readings=[%lld, %lld] stale_readings=%lld "
+			"clock_end=%lld\n", (long long)(i / run.window_slots), (long long)window,
+			(long long)(window * WINDOW_NS), (long long)((window + 1) * WINDOW_NS),
+			(long long)admitted, WINDOW_LIMIT,
+			(long long)atomic_load(&run.window_low[i]),
+			(long long)atomic_load(&run.window_high[i]),
+			(long long)atomic_load(&run.window_stale[i]), (long long)span);
+	}
+	for (int k = 0; k < HOT_KEYS; k++) {
+		int64_t admitted = atomic_load(&run.gcra_admitted[k]);
+		if (admitted <= GCRA_BURST + span / GCRA_T_NS)
+			continue;
+		over++;
+		fprintf(stderr, "ratelimit: FAIL gcra key=hot-%d admitted=%lld bound=%lld "
+			"(burst %d + readings [0, %lld] / T %d)\n", k, (long long)admitted,
+			(long long)(GCRA_BURST + span / GCRA_T_NS), GCRA_BURST, (long long)span,
+			GCRA_T_NS);
+	}
 	atomic_store(&run.now, span + 1000000);
 	take_reading(&run);
 	tally_ratelimit_sweep(run.window, NULL);
@@ -168,6 +222,9 @@ int main(int argc, char **argv)
 	tally_ratelimit_destroy(run.window);
 	tally_ratelimit_destroy(run.gcra);
 	free(run.window_admitted);
+	free(run.window_low);
+	free(run.window_high);
+	free(run.window_stale);
 	tally_rcu_barrier();
 	return violations ? 1 : 0;
 }

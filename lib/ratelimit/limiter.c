@@ -179,8 +179,10 @@ static void clamp_to_horizon(struct tally_ratelimit *limiter, int64_t *now)
 
 /*
  * Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err.
- * A new entry starts no earlier than the sweep horizon: the key may have been killed by a
- * sweep at a newer reading than *now, and unlinked before our lookup (see sweep.c).
+ * A new entry's word is built from *now clamped to the horizon read after the missed lookup,
+ * but that word may still be stale: between that read and our insert, another caller can
+ * create the key, charge it, and a sweep kill and unlink it at a newer reading. The caller
+ * therefore clamps again after this returns (see tally_ratelimit_allow_result).
  */
 static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const char *key,
 				       size_t key_len, int64_t *now, int *err)
@@ -275,6 +277,17 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 		struct rl_entry *entry = find_or_create(limiter, key, key_len, &now, &err);
 		if (!entry)
 			break;
+		/* Charge no earlier than the horizon as of now, after the entry was found or
+		 * inserted. The entry's word may have been built from an older reading (ours,
+		 * or a racing creator's, see find_or_create) than a sweep that killed an
+		 * earlier entry of this key; charged at that reading, it would recount a window
+		 * the killed entry filled, or restart a TAT below the killed one's. Every
+		 * earlier entry of the key was killed, so the horizon raised, before it was
+		 * unlinked, and unlinked before this entry was inserted; so this load sees
+		 * that horizon. Acquire fence: the lookup or insert that gave us the entry
+		 * (liburcu, full-barrier cmpxchg on the chain) comes before the load. */
+		atomic_thread_fence(memory_order_acquire);
+		clamp_to_horizon(limiter, &now);
 		err = charge_entry(limiter, entry, now, cost, result);
 		if (err >= 0)
 			break;

@@ -13,9 +13,10 @@
  * one (it read the clock, then lost the CPU). Such a caller must not start a fresh entry at
  * its old time: a fresh window at its time would recount a window the killed entry had
  * charged, and a fresh TAT would forget the killed one's. So a sweep raises the limiter's
- * sweep_horizon to its reading before it kills anything (and kills with release), and an
- * allow that meets a dead entry (acquire) moves its reading up to the horizon: a time that
- * has already passed, at which the killed state was fresh.
+ * sweep_horizon to its reading before it kills anything (and kills with release), and every
+ * allow, after it has found or inserted its entry, moves its reading up to the horizon: a time
+ * that has already passed, at which the killed state was fresh. (After, not only before the
+ * insert: see limiter.c, tally_ratelimit_allow_result.)
  */
 #include <errno.h>
 #include <time.h>
