@@ -411,8 +411,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	}
 	s->seq = seq;
 	s->head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
-	s->head.inline_cached =
-		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER;
+	s->head.inline_key =
+		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER
+			? s->head.id : UINT64_MAX;
 	s->mode = config->mode;
 	s->reset = config->reset;
 	s->utc_offset_minutes = config->utc_offset_minutes;
