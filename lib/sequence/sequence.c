@@ -112,10 +112,10 @@ out:
  * single numbers and partial blocks come here: a number past the width limit is EWIDTH and
  * a block is cut at the limit, so nothing inside the valid range is ever lost, while a
  * non-partial range (a reservation) that could straddle the limit keeps the CAS loop (it
- * must take all or nothing). The counter field can run past max_counter by at most one k
- * per thread that passed the check below concurrently (each then sees the limit and takes
- * the CAS path, which fails with EWIDTH without writing): far below the 2^40 - 10^12 spare
- * counter values, so it never carries into the period bits. Series with a lease keep the
+ * must take all or nothing). The counter field can run past max_counter only by the adds
+ * in flight (at most one k per thread): each caller that went past brings the word back
+ * to (period, max) before it returns: far below the 2^40 - 10^12 spare counter values, so
+ * it never carries into the period bits. Series with a lease keep the
  * CAS loop: a fetch_add could run past lease_hi, and a number taken there may lie in a
  * block another owner leased (see extend_lease), which the CAS path rules out by failing.
  * Returns false when the caller must take the CAS path.
@@ -123,16 +123,33 @@ out:
 static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t k,
 			   bool partial, uint64_t *first, uint64_t *count, int *err)
 {
-	uint64_t cur = atomic_load_explicit(&s->state, memory_order_relaxed);
-	uint64_t old, last;
+	uint64_t old, last, cur, cap;
 
-	if (s->lease || (k != 1 && !partial) || SEQ_PERIOD(cur) < now_period ||
-	    SEQ_COUNTER(cur) >= s->tmpl.max_counter)
+	if (s->lease || (k != 1 && !partial))
 		return false;
+	if (s->reset != TALLY_SEQ_RESET_NEVER) {
+		/* The period may need a rollover (a CAS). A series that never resets skips this
+		 * load: under contention a load before the RMW costs a second line transfer. */
+		cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if (SEQ_PERIOD(cur) < now_period || SEQ_COUNTER(cur) >= s->tmpl.max_counter)
+			return false;
+	}
 	/* Relaxed: numbers publish nothing; the RMW itself decides ownership. */
 	old = atomic_fetch_add_explicit(&s->state, k, memory_order_relaxed);
+	if (SEQ_COUNTER(old) + k > s->tmpl.max_counter) {
+		/* Past the width limit: bring the word back to (period, max) so that repeated
+		 * calls cannot carry into the period bits. Only values above max (never issued)
+		 * are undone, so no number can be handed out twice. */
+		cap = SEQ_PACK(SEQ_PERIOD(old), s->tmpl.max_counter);
+		cur = old + k;
+		while (SEQ_PERIOD(cur) == SEQ_PERIOD(old) && cur > cap &&
+		       !atomic_compare_exchange_weak_explicit(&s->state, &cur, cap,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+			;
+	}
 	if (SEQ_COUNTER(old) >= s->tmpl.max_counter) {
-		*err = TALLY_EWIDTH; /* raced past the limit: nothing valid was taken */
+		*err = TALLY_EWIDTH; /* nothing valid was taken */
 		return true;
 	}
 	last = SEQ_COUNTER(old) + k > s->tmpl.max_counter
