@@ -166,6 +166,58 @@ static void test_width(void)
 	tally_sequence_destroy(seq);
 }
 
+/* ---- the width limit under contention (the fetch_add path overshoots, then clamps) ---- */
+
+struct width_run {
+	struct tally_series *series;
+	_Atomic int issued[1000]; /* counter -> times issued */
+	_Atomic int over, bad_err;
+};
+
+static void *width_body(struct test_thread *self)
+{
+	struct width_run *run = self->shared;
+	struct tally_seq_number n;
+
+	for (int i = 0; i < 20000; i++) {
+		int err = tally_series_next(run->series, &n);
+
+		if (err == TALLY_OK && n.counter >= 1 && n.counter <= 999 && n.period == 0)
+			atomic_fetch_add(&run->issued[n.counter], 1);
+		else if (err == TALLY_OK)
+			atomic_fetch_add(&run->over, 1);
+		else if (err != TALLY_EWIDTH)
+			atomic_fetch_add(&run->bad_err, 1);
+	}
+	return NULL;
+}
+
+static void test_width_threads(enum tally_seq_mode mode)
+{
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = { .format = "W{counter:03}", .mode = mode,
+					   .cache_block = 7 };
+	const char *name = mode == TALLY_SEQ_STRICT ? "strict" : "cached";
+	static struct width_run run;
+	struct tally_series_stats stats;
+	struct test_thread th[4];
+	int once = 0;
+
+	memset(&run, 0, sizeof(run));
+	tally_sequence_series_create(seq, "t", "W", &cfg, NULL);
+	tally_sequence_series_find(seq, "t", "W", &run.series);
+	run_threads(4, width_body, &run, th);
+	for (int c = 1; c <= 999; c++)
+		once += atomic_load(&run.issued[c]) == 1;
+	tap_eq(once, 999, "%s 4 threads at the width: 1..999 each issued exactly once", name);
+	tap_eq(atomic_load(&run.over), 0, "%s: nothing wider or wrapped was issued", name);
+	tap_eq(atomic_load(&run.bad_err), 0, "%s: every other call failed with EWIDTH", name);
+	tally_series_stats(run.series, &stats);
+	tap_ok(stats.last.counter == 999 && stats.last.period == 0,
+	       "%s: stats stop at 999 in period 0", name);
+	tally_sequence_destroy(seq);
+}
+
 /* ---- concurrent strict issuing across a midnight rollover ---- */
 
 struct strict_run {
@@ -629,6 +681,8 @@ int main(void)
 	test_bad_input();
 	test_strict_basic();
 	test_width();
+	test_width_threads(TALLY_SEQ_STRICT);
+	test_width_threads(TALLY_SEQ_CACHED);
 	for (int i = 0; i < 3; i++)
 		test_strict_threads(counts[i], TALLY_SEQ_STRICT);
 	for (int i = 0; i < 3; i++)

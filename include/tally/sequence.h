@@ -13,13 +13,17 @@
  * Its rendered date comes from its period, never from a second clock read.
  *
  * Modes
- * - TALLY_SEQ_STRICT: one 64-bit atomic word packs (period, last counter) and is advanced by
- *   compare-and-swap, so the period rollover and the counter move together: no number has
+ * - TALLY_SEQ_STRICT: one 64-bit atomic word packs (period, last counter). The rollover is
+ *   one compare-and-swap from (old period, n) to (new period, first); a single number of a
+ *   series without a lease, once the word is in the caller's period, is one fetch_add on it
+ *   (reservations and leased series use a CAS loop). So the period rollover and the counter
+ *   move together: no number has
  *   one period's date with another period's counter, none repeats across the boundary, and
  *   after any thread saw the new period no thread issues in the old one. Within a series and
  *   period the issued numbers are 1..N with no gaps in normal operation (see "Gaps").
- *   next: linearizable, lock-free (a CAS loop; blocking only when it must extend a lease or
- *   take a released number from the release list, which is mutex-protected).
+ *   next: linearizable; wait-free without a lease except at a rollover or at the width limit
+ *   (a CAS loop there: lock-free), lock-free with a lease; blocking only when it must extend
+ *   a lease or take a released number from the release list, which is mutex-protected.
  * - TALLY_SEQ_CACHED: each thread takes blocks of `cache_block` numbers from the same word
  *   and hands them out from a thread-local cache: unique but not ordered across threads,
  *   with gaps (blocks not used up when a thread exits, when the series is removed, or at a

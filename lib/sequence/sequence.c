@@ -102,12 +102,74 @@ out:
 	return err;
 }
 
+/*
+ * The fetch-and-add path, for series without a lease provider, when the word is already in
+ * the caller's period (or a later one) and below the width limit. One fetch_add on the word
+ * takes [old + 1, old + k]: the (period, counter) pair it returns is consistent by
+ * construction, and it cannot cross a rollover, which is only ever a CAS from the exact
+ * (old period, n) to (new period, first): a fetch_add ordered before that CAS issues in the
+ * old period (linearized at the fetch_add), one ordered after issues in the new one. Only
+ * single numbers and partial blocks come here: a number past the width limit is EWIDTH and
+ * a block is cut at the limit, so nothing inside the valid range is ever lost, while a
+ * non-partial range (a reservation) that could straddle the limit keeps the CAS loop (it
+ * must take all or nothing). The counter field can run past max_counter only by the adds
+ * in flight (at most one k per thread): each caller that went past brings the word back
+ * to (period, max) before it returns: far below the 2^40 - 10^12 spare counter values, so
+ * it never carries into the period bits. Series with a lease keep the
+ * CAS loop: a fetch_add could run past lease_hi, and a number taken there may lie in a
+ * block another owner leased (see extend_lease), which the CAS path rules out by failing.
+ * Returns false when the caller must take the CAS path.
+ */
+static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t k,
+			   bool partial, uint64_t *first, uint64_t *count, int *err)
+{
+	uint64_t old, last, cur, cap;
+
+	if (s->lease || (k != 1 && !partial))
+		return false;
+	if (s->reset != TALLY_SEQ_RESET_NEVER) {
+		/* The period may need a rollover (a CAS). A series that never resets skips this
+		 * load: under contention a load before the RMW costs a second line transfer. */
+		cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if (SEQ_PERIOD(cur) < now_period || SEQ_COUNTER(cur) >= s->tmpl.max_counter)
+			return false;
+	}
+	/* Relaxed: numbers publish nothing; the RMW itself decides ownership. */
+	old = atomic_fetch_add_explicit(&s->state, k, memory_order_relaxed);
+	if (SEQ_COUNTER(old) + k > s->tmpl.max_counter) {
+		/* Past the width limit: bring the word back to (period, max) so that repeated
+		 * calls cannot carry into the period bits. Only values above max (never issued)
+		 * are undone, so no number can be handed out twice. */
+		cap = SEQ_PACK(SEQ_PERIOD(old), s->tmpl.max_counter);
+		cur = old + k;
+		while (SEQ_PERIOD(cur) == SEQ_PERIOD(old) && cur > cap &&
+		       !atomic_compare_exchange_weak_explicit(&s->state, &cur, cap,
+							      memory_order_relaxed,
+							      memory_order_relaxed))
+			;
+	}
+	if (SEQ_COUNTER(old) >= s->tmpl.max_counter) {
+		*err = TALLY_EWIDTH; /* nothing valid was taken */
+		return true;
+	}
+	last = SEQ_COUNTER(old) + k > s->tmpl.max_counter
+		       ? SEQ_PACK(SEQ_PERIOD(old), s->tmpl.max_counter) : old + k;
+	*first = old + 1;
+	*count = last - old;
+	*err = TALLY_OK;
+	return true;
+}
+
 int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
 		   uint64_t *first, uint64_t *count)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
-	uint64_t cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+	uint64_t cur;
+	int add_err;
 
+	if (take_fresh_add(s, now_period, k, partial, first, count, &add_err))
+		return add_err;
+	cur = atomic_load_explicit(&s->state, memory_order_relaxed);
 	for (;;) {
 		uint64_t start, end;
 		int err = plan(s, cur, now_period, k, partial, &start, &end);
@@ -366,8 +428,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	}
 	s->seq = seq;
 	s->head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
-	s->head.inline_cached =
-		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER;
+	s->head.inline_key =
+		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER
+			? s->head.id : UINT64_MAX;
 	s->mode = config->mode;
 	s->reset = config->reset;
 	s->utc_offset_minutes = config->utc_offset_minutes;
@@ -533,7 +596,9 @@ int tally_series_stats(const struct tally_series *s, struct tally_series_stats *
 		return TALLY_EINVAL;
 	word = atomic_load_explicit(&s->state, memory_order_acquire);
 	out->last.period = SEQ_PERIOD(word);
-	out->last.counter = SEQ_COUNTER(word);
+	/* The fetch_add path may have run the counter past the width limit (never issued). */
+	out->last.counter = SEQ_COUNTER(word) > s->tmpl.max_counter ? s->tmpl.max_counter
+								    : SEQ_COUNTER(word);
 	out->lease_mark = s->lease ? atomic_load_explicit(&s->lease_hi, memory_order_acquire) : 0;
 	out->lease_calls = atomic_load_explicit(&s->lease_calls, memory_order_relaxed);
 	out->released_pending = atomic_load_explicit(&s->released_count, memory_order_acquire);

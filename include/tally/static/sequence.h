@@ -26,8 +26,10 @@ extern _Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_
 /* The first bytes of every struct tally_series; immutable after create. */
 struct tally__series_head {
 	uint64_t id;
-	uint32_t inline_cached; /* 1: cached mode that never resets: blocks may be used inline */
-	uint32_t unused;
+	/* id for a cached series that never resets (its blocks may be used inline), else
+	 * UINT64_MAX, which no block carries: the inline path then always misses, with one
+	 * load and one compare instead of a separate mode test per number. */
+	uint64_t inline_key;
 };
 
 int tally__series_next_slow(struct tally_series *series, struct tally_seq_number *out);
@@ -36,14 +38,15 @@ static inline int tally_series_next(struct tally_series *series, struct tally_se
 {
 	const struct tally__series_head *head = (const struct tally__series_head *)series;
 
-	if (__builtin_expect(series && out && head->inline_cached, 1)) {
-		struct tally__seq_block *block =
-			&tally__seq_blocks[head->id % TALLY_SEQ_THREAD_CACHE];
+	if (__builtin_expect(series && out, 1)) {
+		uint64_t key = head->inline_key;
+		struct tally__seq_block *block = &tally__seq_blocks[key % TALLY_SEQ_THREAD_CACHE];
+		uint64_t next = block->next;
 
-		if (__builtin_expect(block->series_id == head->id && block->next <= block->end, 1)) {
-			out->period = (uint32_t)(block->next >> 40);
-			out->counter = block->next & ((UINT64_C(1) << 40) - 1);
-			block->next++;
+		if (__builtin_expect(block->series_id == key && next <= block->end, 1)) {
+			block->next = next + 1;
+			out->period = (uint32_t)(next >> 40);
+			out->counter = next & ((UINT64_C(1) << 40) - 1);
 			return TALLY_OK;
 		}
 	}
