@@ -202,6 +202,28 @@ static struct tally_series_config leased(struct tally_lease_provider *p)
 					     .lease = p, .lease_size = 16 };
 }
 
+/* The crashing incarnation (run by exec from test_restart): issues 30 numbers, writes each
+ * to fd, and exits without closing the series, so its lease stays unclean. */
+static int crash_child(const char *path, int fd)
+{
+	struct tally_lease_provider *p;
+	struct tally_series_config cfg;
+	struct tally_sequence *seq;
+	struct tally_seq_number n;
+
+	if (tally_lease_file_open(&p, path) != TALLY_OK)
+		return 3;
+	cfg = leased(p);
+	tally_sequence_create(&seq, NULL);
+	tally_sequence_series_create(seq, "t", "INV", &cfg, NULL);
+	for (int i = 0; i < 30; i++) {
+		tally_sequence_next(seq, "t", "INV", &n);
+		if (write(fd, &n.counter, sizeof(n.counter)) != sizeof(n.counter))
+			_exit(4);
+	}
+	_exit(0);
+}
+
 static void test_restart(void)
 {
 	struct tally_lease_provider *p;
@@ -237,17 +259,14 @@ static void test_restart(void)
 	if (pipe(fds))
 		abort();
 	if (fork() == 0) {
+		/* A fresh process, as a real restart is: exec rather than run on in a fork of
+		 * this (multi-threaded, RCU-using) process. */
+		char fd_text[16];
+
 		close(fds[0]);
-		tally_lease_file_open(&p, path);
-		cfg = leased(p);
-		tally_sequence_create(&seq, NULL);
-		tally_sequence_series_create(seq, "t", "INV", &cfg, NULL);
-		for (int i = 0; i < 30; i++) {
-			tally_sequence_next(seq, "t", "INV", &n);
-			if (write(fds[1], &n.counter, sizeof(n.counter)) != sizeof(n.counter))
-				_exit(4);
-		}
-		_exit(0); /* no destroy: the lease stays unclean */
+		snprintf(fd_text, sizeof(fd_text), "%d", fds[1]);
+		execl("/proc/self/exe", "lease_file", "crash-child", path, fd_text, (char *)NULL);
+		_exit(5);
 	}
 	close(fds[1]);
 	while (got < sizeof(child_numbers)) {
@@ -277,8 +296,10 @@ static void test_restart(void)
 	tally_lease_provider_destroy(p);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "crash-child") == 0)
+		return crash_child(argv[2], atoi(argv[3]));
 	if (!mkdtemp(dir))
 		return 1;
 	test_basics();
