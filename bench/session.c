@@ -18,6 +18,10 @@
  *	  lfht:   raw cds_lfht (memb flavour, FNV-1a hash) for both tables, as a liburcu user
  *	          would write it; the count is an atomic in the session node, updated in place;
  *	          removed connections freed by call_rcu.
+ *	Every side is sized for the workload up front: the rwlock table has 16384 buckets
+ *	per table, the lfht peer starts its session table at 16384 buckets and its connection
+ *	table at 512 (what cds_lfht_new's init_size gives a user who knows the load), and tally
+ *	gets the same through its config hints (expected_sessions, expected_connections).
  *	tally does more per write than the peers: keyed SipHash instead of FNV-1a, the
  *	per-session connection list (the secondary index) under the session's mutex, and a
  *	join that is atomic with speaker disconnect. Every join/leave result is checked.
@@ -152,9 +156,15 @@ static void create_session(const char *id)
 	tally_session_create(table, &params);
 }
 
+/* Both the lookup and the lfht peer size their tables for this load (see the top). */
+#define EXPECTED_CONNECTIONS (2 * SLOTS)
+
 static void tally_setup(const struct bench_state *state)
 {
-	tally_session_table_create(&table, NULL);
+	struct tally_session_config config = { .expected_sessions = KEYS,
+					       .expected_connections = EXPECTED_CONNECTIONS };
+
+	tally_session_table_create(&table, &config);
 	for (int i = 0; i < KEYS; i++)
 		create_session(keys[i]);
 }
@@ -430,17 +440,22 @@ static void lfht_free_connection(struct rcu_head *rcu)
 	free(caa_container_of(rcu, struct lfht_connection, rcu));
 }
 
-static struct cds_lfht *lfht_new(void)
+/* init_size as tally_rcu_map_init_sized picks it: a power of two >= the expected count. */
+static struct cds_lfht *lfht_new(unsigned long expected)
 {
-	return cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+	unsigned long buckets = 64;
+
+	while (buckets < expected)
+		buckets <<= 1;
+	return cds_lfht_new_flavor(buckets, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 				   &urcu_memb_flavor, NULL);
 }
 
 static void lfht_setup(const struct bench_state *state)
 {
 	tally_rcu_thread_register();
-	lfht_sessions = lfht_new();
-	lfht_connections = lfht_new();
+	lfht_sessions = lfht_new(KEYS);
+	lfht_connections = lfht_new(EXPECTED_CONNECTIONS);
 	urcu_memb_read_lock();
 	for (int i = 0; i < KEYS; i++)
 		lfht_insert(keys[i]);

@@ -75,6 +75,11 @@ void tally_connection_free(struct tally_rcu_map_node *node)
 	tally_free_aligned(caa_container_of(node, struct connection, node));
 }
 
+static void reclaim_connection(struct tally_rcu_head *rcu)
+{
+	tally_free_aligned(caa_container_of(rcu, struct connection, rcu));
+}
+
 struct connection *tally_connection_find(struct tally_session_table *table, const char *id,
 					 size_t len)
 {
@@ -97,8 +102,8 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 		tally_gauge_dec(&session->listener_count, NULL); /* matched by the link's inc */
 	if (!list_locked)
 		pthread_mutex_unlock(&session->list_lock);
-	atomic_fetch_sub_explicit(&table->connection_total, 1, memory_order_relaxed);
-	tally_rcu_map_retire(&connection->node, tally_connection_free);
+	tally_counter_sub(&table->connection_total, 1); /* cannot leave int64: ignored */
+	tally_rcu_retire(&connection->rcu, reclaim_connection);
 	return TALLY_OK;
 }
 
@@ -229,7 +234,7 @@ static int create_connection(struct tally_session_table *table,
 	} else if ((err = insert_connection(table, session, connection)) != TALLY_OK) {
 		tally_free_aligned(connection); /* never published */
 	} else {
-		atomic_fetch_add_explicit(&table->connection_total, 1, memory_order_relaxed);
+		tally_counter_inc(&table->connection_total);
 	}
 	tally_rcu_read_unlock();
 	return err;

@@ -78,15 +78,23 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 	return version;
 }
 
-static void free_session(struct tally_rcu_map_node *node)
+static void free_session_object(struct session *session)
 {
-	struct session *session = caa_container_of(node, struct session, node);
-
 	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
 	free(atomic_load_explicit(&session->speaker, memory_order_relaxed));
 	tally_gauge_destroy(&session->listener_count);
 	pthread_mutex_destroy(&session->list_lock);
 	tally_free_aligned(session);
+}
+
+static void free_session(struct tally_rcu_map_node *node)
+{
+	free_session_object(caa_container_of(node, struct session, node));
+}
+
+static void reclaim_session(struct tally_rcu_head *rcu)
+{
+	free_session_object(caa_container_of(rcu, struct session, rcu));
 }
 
 /* The lengths of a create's strings, measured once by the check. */
@@ -162,8 +170,8 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 	deactivate_locked(session);
 	removed = tally_connection_remove_all(table, session, NULL);
 	pthread_mutex_unlock(&session->list_lock);
-	atomic_fetch_sub_explicit(&table->session_total, 1, memory_order_relaxed);
-	tally_rcu_map_retire(&session->node, free_session); /* I4 */
+	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
+	tally_rcu_retire(&session->rcu, reclaim_session); /* I4 */
 	if (connections_deleted)
 		*connections_deleted = removed;
 	return TALLY_OK;
@@ -206,12 +214,27 @@ int tally_session_table_create(struct tally_session_table **out,
 		table->config.now_ms = realtime_ms;
 		table->config.clock_arg = NULL;
 	}
-	if (tally_rcu_map_init(&table->sessions) != TALLY_OK) {
+	if (tally_counter_init(&table->session_total, 0) != TALLY_OK) {
 		free(table);
 		return TALLY_ENOMEM;
 	}
-	if (tally_rcu_map_init(&table->connections) != TALLY_OK) {
+	if (tally_counter_init(&table->connection_total, 0) != TALLY_OK) {
+		tally_counter_destroy(&table->session_total);
+		free(table);
+		return TALLY_ENOMEM;
+	}
+	if (tally_rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
+	    TALLY_OK) {
+		tally_counter_destroy(&table->connection_total);
+		tally_counter_destroy(&table->session_total);
+		free(table);
+		return TALLY_ENOMEM;
+	}
+	if (tally_rcu_map_init_sized(&table->connections,
+				     table->config.expected_connections) != TALLY_OK) {
 		tally_rcu_map_destroy(&table->sessions, NULL);
+		tally_counter_destroy(&table->connection_total);
+		tally_counter_destroy(&table->session_total);
 		free(table);
 		return TALLY_ENOMEM;
 	}
@@ -246,6 +269,8 @@ int tally_session_table_destroy(struct tally_session_table *table)
 	tally_rcu_map_destroy(&table->sessions, free_session);
 	pthread_cond_destroy(&table->sweeper_wake);
 	pthread_mutex_destroy(&table->sweeper_lock);
+	tally_counter_destroy(&table->connection_total);
+	tally_counter_destroy(&table->session_total);
 	free(table);
 	return TALLY_OK;
 }
@@ -256,10 +281,9 @@ int tally_session_table_counts(struct tally_session_table *table, int64_t *sessi
 	if (!table)
 		return TALLY_EINVAL;
 	if (sessions)
-		*sessions = atomic_load_explicit(&table->session_total, memory_order_relaxed);
+		tally_counter_read(&table->session_total, sessions);
 	if (connections)
-		*connections = atomic_load_explicit(&table->connection_total,
-						    memory_order_relaxed);
+		tally_counter_read(&table->connection_total, connections);
 	return TALLY_OK;
 }
 
@@ -283,7 +307,7 @@ int tally_session_create(struct tally_session_table *table,
 	if (tally_rcu_map_insert_unique(&table->sessions, &session->node) != &session->node)
 		err = TALLY_EEXIST;
 	else
-		atomic_fetch_add_explicit(&table->session_total, 1, memory_order_relaxed);
+		tally_counter_inc(&table->session_total);
 	tally_rcu_read_unlock();
 	if (err != TALLY_OK)
 		free_session(&session->node); /* never published */

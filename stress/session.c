@@ -162,7 +162,7 @@ static int64_t check_quiescent(struct shared *shared)
 int main(int argc, char **argv)
 {
 	struct stress_args args = stress_parse(argc, argv);
-	struct tally_session_config config = { stress_clock, NULL, 0, 0 };
+	struct tally_session_config config = { .now_ms = stress_clock };
 	struct shared shared = { 0 };
 	struct test_thread *threads = calloc((size_t)args.threads, sizeof(*threads));
 	double end = stress_now() + args.seconds;

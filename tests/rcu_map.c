@@ -13,6 +13,7 @@
 
 struct entry {
 	struct tally_rcu_map_node node;
+	struct tally_rcu_head rcu;
 	char key[32];
 	_Atomic int64_t alive; /* 1 until reclaimed; readers check they never see 0 */
 };
@@ -29,13 +30,23 @@ static struct entry *new_entry(const char *key)
 	return entry;
 }
 
-static void reclaim_entry(struct tally_rcu_map_node *node)
+static void free_entry(struct entry *entry)
 {
-	struct entry *entry = caa_container_of(node, struct entry, node);
-
 	atomic_store(&entry->alive, 0);
 	atomic_fetch_add(&reclaimed_count, 1);
 	free(entry);
+}
+
+/* destroy's release_node */
+static void reclaim_entry(struct tally_rcu_map_node *node)
+{
+	free_entry(caa_container_of(node, struct entry, node));
+}
+
+/* what a remover retires */
+static void reclaim_retired(struct tally_rcu_head *rcu)
+{
+	free_entry(caa_container_of(rcu, struct entry, rcu));
 }
 
 static int count_node(struct tally_rcu_map_node *node, void *arg)
@@ -64,7 +75,7 @@ static void test_basics(void)
 	tap_eq(tally_rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND, "second remove is ENOTFOUND");
 	tap_ok(tally_rcu_map_node_removed(&a->node), "node reports removed");
 	tap_ok(tally_rcu_map_lookup(&map, "alpha", 5) == NULL, "alpha gone");
-	tally_rcu_map_retire(&a->node, reclaim_entry);
+	tally_rcu_retire(&a->rcu, reclaim_retired);
 	tally_rcu_read_unlock();
 	free(a2);
 	tap_eq(tally_rcu_map_destroy(&map, reclaim_entry), TALLY_OK, "destroy frees what is left");
@@ -96,7 +107,7 @@ static void *race_body(struct test_thread *self)
 				if (self->index % 2 &&
 				    tally_rcu_map_remove(&race->map, node) == TALLY_OK) {
 					atomic_fetch_add(&race->removed_by_us, 1);
-					tally_rcu_map_retire(node, reclaim_entry);
+					tally_rcu_retire(&entry->rcu, reclaim_retired);
 				}
 			}
 			tally_rcu_read_unlock();

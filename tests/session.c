@@ -18,7 +18,9 @@ static int64_t fake_clock(void *arg)
 
 static struct tally_session_table *new_table(int64_t session_ttl, int64_t connection_ttl)
 {
-	struct tally_session_config config = { fake_clock, &fake_now, session_ttl, connection_ttl };
+	struct tally_session_config config = { .now_ms = fake_clock, .clock_arg = &fake_now,
+					       .session_ttl_ms = session_ttl,
+					       .connection_ttl_ms = connection_ttl };
 	struct tally_session_table *table = NULL;
 
 	tally_session_table_create(&table, &config);
@@ -50,7 +52,7 @@ static int64_t listeners_of(struct tally_session_table *table, const char *sessi
 
 static void test_table_errors(void)
 {
-	struct tally_session_config bad = { NULL, NULL, -1, 0 };
+	struct tally_session_config bad = { .session_ttl_ms = -1 };
 	struct tally_session_table *table = NULL;
 
 	tap_eq(tally_session_table_create(NULL, NULL), TALLY_EINVAL, "create: NULL out");
@@ -64,6 +66,30 @@ static void test_table_errors(void)
 	tally_rcu_read_unlock();
 	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy");
 	tap_eq(tally_session_table_destroy(NULL), TALLY_EINVAL, "destroy NULL");
+}
+
+/* Size hints: any value is accepted (huge ones are capped), and a hinted table behaves
+ * like any other, destroy included, with more entries than the hint. */
+static void test_size_hints(void)
+{
+	struct tally_session_config hinted = { .expected_sessions = 100,
+					       .expected_connections = SIZE_MAX };
+	struct tally_session_table *table = NULL;
+	struct tally_session_params params = { NULL, "speaker", "user", "en", "standard", 0 };
+	char id[32];
+	int created = 0;
+	int64_t sessions = -1;
+
+	tap_eq(tally_session_table_create(&table, &hinted), TALLY_OK, "create with size hints");
+	for (int i = 0; i < 1000; i++) {
+		snprintf(id, sizeof(id), "hinted-%d", i);
+		params.session_id = id;
+		created += tally_session_create(table, &params) == TALLY_OK;
+	}
+	tally_session_table_counts(table, &sessions, NULL);
+	tap_ok(created == 1000 && sessions == 1000, "1000 sessions past a hint of 100");
+	tap_eq(tally_session_exists(table, "hinted-999"), 1, "the last one is found");
+	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy the hinted table");
 }
 
 static void test_session_crud(void)
@@ -408,6 +434,7 @@ static void test_invariant_under_races(void)
 int main(void)
 {
 	test_table_errors();
+	test_size_hints();
 	test_session_crud();
 	test_join_leave();
 	test_speaker_disconnect();

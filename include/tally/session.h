@@ -83,6 +83,12 @@ struct tally_session_config {
 	void *clock_arg;
 	int64_t session_ttl_ms;    /* default lifetime of a session, 0 = no expiry */
 	int64_t connection_ttl_ms; /* default lifetime of a connection, 0 = no expiry */
+	/* Size hints, 0 = start small. The tables grow by themselves, but in steps: a table
+	 * filled from small holds up to 8 entries per hash bucket between steps, and each
+	 * extra entry on a bucket's chain is a cache miss on every lookup that passes it.
+	 * A hint allocates about one bucket per expected entry up front (16 bytes each). */
+	size_t expected_sessions;
+	size_t expected_connections;
 };
 
 enum tally_connection_role {

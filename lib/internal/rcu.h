@@ -10,11 +10,14 @@
 struct tally_rcu_head {
 	struct rcu_head head;
 	void (*reclaim)(struct tally_rcu_head *rcu); /* runs after a grace period */
+	struct tally_rcu_head *batch_next;            /* retire batches (lib/rcu.c) */
 };
 
 /*
  * tally_rcu_retire: after `rcu`'s object is unreachable to new readers, call reclaim(rcu)
- * once every read-side section that might still see it has ended. Non-blocking.
+ * once every read-side section that might still see it has ended. Non-blocking. Retires are
+ * batched per thread (lib/rcu.c): up to 31 objects wait for the thread's next retires, its
+ * exit, or a tally_rcu_barrier().
  */
 void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu));
 

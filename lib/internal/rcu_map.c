@@ -155,20 +155,6 @@ int tally_rcu_map_node_removed(struct tally_rcu_map_node *node)
 	return cds_lfht_is_node_deleted(&node->lfht);
 }
 
-static void reclaim_map_node(struct tally_rcu_head *rcu)
-{
-	struct tally_rcu_map_node *node = caa_container_of(rcu, struct tally_rcu_map_node, rcu);
-
-	node->reclaim_node(node);
-}
-
-void tally_rcu_map_retire(struct tally_rcu_map_node *node,
-			  void (*reclaim)(struct tally_rcu_map_node *node))
-{
-	node->reclaim_node = reclaim;
-	tally_rcu_retire(&node->rcu, reclaim_map_node);
-}
-
 int tally_rcu_map_visit(struct tally_rcu_map *map,
 			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
 {
@@ -187,29 +173,47 @@ int tally_rcu_map_visit(struct tally_rcu_map *map,
 	return 0;
 }
 
-int tally_rcu_map_destroy(struct tally_rcu_map *map,
-			  void (*release_node)(struct tally_rcu_map_node *node))
+/* Read lock held; no other thread of the caller's uses the map. Removes every node and
+ * returns them as a list. The list reuses the key field: no caller's reader will compare
+ * keys again, and liburcu's resize worker reads only the lfht part of a node. */
+static struct tally_rcu_map_node *remove_all(struct tally_rcu_map *map)
 {
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *lfht;
+	struct tally_rcu_map_node *removed = NULL, *node;
+
+	cds_lfht_for_each(map->table, &iter, lfht) {
+		if (cds_lfht_del(map->table, lfht) != 0)
+			continue;
+		node = node_of(lfht);
+		node->next_released = removed;
+		removed = node;
+	}
+	return removed;
+}
+
+int tally_rcu_map_destroy(struct tally_rcu_map *map,
+			  void (*release_node)(struct tally_rcu_map_node *node))
+{
+	struct tally_rcu_map_node *removed, *next;
 	int err = tally_rcu_barrier();
 
 	if (err != TALLY_OK)
 		return err;
-	/* No caller's thread uses the map now, but liburcu's resize worker may: deleting
-	 * (or the inserts just before) can start a resize whose threads walk the chains
-	 * under their own read-side sections. So nodes are released after a grace period,
-	 * like any removed node, and the barrier waits for those releases. */
 	tally_rcu_read_lock();
-	cds_lfht_first(map->table, &iter);
-	while ((lfht = cds_lfht_iter_get_node(&iter)) != NULL) {
-		cds_lfht_next(map->table, &iter);
-		if (cds_lfht_del(map->table, lfht) == 0 && release_node)
-			tally_rcu_map_retire(node_of(lfht), release_node);
-	}
+	removed = remove_all(map);
 	tally_rcu_read_unlock();
-	tally_rcu_barrier();
+	/* No caller's thread uses the map now, but liburcu's resize worker may: the deletes
+	 * just made can start a shrink whose worker walks the chains under its own read-side
+	 * section. cds_lfht_destroy cancels and waits for it; the grace period after covers
+	 * any reader still inside a chain. Only then are the nodes released. */
 	cds_lfht_destroy(map->table, NULL);
 	map->table = NULL;
+	urcu_memb_synchronize_rcu();
+	for (; removed; removed = next) {
+		next = removed->next_released; /* read before release frees it */
+		if (release_node)
+			release_node(removed);
+	}
 	return TALLY_OK;
 }

@@ -12,7 +12,9 @@
  * - lookup, insert_unique, remove and visit must be called inside tally_rcu_read_lock().
  *   A node returned by lookup stays readable until the caller leaves its read-side section.
  * - remove returns TALLY_OK to exactly one caller per inserted node: the one whose removal
- *   took effect. That caller (only) then retires the node with tally_rcu_map_retire.
+ *   took effect. That caller (only) then retires the node's owner with tally_rcu_retire
+ *   (internal/rcu.h) on an rcu head the owner keeps on a cold line: the node itself holds only
+ *   what a lookup reads, so an owner can put its key and hot fields on the node's line.
  * - insert_unique is linearizable with lookup and remove of the same key.
  * - ThreadSanitizer sees publication: insert releases the node, lookup and visit acquire it.
  */
@@ -29,12 +31,14 @@ struct tally_rcu_map {
 	uint64_t hash_key[2]; /* SipHash key, random per map */
 };
 
+/* 32 bytes: everything a lookup reads of a node it passes or matches. */
 struct tally_rcu_map_node {
 	struct cds_lfht_node lfht;
-	struct tally_rcu_head rcu;
-	const char *key; /* owner's bytes, immutable while in the map */
+	union {
+		const char *key; /* owner's bytes, immutable while in the map */
+		struct tally_rcu_map_node *next_released; /* destroy's list, once removed */
+	};
 	size_t key_len;
-	void (*reclaim_node)(struct tally_rcu_map_node *node); /* set by retire */
 };
 
 /* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
@@ -46,10 +50,11 @@ int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be
- * NULL when the caller frees them otherwise) after a grace period, before destroy returns
- * (liburcu's resize worker may still be walking the chains): the caller guarantees no other
- * thread of its own uses the map. Waits for pending retires (tally_rcu_barrier), so call it
- * outside any read-side section. Errors: TALLY_EBUSY (inside a read-side section).
+ * NULL when the caller frees them otherwise) once liburcu's resize worker, which may still
+ * be walking the chains, has stopped and a grace period has passed, before destroy returns.
+ * The caller guarantees no other thread of its own uses the map. Waits for pending retires
+ * (tally_rcu_barrier), so call it outside any read-side section. Errors: TALLY_EBUSY (inside
+ * a read-side section).
  */
 int tally_rcu_map_destroy(struct tally_rcu_map *map,
 			  void (*release_node)(struct tally_rcu_map_node *node));
@@ -72,10 +77,6 @@ int tally_rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *n
 
 /* 1 if `node` has been removed from its map (read lock held). */
 int tally_rcu_map_node_removed(struct tally_rcu_map_node *node);
-
-/* After a successful remove: reclaim(node) runs once no reader can still see the node. */
-void tally_rcu_map_retire(struct tally_rcu_map_node *node,
-			  void (*reclaim)(struct tally_rcu_map_node *node));
 
 /* Read lock held. Calls visit(node, arg) for each node until visit returns non-zero, which
  * is then returned (0 after a full pass). Nodes added or removed during the walk may or may

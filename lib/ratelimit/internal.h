@@ -40,6 +40,7 @@ struct rl_params {
  */
 struct rl_entry {
 	struct tally_rcu_map_node node;                 /* line 0; key points at `key` */
+	struct tally_rcu_head rcu;                      /* line 0: retire */
 	_Alignas(TALLY_CACHE_LINE) _Atomic uint64_t word; /* line 1: state, or RL_DEAD */
 	_Alignas(TALLY_CACHE_LINE) char key[];          /* line 2..: key_len bytes, immutable */
 };

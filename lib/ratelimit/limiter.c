@@ -126,6 +126,11 @@ static void free_entry(struct tally_rcu_map_node *node)
 	tally_free_aligned(caa_container_of(node, struct rl_entry, node));
 }
 
+static void reclaim_entry(struct tally_rcu_head *rcu)
+{
+	tally_free_aligned(caa_container_of(rcu, struct rl_entry, rcu));
+}
+
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
 {
 	int err;
@@ -150,7 +155,7 @@ int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
 		return 0;
 	/* relaxed: a count; the map orders the removal itself. */
 	atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
-	tally_rcu_map_retire(&entry->node, free_entry);
+	tally_rcu_retire(&entry->rcu, reclaim_entry);
 	return 1;
 }
 

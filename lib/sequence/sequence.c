@@ -370,9 +370,9 @@ static void series_free(struct tally_series *s)
 	tally_free_aligned(s);
 }
 
-static void series_reclaim(struct tally_rcu_map_node *node)
+static void series_reclaim(struct tally_rcu_head *rcu)
 {
-	series_free(caa_container_of(node, struct tally_series, node));
+	series_free(caa_container_of(rcu, struct tally_series, rcu));
 }
 
 /* Reads the lease record: where to resume and what to report. */
@@ -510,7 +510,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	/* Every call that could still issue from s runs inside a read-side section. */
 	urcu_memb_synchronize_rcu();
 	err = close_series(s, final);
-	tally_rcu_map_retire(&s->node, series_reclaim);
+	tally_rcu_retire(&s->rcu, series_reclaim);
 	return err;
 }
 

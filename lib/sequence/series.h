@@ -53,6 +53,7 @@ struct tally_series {
 	size_t key_len, tenant_len;
 	struct seq_template tmpl;
 	struct tally_rcu_map_node node;
+	struct tally_rcu_head rcu;    /* retire */
 
 	pthread_mutex_t lease_lock;   /* serialises lease extensions */
 	pthread_mutex_t release_lock; /* guards released[] */

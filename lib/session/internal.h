@@ -22,6 +22,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include "tally/counter.h"
+#include "tally/static/counter.h"
 #include "tally/gauge.h"
 #include "tally/session.h"
 #include "internal/rcu.h"
@@ -32,6 +34,7 @@ struct session;
 /* Allocated cache-line aligned, like struct session. */
 struct connection {
 	struct tally_rcu_map_node node;        /* in table->connections, key info.connection_id */
+	struct tally_rcu_head rcu;             /* retire */
 	struct session *session;               /* immutable; outlives us by I4 */
 	_Atomic(struct connection *) next;     /* list link; readers acquire-load it */
 	struct connection *prev;               /* writers only, under session->list_lock */
@@ -44,21 +47,24 @@ struct speaker_version {
 	char connection_id[TALLY_SESSION_ID_MAX + 1];
 };
 
-/* Allocated cache-line aligned (tally_alloc_aligned), 512 bytes; laid out so a lookup
- * touches the node's line and the line holding the hot fields and the first 16 bytes of the
- * id (a longer id's compare reads one or two more lines). */
+/* Allocated cache-line aligned (tally_alloc_aligned). Laid out so that a lookup of an id of
+ * up to 24 bytes, and a listener count read, touch one cache line: the map node, the count
+ * and the id's first 24 bytes (a longer id's compare reads one or two more lines). The
+ * fields a join adds (active, first, list_lock) share the next line. */
 struct session {
-	struct tally_rcu_map_node node;        /* line 0: in table->sessions, key session_id */
-	/* line 1: what lookups and joins touch */
-	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
-	_Atomic(struct connection *) first;            /* head of the connection list */
-	struct tally_gauge listener_count;             /* floor 0 */
+	/* line 0: what a lookup and a count read touch */
+	struct tally_rcu_map_node node;        /* in table->sessions, key session_id */
+	struct tally_gauge listener_count;     /* floor 0 */
 	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
+	/* from line 2: what joins and leaves add */
+	_Alignas(64) _Atomic int active;               /* 1 -> 0 once, under list_lock (I2) */
+	_Atomic(struct connection *) first;            /* head of the connection list */
+	pthread_mutex_t list_lock;                     /* serialises list writers */
 	/* cold */
+	struct tally_rcu_head rcu;                     /* retire */
 	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
 	int64_t created_at;
 	int64_t expires_at;
-	pthread_mutex_t list_lock;                     /* serialises list writers */
 	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
 	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
@@ -68,8 +74,10 @@ struct tally_session_table {
 	struct tally_rcu_map sessions;
 	struct tally_rcu_map connections;
 	struct tally_session_config config;
-	_Atomic int64_t session_total;     /* relaxed: statistics only */
-	_Atomic int64_t connection_total;  /* relaxed: statistics only */
+	/* Statistics. Sharded: a single atomic total was a cache line that every join and
+	 * leave on every core wrote, which cost more than the join itself on two cores. */
+	struct tally_counter session_total;
+	struct tally_counter connection_total;
 	/* background sweeper */
 	pthread_mutex_t sweeper_lock;
 	pthread_cond_t sweeper_wake;
