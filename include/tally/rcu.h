@@ -14,9 +14,14 @@
  * nest, must not block for long (reclamation waits for them) and must not call
  * tally_rcu_barrier().
  *
- * Shutdown. Memory removed from tables is freed after a grace period by liburcu's call_rcu
- * thread. tally_rcu_barrier() waits until every free queued so far has run: call it after
- * destroying tables and before exit if you check for leaks.
+ * Reclamation. Memory removed from tables is freed after a grace period by liburcu's call_rcu
+ * thread. Each thread hands its removed objects to call_rcu in batches of 32 (one queue
+ * operation instead of 32 on lines every core shares), so up to 31 objects per thread wait
+ * for that thread's next removals, its exit or unregistration, or any tally_rcu_barrier().
+ *
+ * Shutdown. tally_rcu_barrier() flushes every thread's batch and waits until every free
+ * queued so far has run: call it after destroying tables and before exit if you check for
+ * leaks.
  */
 #ifndef TALLY_RCU_H
 #define TALLY_RCU_H
@@ -38,7 +43,8 @@ int tally_rcu_thread_is_registered(void);
 void tally_rcu_read_lock(void);
 void tally_rcu_read_unlock(void);
 
-/* Waits for every deferred free queued so far. Blocking; not inside a read-side section. */
+/* Flushes every thread's batch of removed objects and waits until all of them, and every
+ * deferred free queued before, have run. Blocking; not inside a read-side section. */
 int tally_rcu_barrier(void);
 
 #ifdef __cplusplus

@@ -23,43 +23,53 @@ static uint64_t rotl(uint64_t x, int b)
 	return (x << b) | (x >> (64 - b));
 }
 
-static void sip_round(uint64_t v[4])
+/* One SipRound on four locals (a macro keeps them in registers: the array version was
+ * compiled as an out-of-line call on memory, a tenth of a lookup's time). */
+#define SIP_ROUND(v0, v1, v2, v3)                                                          \
+	do {                                                                               \
+		v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);                  \
+		v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;                                     \
+		v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;                                     \
+		v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);                  \
+	} while (0)
+
+/* The last 0-7 bytes, little-endian, with the length in the top byte. */
+static uint64_t sip_tail(const unsigned char *bytes, size_t key_len)
 {
-	v[0] += v[1]; v[1] = rotl(v[1], 13); v[1] ^= v[0]; v[0] = rotl(v[0], 32);
-	v[2] += v[3]; v[3] = rotl(v[3], 16); v[3] ^= v[2];
-	v[0] += v[3]; v[3] = rotl(v[3], 21); v[3] ^= v[0];
-	v[2] += v[1]; v[1] = rotl(v[1], 17); v[1] ^= v[2]; v[2] = rotl(v[2], 32);
+	size_t full = key_len & ~(size_t)7;
+	uint64_t last = (uint64_t)key_len << 56;
+
+	for (size_t i = full; i < key_len; i++)
+		last |= (uint64_t)bytes[i] << (8 * (i - full));
+	return last;
 }
 
 /* SipHash-1-3 (one compression round, three finalisation rounds), little-endian words. */
 uint64_t tally_rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len)
 {
 	const unsigned char *bytes = (const unsigned char *)key;
-	uint64_t v[4] = {
-		map->hash_key[0] ^ UINT64_C(0x736f6d6570736575),
-		map->hash_key[1] ^ UINT64_C(0x646f72616e646f6d),
-		map->hash_key[0] ^ UINT64_C(0x6c7967656e657261),
-		map->hash_key[1] ^ UINT64_C(0x7465646279746573),
-	};
+	uint64_t v0 = map->hash_key[0] ^ UINT64_C(0x736f6d6570736575);
+	uint64_t v1 = map->hash_key[1] ^ UINT64_C(0x646f72616e646f6d);
+	uint64_t v2 = map->hash_key[0] ^ UINT64_C(0x6c7967656e657261);
+	uint64_t v3 = map->hash_key[1] ^ UINT64_C(0x7465646279746573);
 	size_t full = key_len & ~(size_t)7;
-	uint64_t word, last = (uint64_t)key_len << 56;
+	uint64_t word;
 
 	for (size_t i = 0; i < full; i += 8) {
 		memcpy(&word, bytes + i, 8);
-		v[3] ^= word;
-		sip_round(v);
-		v[0] ^= word;
+		v3 ^= word;
+		SIP_ROUND(v0, v1, v2, v3);
+		v0 ^= word;
 	}
-	for (size_t i = full; i < key_len; i++)
-		last |= (uint64_t)bytes[i] << (8 * (i - full));
-	v[3] ^= last;
-	sip_round(v);
-	v[0] ^= last;
-	v[2] ^= 0xff;
-	sip_round(v);
-	sip_round(v);
-	sip_round(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
+	word = sip_tail(bytes, key_len);
+	v3 ^= word;
+	SIP_ROUND(v0, v1, v2, v3);
+	v0 ^= word;
+	v2 ^= 0xff;
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	SIP_ROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static void seed_hash_key(uint64_t key[2])
