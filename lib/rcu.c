@@ -188,9 +188,16 @@ void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_r
 	struct tally_rcu_head *first;
 
 	tally_rcu_ensure_registered();
+	rcu->reclaim = reclaim;
+	if (!exit_key_ready) {
+		/* No exit hook to flush a batch, so a batch could outlive its thread: none. */
+		rcu->batch_next = NULL;
+		TALLY_TSAN_RELEASE(rcu);
+		hand_to_call_rcu(rcu);
+		return;
+	}
 	if (!my_batch.listed)
 		list_own_batch();
-	rcu->reclaim = reclaim;
 	first = atomic_load_explicit(&my_batch.first, memory_order_relaxed);
 	do {
 		rcu->batch_next = first;
