@@ -216,8 +216,10 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 			     const char *series, char *buf, size_t size,
 			     struct tally_seq_number *out);
 
-/* The handle form of next (same errors). Inline for cached series that never reset: a hit
- * in the thread's block is served without a call (tally/static/sequence.h). */
+/* The handle form of next (same errors). Inline (tally/static/sequence.h) for series that
+ * never reset: a cached series' thread-block hit is served without a call; a strict series
+ * without a lease is one relaxed load of a read-mostly word and one fetch_add on the series
+ * word, calling out only when released numbers wait, at the width limit or after remove. */
 static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.
