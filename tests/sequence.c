@@ -514,6 +514,58 @@ static void test_mixed_threads(int threads, enum tally_seq_reset reset)
 
 /* ---- leases (in-memory provider) ---- */
 
+/* Numbers waiting in the release list at a crash are inside the crash report once a lease
+ * extension or a checkpoint stored the watermark after their release. */
+static void test_lease_released(void)
+{
+	struct tally_lease_provider *mem;
+	struct tally_sequence *seq = new_seq(), *seq2 = new_seq();
+	struct tally_series_config cfg = strict_daily();
+	const struct tally_seq_number *nums;
+	struct tally_seq_reservation *r, *r2;
+	struct tally_seq_recovery rec;
+	struct tally_lease_record lr;
+	struct tally_seq_number n, four;
+	struct tally_series *h;
+	uint32_t count;
+
+	tally_lease_memory_create(&mem);
+	cfg.lease = mem;
+	cfg.lease_size = 10;
+	tally_sequence_series_create(seq, "t", "R", &cfg, NULL);
+	tally_sequence_series_find(seq, "t", "R", &h);
+	tally_series_reserve(h, 5, &r); /* 1..5 under the lease (0, 10] */
+	tally_seq_reservation_numbers(r, &nums, &count);
+	four = nums[3];
+	for (int i = 0; i < 5; i++)
+		tally_series_next(h, &n); /* 6..10 */
+	tally_series_reserve(h, 2, &r2); /* 11, 12: the extension stores issued 10 */
+	tally_seq_reservation_finish(r2, true);
+	tally_seq_reservation_release(r, &four); /* 4 waits for reuse */
+	tally_seq_reservation_finish(r, true);
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 10,
+	       "4, released after the last write, is not covered yet (issued 10)");
+	tap_eq(tally_series_checkpoint(h), TALLY_OK, "checkpoint after the release");
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 3,
+	       "the checkpoint stores the watermark below the pending 4 (3, not 12)");
+	/* "Crash": seq never closes the key; a new owner reads the report. */
+	tally_sequence_series_create(seq2, "t", "R", &cfg, &rec);
+	tap_ok(rec.unclean && rec.first_counter == 4 && rec.last_counter == 20,
+	       "the report 4..20 includes the released, never reissued 4 (%llu..%llu)",
+	       (unsigned long long)rec.first_counter, (unsigned long long)rec.last_counter);
+	/* Once reissued, a checkpoint moves the watermark back up to the word. */
+	tally_series_next(h, &n);
+	tap_eq(n.counter, 4, "the old owner reissues 4 first");
+	tally_series_checkpoint(h);
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 12, "with the list empty the watermark is the word (12)");
+	tally_sequence_destroy(seq2);
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(mem);
+}
+
 static void test_leases(void)
 {
 	struct tally_lease_provider *mem;
@@ -736,6 +788,7 @@ int main(void)
 		test_mixed_threads(counts[i], TALLY_SEQ_RESET_NEVER);
 	}
 	test_leases();
+	test_lease_released();
 	test_lease_failure();
 	test_remove_race();
 	test_periods();

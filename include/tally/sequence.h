@@ -57,7 +57,10 @@
  * was either issued before the crash (after the last checkpoint) or is lost. The allocator
  * cannot tell which without a store write per number; the operator reconciles the range
  * against the invoice store and voids the missing ones. Numbers waiting in the release list
- * at a crash are below the checkpoint and are not in the report.
+ * (strict mode) are lost at a crash; the checkpoint written by each lease extension and by
+ * tally_series_checkpoint is lowered to just below the smallest of them, so those released
+ * before the last such write are inside the report, those released after it are not (call
+ * tally_series_checkpoint after releases to cover them: one provider write).
  *
  * Templates: literal text plus fields in braces; "{{" and "}}" are literal braces.
  *   {counter}        the counter, at most 12 digits, no padding

@@ -71,6 +71,32 @@ static int plan(const struct tally_series *s, uint64_t cur, uint32_t now_period,
 	return TALLY_OK;
 }
 
+/*
+ * The issued watermark stored with a lease extension or checkpoint (the crash report starts
+ * above it): the word, lowered to just below the smallest number waiting in the release
+ * list in the word's period. A released number was handed out once and taken back; if the
+ * process dies before reissuing it, it is a gap, so it must be inside the report. Lowering
+ * costs nothing extra (the write happens anyway) and only widens the report: every number
+ * in it is still either issued or lost. A number released after the last such write is
+ * covered from the next one (tally_series_checkpoint forces one). Only for acquire: a clean
+ * close stores the word itself (its issued value is where the next owner continues).
+ */
+static uint64_t issued_watermark(struct tally_series *s, uint64_t word)
+{
+	uint64_t mark = word;
+
+	pthread_mutex_lock(&s->release_lock);
+	if (s->released_len > 0) {
+		uint64_t lowest = s->released[s->released_len - 1];
+
+		/* An older period's released numbers are voided at the rollover, not reissued. */
+		if (SEQ_PERIOD(lowest) == SEQ_PERIOD(word) && lowest - 1 < mark)
+			mark = lowest - 1;
+	}
+	pthread_mutex_unlock(&s->release_lock);
+	return mark;
+}
+
 /* Slow path: extend the lease so that k numbers after the current word are covered. */
 static int extend_lease(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial)
 {
@@ -85,7 +111,8 @@ static int extend_lease(struct tally_series *s, uint32_t now_period, uint64_t k,
 		goto out;
 	size = k > s->lease_size ? k : s->lease_size;
 	/* The block starts after start - 1: the current word, or (period, 0) at a rollover. */
-	err = tally_lease_acquire(s->lease, s->key, s->key_len, start - 1, size, cur, &base);
+	err = tally_lease_acquire(s->lease, s->key, s->key_len, start - 1, size,
+				  issued_watermark(s, cur), &base);
 	if (err)
 		goto out;
 	/* Skip what other owners hold: raise the word to base before publishing lease_hi. */
@@ -602,7 +629,9 @@ int tally_series_checkpoint(struct tally_series *s)
 		pthread_mutex_lock(&s->lease_lock);
 		/* size 0: records the watermark, leaves the mark where it is. */
 		err = tally_lease_acquire(s->lease, s->key, s->key_len, 0, 0,
-					  atomic_load_explicit(&s->hot.state, memory_order_acquire),
+					  issued_watermark(s, atomic_load_explicit(
+								     &s->hot.state,
+								     memory_order_acquire)),
 					  &base);
 		pthread_mutex_unlock(&s->lease_lock);
 	}
