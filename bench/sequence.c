@@ -5,8 +5,11 @@
  *
  * BM_sequencestrict_{tally,tally_byname,mutex}/threads:N
  *	one strict series that never resets, every thread issuing from it. tally uses a
- *	handle (tally_byname: the by-name call, adding SipHash + RCU lookup); the peer is a
- *	counter under one pthread_mutex_t.
+ *	handle (tally_byname: the by-name call, adding SipHash + RCU lookup): with no lease
+ *	and no reset that is the inline path, one relaxed load and one fetch_add per number
+ *	(tally/static/sequence.h) with the width check; the peer is a counter under one
+ *	pthread_mutex_t (lock, ++, unlock). Neither side renders text. Every tally series
+ *	here has a 12-digit counter template.
  * BM_sequencedaily_{tally,mutex}/threads:N
  *	a strict daily series: both sides read CLOCK_REALTIME per number (the peer computes
  *	the day and resets its counter under the mutex).
@@ -39,8 +42,10 @@ static uint64_t mutex_day;
 static void make_series(enum tally_seq_mode mode, enum tally_seq_reset reset,
 			struct tally_lease_provider *provider, uint32_t lease_size)
 {
-	struct tally_series_config cfg = { .format = reset ? "INV-{date}-{counter:09}"
-							   : "INV-{counter:09}",
+	/* 12 digits: a long run (10^9 numbers at --benchmark_min_time=1 on the cached path)
+	 * must not reach the width limit, which fails the call (EWIDTH) and the benchmark. */
+	struct tally_series_config cfg = { .format = reset ? "INV-{date}-{counter:012}"
+							   : "INV-{counter:012}",
 					   .mode = mode, .reset = reset, .cache_block = 64,
 					   .lease = provider, .lease_size = lease_size };
 

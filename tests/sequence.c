@@ -378,6 +378,43 @@ static void test_reservations(void)
 	tally_sequence_destroy(seq);
 }
 
+/* A strict series that never resets issues inline (one fetch_add); a pending release list
+ * must divert it to the slow path, and an empty one must let it back. */
+static void test_inline_strict_release(void)
+{
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = { .format = "N{counter:06}", .mode = TALLY_SEQ_STRICT };
+	const struct tally_seq_number *nums;
+	struct tally_seq_reservation *r;
+	struct tally_seq_number n, second, fourth;
+	struct tally_series_stats stats;
+	struct tally_series *h;
+	uint32_t count;
+	int ok = 1;
+
+	tally_sequence_series_create(seq, "t", "N", &cfg, NULL);
+	tally_sequence_series_find(seq, "t", "N", &h);
+	for (uint64_t i = 1; i <= 3; i++)
+		ok &= tally_series_next(h, &n) == TALLY_OK && n.counter == i && n.period == 0;
+	tap_ok(ok, "inline strict: 1, 2, 3");
+	tally_series_reserve(h, 4, &r); /* 4..7 */
+	tally_seq_reservation_numbers(r, &nums, &count);
+	second = nums[1];
+	fourth = nums[3];
+	tally_seq_reservation_release(r, &fourth);
+	tally_seq_reservation_release(r, &second);
+	tally_seq_reservation_finish(r, true);
+	tap_ok(tally_series_next(h, &n) == TALLY_OK && n.counter == 5,
+	       "inline strict: a pending release list is served first (5)");
+	tap_ok(tally_series_next(h, &n) == TALLY_OK && n.counter == 7,
+	       "inline strict: then the next released number (7)");
+	tally_series_stats(h, &stats);
+	tap_eq(stats.released_pending, 0, "inline strict: the list is empty");
+	tap_ok(tally_series_next(h, &n) == TALLY_OK && n.counter == 8,
+	       "inline strict: fresh numbers resume at 8, no gap, no repeat");
+	tally_sequence_destroy(seq);
+}
+
 /* Threads mix next, reserve, commit and release; at the end every number of 1..last is
  * held exactly once (issued, committed, or pending reuse). */
 struct mixed_run {
@@ -428,10 +465,11 @@ static void *mixed_body(struct test_thread *self)
 	return NULL;
 }
 
-static void test_mixed_threads(int threads)
+static void test_mixed_threads(int threads, enum tally_seq_reset reset)
 {
 	struct tally_sequence *seq = new_seq();
 	struct tally_series_config cfg = strict_daily();
+	const char *how = reset == TALLY_SEQ_RESET_NEVER ? "inline path" : "daily";
 	struct mixed_run run = { 0 };
 	struct test_thread th[8];
 	struct tally_series_stats stats;
@@ -440,6 +478,9 @@ static void test_mixed_threads(int threads)
 	size_t total = 0, bad = 0;
 	int errors = 0;
 
+	if (reset == TALLY_SEQ_RESET_NEVER)
+		cfg = (struct tally_series_config){ .format = "INV-{counter:06}",
+						    .mode = TALLY_SEQ_STRICT };
 	tally_sequence_series_create(seq, "t", "INV", &cfg, NULL);
 	tally_sequence_series_find(seq, "t", "INV", &run.series);
 	for (int t = 0; t < threads; t++)
@@ -462,15 +503,68 @@ static void test_mixed_threads(int threads)
 	for (size_t i = 0; i < total; i++)
 		if ((all[i] & ((UINT64_C(1) << 40) - 1)) != i + 1)
 			bad++;
-	tap_eq(errors, 0, "mixed %d threads: no call failed", threads);
-	tap_eq(bad, 0, "mixed %d threads: issued + committed + reissued = 1..%llu exactly once",
-	       threads, (unsigned long long)last);
-	tap_eq(total, last, "mixed %d threads: no gaps", threads);
+	tap_eq(errors, 0, "mixed %d threads (%s): no call failed", threads, how);
+	tap_eq(bad, 0,
+	       "mixed %d threads (%s): issued + committed + reissued = 1..%llu exactly once",
+	       threads, how, (unsigned long long)last);
+	tap_eq(total, last, "mixed %d threads (%s): no gaps", threads, how);
 	free(all);
 	tally_sequence_destroy(seq);
 }
 
 /* ---- leases (in-memory provider) ---- */
+
+/* Numbers waiting in the release list at a crash are inside the crash report once a lease
+ * extension or a checkpoint stored the watermark after their release. */
+static void test_lease_released(void)
+{
+	struct tally_lease_provider *mem;
+	struct tally_sequence *seq = new_seq(), *seq2 = new_seq();
+	struct tally_series_config cfg = strict_daily();
+	const struct tally_seq_number *nums;
+	struct tally_seq_reservation *r, *r2;
+	struct tally_seq_recovery rec;
+	struct tally_lease_record lr;
+	struct tally_seq_number n, four;
+	struct tally_series *h;
+	uint32_t count;
+
+	tally_lease_memory_create(&mem);
+	cfg.lease = mem;
+	cfg.lease_size = 10;
+	tally_sequence_series_create(seq, "t", "R", &cfg, NULL);
+	tally_sequence_series_find(seq, "t", "R", &h);
+	tally_series_reserve(h, 5, &r); /* 1..5 under the lease (0, 10] */
+	tally_seq_reservation_numbers(r, &nums, &count);
+	four = nums[3];
+	for (int i = 0; i < 5; i++)
+		tally_series_next(h, &n); /* 6..10 */
+	tally_series_reserve(h, 2, &r2); /* 11, 12: the extension stores issued 10 */
+	tally_seq_reservation_finish(r2, true);
+	tally_seq_reservation_release(r, &four); /* 4 waits for reuse */
+	tally_seq_reservation_finish(r, true);
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 10,
+	       "4, released after the last write, is not covered yet (issued 10)");
+	tap_eq(tally_series_checkpoint(h), TALLY_OK, "checkpoint after the release");
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 3,
+	       "the checkpoint stores the watermark below the pending 4 (3, not 12)");
+	/* "Crash": seq never closes the key; a new owner reads the report. */
+	tally_sequence_series_create(seq2, "t", "R", &cfg, &rec);
+	tap_ok(rec.unclean && rec.first_counter == 4 && rec.last_counter == 20,
+	       "the report 4..20 includes the released, never reissued 4 (%llu..%llu)",
+	       (unsigned long long)rec.first_counter, (unsigned long long)rec.last_counter);
+	/* Once reissued, a checkpoint moves the watermark back up to the word. */
+	tally_series_next(h, &n);
+	tap_eq(n.counter, 4, "the old owner reissues 4 first");
+	tally_series_checkpoint(h);
+	tally_lease_read(mem, "t\0R", 3, &lr);
+	tap_eq(lr.issued & 0xffffffffff, 12, "with the list empty the watermark is the word (12)");
+	tally_sequence_destroy(seq2);
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(mem);
+}
 
 static void test_leases(void)
 {
@@ -688,9 +782,13 @@ int main(void)
 	for (int i = 0; i < 3; i++)
 		test_strict_threads(counts[i], TALLY_SEQ_CACHED);
 	test_reservations();
-	for (int i = 0; i < 3; i++)
-		test_mixed_threads(counts[i]);
+	test_inline_strict_release();
+	for (int i = 0; i < 3; i++) {
+		test_mixed_threads(counts[i], TALLY_SEQ_RESET_DAILY);
+		test_mixed_threads(counts[i], TALLY_SEQ_RESET_NEVER);
+	}
 	test_leases();
+	test_lease_released();
 	test_lease_failure();
 	test_remove_race();
 	test_periods();

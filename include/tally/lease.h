@@ -33,10 +33,14 @@
  * mutex (threads) and an open-file-description write lock (fcntl F_OFD_SETLKW, processes),
  * reads the file, and rewrites the one record with pwrite + fdatasync before returning. The
  * state part of a record is 64 bytes at a 256-byte-aligned offset, so a write never spans a
- * disk sector. Any record (or the header) that fails its checksum, or a file whose size is
- * not header + whole records, makes every call fail with TALLY_ECORRUPT: tally never guesses
- * a mark, since a guess too low would issue numbers twice. Safe to share between processes
- * (open it after fork, one provider per process).
+ * disk sector. A new key's record is appended, synced, and only then counted in the header
+ * (a second synced 64-byte write); open also fsyncs the file's directory, so a created
+ * file's name is as durable as its records. A crash in the middle of an append leaves an
+ * uncounted tail that was never acknowledged: the next open (or call) truncates it. Any
+ * counted record (or the header) that fails its checksum or is missing makes every call
+ * fail with TALLY_ECORRUPT: tally never guesses a mark, since a guess too low would issue
+ * numbers twice. Safe to share between processes (open it after fork, one provider per
+ * process).
  *
  * Errors: TALLY_EINVAL (NULL, empty key, size above TALLY_LEASE_SIZE_MAX, mark arithmetic
  * out of range), TALLY_ETOOLONG (key longer than TALLY_LEASE_KEY_MAX), TALLY_ENOTFOUND

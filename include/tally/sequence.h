@@ -57,7 +57,10 @@
  * was either issued before the crash (after the last checkpoint) or is lost. The allocator
  * cannot tell which without a store write per number; the operator reconciles the range
  * against the invoice store and voids the missing ones. Numbers waiting in the release list
- * at a crash are below the checkpoint and are not in the report.
+ * (strict mode) are lost at a crash; the checkpoint written by each lease extension and by
+ * tally_series_checkpoint is lowered to just below the smallest of them, so those released
+ * before the last such write are inside the report, those released after it are not (call
+ * tally_series_checkpoint after releases to cover them: one provider write).
  *
  * Templates: literal text plus fields in braces; "{{" and "}}" are literal braces.
  *   {counter}        the counter, at most 12 digits, no padding
@@ -216,8 +219,10 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 			     const char *series, char *buf, size_t size,
 			     struct tally_seq_number *out);
 
-/* The handle form of next (same errors). Inline for cached series that never reset: a hit
- * in the thread's block is served without a call (tally/static/sequence.h). */
+/* The handle form of next (same errors). Inline (tally/static/sequence.h) for series that
+ * never reset: a cached series' thread-block hit is served without a call; a strict series
+ * without a lease is one relaxed load of a read-mostly word and one fetch_add on the series
+ * word, calling out only when released numbers wait, at the width limit or after remove. */
 static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.

@@ -2,14 +2,25 @@
  * File lease provider (tally/lease.h).
  *
  * Layout (little-endian as written by this host; the header records nothing else):
- *   header, 64 bytes: magic "TALLYLSE", u32 version, u32 record size, zero padding,
- *                     u64 FNV-1a of bytes 0..55 at offset 56.
+ *   header, 64 bytes: magic "TALLYLSE", u32 version, u32 record size, u64 record count
+ *                     (version 2), zero padding, u64 FNV-1a of bytes 0..55 at offset 56.
  *   records, 256 bytes each, in creation order:
  *     0..191   key part: u32 key_len, u32 zero, key bytes (<= 184), zero padding
  *     192..255 state part: u64 mark, u64 issued, u32 flags, u32 zero, u64 updates,
  *              zero padding, u64 FNV-1a of (key part + state bytes 192..247) at 248.
  * A record's state part is rewritten in place with one 64-byte pwrite at a 256-aligned
- * offset and fdatasync'd; a new record is appended whole and fdatasync'd.
+ * offset and fdatasync'd.
+ *
+ * Appending a new key is two steps, each fdatasync'd: the whole record past the last one,
+ * then the header with the record count + 1 (64 bytes at offset 0: one sector). The call
+ * returns only after both, so a record at or past the header's count was never
+ * acknowledged to any caller: no lease was handed out from it. A crash between or during
+ * the two steps leaves such a tail (a short or torn record, or a whole one the header does
+ * not count yet); the next load under the file lock, by any process, truncates it. Every
+ * counted record must pass its checksum: damage there is TALLY_ECORRUPT, never repaired,
+ * because the only safe value for a lost mark is one no lower than it was. Version 1 files
+ * (no count; every whole record counted, any partial tail ECORRUPT) are upgraded in place
+ * by rewriting the header.
  *
  * Concurrency: the mutex serialises this process's threads (an OFD lock is shared by all
  * threads using the descriptor); F_OFD_SETLKW on the whole file serialises processes.
@@ -17,14 +28,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 #include "tally/lease.h"
 
 #define FILE_MAGIC "TALLYLSE"
-#define FILE_VERSION 1u
+#define FILE_VERSION 2u
+#define FILE_VERSION_NO_COUNT 1u /* read and upgraded */
+#define COUNT_OFFSET 16
 #define HEADER_SIZE 64
 #define RECORD_SIZE 256
 #define STATE_OFFSET 192
@@ -120,10 +135,55 @@ static uint64_t record_check(const unsigned char *rec)
 	return fnv1a(FNV_BASIS, rec, CHECK_OFFSET);
 }
 
-static int header_valid(const unsigned char *hdr)
+/* A version-2 header counting `count` records. */
+static void header_build(unsigned char *hdr, uint64_t count)
 {
-	return memcmp(hdr, FILE_MAGIC, 8) == 0 && get32(hdr + 8) == FILE_VERSION &&
-	       get32(hdr + 12) == RECORD_SIZE && get64(hdr + 56) == fnv1a(FNV_BASIS, hdr, 56);
+	memset(hdr, 0, HEADER_SIZE);
+	memcpy(hdr, FILE_MAGIC, 8);
+	put32(hdr + 8, FILE_VERSION);
+	put32(hdr + 12, RECORD_SIZE);
+	put64(hdr + COUNT_OFFSET, count);
+	put64(hdr + 56, fnv1a(FNV_BASIS, hdr, 56));
+}
+
+/* Returns the header's version (FILE_VERSION or FILE_VERSION_NO_COUNT), or 0 if invalid. */
+static uint32_t header_version(const unsigned char *hdr)
+{
+	uint32_t version = get32(hdr + 8);
+
+	if (memcmp(hdr, FILE_MAGIC, 8) != 0 || get32(hdr + 12) != RECORD_SIZE ||
+	    get64(hdr + 56) != fnv1a(FNV_BASIS, hdr, 56))
+		return 0;
+	return version == FILE_VERSION || version == FILE_VERSION_NO_COUNT ? version : 0;
+}
+
+/*
+ * A file shorter than a header can only be a creation cut short (the header is the first
+ * and only write of a new file, before any record): nothing was ever stored in it. Only
+ * a prefix of the empty header we write, or zeros (a file system may show an extension
+ * whose data never reached the disk as zeros), counts as that.
+ */
+static bool torn_creation(int fd, off_t size)
+{
+	unsigned char got[HEADER_SIZE], want[HEADER_SIZE];
+	bool zeros = true;
+
+	if (full_pread(fd, got, (size_t)size, 0) != TALLY_OK)
+		return false;
+	header_build(want, 0);
+	for (off_t i = 0; i < size; i++)
+		zeros &= got[i] == 0;
+	return zeros || memcmp(got, want, (size_t)size) == 0;
+}
+
+/* Drops an unacknowledged tail (see the top of the file): truncate, then make it durable. */
+static int truncate_tail(int fd, off_t size)
+{
+	while (ftruncate(fd, size) != 0)
+		if (errno != EINTR)
+			return TALLY_EIO;
+	/* The new size is metadata fdatasync flushes (it is needed to read the data back). */
+	return fdatasync(fd) == 0 ? TALLY_OK : TALLY_EIO;
 }
 
 /*
@@ -135,28 +195,36 @@ static int load(struct file_provider *fp, const char *key, size_t key_len,
 {
 	struct stat st;
 	unsigned char hdr[HEADER_SIZE], *records;
-	size_t n;
+	uint64_t whole, n;
+	uint32_t version;
+	int err;
 
 	*records_out = NULL;
 	*index = -1;
 	if (fstat(fp->fd, &st) != 0)
 		return TALLY_EIO;
-	if (st.st_size == 0) {
-		memset(hdr, 0, sizeof(hdr));
-		memcpy(hdr, FILE_MAGIC, 8);
-		put32(hdr + 8, FILE_VERSION);
-		put32(hdr + 12, RECORD_SIZE);
-		put64(hdr + 56, fnv1a(FNV_BASIS, hdr, 56));
+	if (st.st_size < HEADER_SIZE) {
+		if (st.st_size > 0 && !torn_creation(fp->fd, st.st_size))
+			return TALLY_ECORRUPT;
+		header_build(hdr, 0);
 		*count = 0;
 		return full_pwrite(fp->fd, hdr, sizeof(hdr), 0);
 	}
-	if (st.st_size < HEADER_SIZE || (st.st_size - HEADER_SIZE) % RECORD_SIZE != 0)
-		return TALLY_ECORRUPT;
 	if (full_pread(fp->fd, hdr, sizeof(hdr), 0) != TALLY_OK)
 		return TALLY_EIO;
-	if (!header_valid(hdr))
+	version = header_version(hdr);
+	if (!version)
 		return TALLY_ECORRUPT;
-	n = (size_t)(st.st_size - HEADER_SIZE) / RECORD_SIZE;
+	whole = (uint64_t)(st.st_size - HEADER_SIZE) / RECORD_SIZE;
+	if (version == FILE_VERSION_NO_COUNT) {
+		if ((st.st_size - HEADER_SIZE) % RECORD_SIZE != 0)
+			return TALLY_ECORRUPT;
+		n = whole;
+	} else {
+		n = get64(hdr + COUNT_OFFSET);
+		if (n > whole) /* a counted (acknowledged) record is missing */
+			return TALLY_ECORRUPT;
+	}
 	records = malloc(n ? n * RECORD_SIZE : 1);
 	if (!records)
 		return TALLY_ENOMEM;
@@ -176,6 +244,17 @@ static int load(struct file_provider *fp, const char *key, size_t key_len,
 		if (len == key_len && memcmp(rec + 8, key, key_len) == 0)
 			*index = (long)i;
 	}
+	err = TALLY_OK;
+	if (st.st_size != (off_t)(HEADER_SIZE + n * RECORD_SIZE))
+		err = truncate_tail(fp->fd, (off_t)(HEADER_SIZE + n * RECORD_SIZE));
+	if (!err && version == FILE_VERSION_NO_COUNT) {
+		header_build(hdr, n);
+		err = full_pwrite(fp->fd, hdr, sizeof(hdr), 0);
+	}
+	if (err) {
+		free(records);
+		return err;
+	}
 	*records_out = records;
 	*count = n;
 	return TALLY_OK;
@@ -194,6 +273,7 @@ static int store(struct file_provider *fp, unsigned char *records, size_t count,
 {
 	unsigned char rec[RECORD_SIZE];
 	off_t off = HEADER_SIZE + (off_t)index * RECORD_SIZE;
+	int err;
 
 	if (index < count) {
 		memcpy(rec, records + index * RECORD_SIZE, RECORD_SIZE);
@@ -210,7 +290,15 @@ static int store(struct file_provider *fp, unsigned char *records, size_t count,
 	if (index < count)
 		return full_pwrite(fp->fd, rec + STATE_OFFSET, RECORD_SIZE - STATE_OFFSET,
 				   off + STATE_OFFSET);
-	return full_pwrite(fp->fd, rec, RECORD_SIZE, off);
+	/* Append: the record, then the count that makes it part of the file (see the top). */
+	err = full_pwrite(fp->fd, rec, RECORD_SIZE, off);
+	if (!err) {
+		unsigned char hdr[HEADER_SIZE];
+
+		header_build(hdr, count + 1);
+		err = full_pwrite(fp->fd, hdr, sizeof(hdr), 0);
+	}
+	return err;
 }
 
 enum file_op { OP_ACQUIRE, OP_CLOSE, OP_READ };
@@ -325,6 +413,38 @@ static const struct tally_lease_ops file_ops = {
 	.destroy = file_destroy,
 };
 
+/*
+ * fsyncs the directory holding `path`. open(O_CREAT) may have just created the file: its
+ * data is fdatasync'd by every write, but the directory entry that names it is the
+ * directory's data, and without this a crash could lose the whole file (and every mark in
+ * it) after calls that returned success. Done at every open, since we cannot tell whether
+ * another process created the file and crashed before syncing the directory. A file system
+ * that cannot sync directories (EINVAL) has nothing to flush.
+ */
+static int sync_parent_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, err = TALLY_OK;
+
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return TALLY_ENOMEM;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return TALLY_EIO;
+	if (fsync(fd) != 0 && errno != EINVAL)
+		err = TALLY_EIO;
+	close(fd);
+	return err;
+}
+
 int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 {
 	struct file_provider *fp;
@@ -349,6 +469,9 @@ int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 	if (!err) {
 		err = load(fp, "", 0, &records, &count, &index);
 		free(records);
+		/* After load: the header of a new file is written and synced by then. */
+		if (!err)
+			err = sync_parent_dir(path);
 		file_lock(fp, F_UNLCK);
 	}
 	if (err) {

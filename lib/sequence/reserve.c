@@ -25,9 +25,25 @@ struct tally_seq_reservation {
 static uint32_t effective_period(struct tally_series *s, uint32_t now_period)
 {
 	uint32_t word_period =
-		SEQ_PERIOD(atomic_load_explicit(&s->state, memory_order_acquire));
+		SEQ_PERIOD(atomic_load_explicit(&s->hot.state, memory_order_acquire));
 
 	return word_period > now_period ? word_period : now_period;
+}
+
+/*
+ * Keeps the inline strict path's divert bit equal to "the list is not empty"; called under
+ * release_lock after released_count was stored. Release: a thread whose relaxed load of
+ * divert reads 0 takes a fresh number (it linearizes before the release); one that reads
+ * the bit calls out and re-reads released_count with acquire under the lock.
+ */
+static void set_divert(struct tally_series *s, bool pending)
+{
+	if (pending)
+		atomic_fetch_or_explicit(&s->hot.head.divert, TALLY__SEQ_DIVERT_RELEASED,
+					 memory_order_release);
+	else
+		atomic_fetch_and_explicit(&s->hot.head.divert, ~TALLY__SEQ_DIVERT_RELEASED,
+					  memory_order_release);
 }
 
 size_t seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out)
@@ -44,6 +60,8 @@ size_t seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, 
 		out[taken++] = s->released[--s->released_len];
 	/* Release: pairs with the acquire loads in next_strict and reserve. */
 	atomic_store_explicit(&s->released_count, s->released_len, memory_order_release);
+	if (s->released_len == 0)
+		set_divert(s, false);
 	pthread_mutex_unlock(&s->release_lock);
 	if (voided)
 		atomic_fetch_add_explicit(&s->voided, voided, memory_order_relaxed);
@@ -86,6 +104,8 @@ static int release_number(struct tally_series *s, uint64_t packed)
 	s->released[lo] = packed;
 	s->released_len++;
 	atomic_store_explicit(&s->released_count, s->released_len, memory_order_release);
+	if (s->released_len == 1)
+		set_divert(s, true);
 	pthread_mutex_unlock(&s->release_lock);
 	return TALLY_OK;
 }

@@ -71,6 +71,32 @@ static int plan(const struct tally_series *s, uint64_t cur, uint32_t now_period,
 	return TALLY_OK;
 }
 
+/*
+ * The issued watermark stored with a lease extension or checkpoint (the crash report starts
+ * above it): the word, lowered to just below the smallest number waiting in the release
+ * list in the word's period. A released number was handed out once and taken back; if the
+ * process dies before reissuing it, it is a gap, so it must be inside the report. Lowering
+ * costs nothing extra (the write happens anyway) and only widens the report: every number
+ * in it is still either issued or lost. A number released after the last such write is
+ * covered from the next one (tally_series_checkpoint forces one). Only for acquire: a clean
+ * close stores the word itself (its issued value is where the next owner continues).
+ */
+static uint64_t issued_watermark(struct tally_series *s, uint64_t word)
+{
+	uint64_t mark = word;
+
+	pthread_mutex_lock(&s->release_lock);
+	if (s->released_len > 0) {
+		uint64_t lowest = s->released[s->released_len - 1];
+
+		/* An older period's released numbers are voided at the rollover, not reissued. */
+		if (SEQ_PERIOD(lowest) == SEQ_PERIOD(word) && lowest - 1 < mark)
+			mark = lowest - 1;
+	}
+	pthread_mutex_unlock(&s->release_lock);
+	return mark;
+}
+
 /* Slow path: extend the lease so that k numbers after the current word are covered. */
 static int extend_lease(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial)
 {
@@ -78,20 +104,21 @@ static int extend_lease(struct tally_series *s, uint32_t now_period, uint64_t k,
 	int err;
 
 	pthread_mutex_lock(&s->lease_lock);
-	cur = atomic_load_explicit(&s->state, memory_order_acquire);
+	cur = atomic_load_explicit(&s->hot.state, memory_order_acquire);
 	err = plan(s, cur, now_period, k, partial, &start, &end);
 	/* Relaxed: lease_hi is only written under lease_lock, which we hold. */
 	if (err || end <= atomic_load_explicit(&s->lease_hi, memory_order_relaxed))
 		goto out;
 	size = k > s->lease_size ? k : s->lease_size;
 	/* The block starts after start - 1: the current word, or (period, 0) at a rollover. */
-	err = tally_lease_acquire(s->lease, s->key, s->key_len, start - 1, size, cur, &base);
+	err = tally_lease_acquire(s->lease, s->key, s->key_len, start - 1, size,
+				  issued_watermark(s, cur), &base);
 	if (err)
 		goto out;
 	/* Skip what other owners hold: raise the word to base before publishing lease_hi. */
-	cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+	cur = atomic_load_explicit(&s->hot.state, memory_order_relaxed);
 	while (cur < base &&
-	       !atomic_compare_exchange_weak_explicit(&s->state, &cur, base, memory_order_acq_rel,
+	       !atomic_compare_exchange_weak_explicit(&s->hot.state, &cur, base, memory_order_acq_rel,
 						      memory_order_relaxed))
 		;
 	/* Release: pairs with the acquire load in take_fresh; the skip above is before it. */
@@ -120,34 +147,39 @@ out:
  * block another owner leased (see extend_lease), which the CAS path rules out by failing.
  * Returns false when the caller must take the CAS path.
  */
+/*
+ * A fetch_add of k returned `old` and went past the width limit: bring the word back to
+ * (period, max) so that repeated calls cannot carry into the period bits. Only values above
+ * max (never issued) are undone, so no number can be handed out twice.
+ */
+static void undo_overshoot(struct tally_series *s, uint64_t old, uint64_t k)
+{
+	uint64_t cap = SEQ_PACK(SEQ_PERIOD(old), s->tmpl.max_counter), cur = old + k;
+
+	while (SEQ_PERIOD(cur) == SEQ_PERIOD(old) && cur > cap &&
+	       !atomic_compare_exchange_weak_explicit(&s->hot.state, &cur, cap,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
 static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t k,
 			   bool partial, uint64_t *first, uint64_t *count, int *err)
 {
-	uint64_t old, last, cur, cap;
+	uint64_t old, last, cur;
 
 	if (s->lease || (k != 1 && !partial))
 		return false;
 	if (s->reset != TALLY_SEQ_RESET_NEVER) {
 		/* The period may need a rollover (a CAS). A series that never resets skips this
 		 * load: under contention a load before the RMW costs a second line transfer. */
-		cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+		cur = atomic_load_explicit(&s->hot.state, memory_order_relaxed);
 		if (SEQ_PERIOD(cur) < now_period || SEQ_COUNTER(cur) >= s->tmpl.max_counter)
 			return false;
 	}
 	/* Relaxed: numbers publish nothing; the RMW itself decides ownership. */
-	old = atomic_fetch_add_explicit(&s->state, k, memory_order_relaxed);
-	if (SEQ_COUNTER(old) + k > s->tmpl.max_counter) {
-		/* Past the width limit: bring the word back to (period, max) so that repeated
-		 * calls cannot carry into the period bits. Only values above max (never issued)
-		 * are undone, so no number can be handed out twice. */
-		cap = SEQ_PACK(SEQ_PERIOD(old), s->tmpl.max_counter);
-		cur = old + k;
-		while (SEQ_PERIOD(cur) == SEQ_PERIOD(old) && cur > cap &&
-		       !atomic_compare_exchange_weak_explicit(&s->state, &cur, cap,
-							      memory_order_relaxed,
-							      memory_order_relaxed))
-			;
-	}
+	old = atomic_fetch_add_explicit(&s->hot.state, k, memory_order_relaxed);
+	if (SEQ_COUNTER(old) + k > s->tmpl.max_counter)
+		undo_overshoot(s, old, k);
 	if (SEQ_COUNTER(old) >= s->tmpl.max_counter) {
 		*err = TALLY_EWIDTH; /* nothing valid was taken */
 		return true;
@@ -169,7 +201,7 @@ int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool
 
 	if (take_fresh_add(s, now_period, k, partial, first, count, &add_err))
 		return add_err;
-	cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+	cur = atomic_load_explicit(&s->hot.state, memory_order_relaxed);
 	for (;;) {
 		uint64_t start, end;
 		int err = plan(s, cur, now_period, k, partial, &start, &end);
@@ -181,11 +213,11 @@ int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool
 			err = extend_lease(s, now_period, k, partial);
 			if (err)
 				return err;
-			cur = atomic_load_explicit(&s->state, memory_order_relaxed);
+			cur = atomic_load_explicit(&s->hot.state, memory_order_relaxed);
 			continue;
 		}
 		/* acq_rel/relaxed: numbers publish nothing; the CAS itself decides ownership. */
-		if (atomic_compare_exchange_strong_explicit(&s->state, &cur, end,
+		if (atomic_compare_exchange_strong_explicit(&s->hot.state, &cur, end,
 							    memory_order_acq_rel,
 							    memory_order_relaxed)) {
 			*first = start;
@@ -208,14 +240,14 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	uint32_t now_period = seq_current_period(s);
 	/* Ids are sequential, so a series' home slot (id mod 8) is nearly always its own. */
 	struct tally__seq_block *block =
-		&tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
+		&tally__seq_blocks[s->hot.head.id % TALLY_SEQ_THREAD_CACHE];
 	uint64_t first, count;
 	int err;
 
-	if (block->series_id != s->head.id) {
+	if (block->series_id != s->hot.head.id) {
 		block = NULL;
 		for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
-			if (tally__seq_blocks[i].series_id == s->head.id) {
+			if (tally__seq_blocks[i].series_id == s->hot.head.id) {
 				block = &tally__seq_blocks[i];
 				break;
 			}
@@ -230,10 +262,10 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	if (err)
 		return err;
 	if (!block) {
-		block = &tally__seq_blocks[s->head.id % TALLY_SEQ_THREAD_CACHE];
+		block = &tally__seq_blocks[s->hot.head.id % TALLY_SEQ_THREAD_CACHE];
 		if (block->series_id != 0 && block->next <= block->end) /* home slot busy */
 			block = &tally__seq_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
-		block->series_id = s->head.id;
+		block->series_id = s->hot.head.id;
 	}
 	block->next = first + 1;
 	block->end = first + count - 1;
@@ -281,6 +313,13 @@ int tally__series_next_slow(struct tally_series *s, struct tally_seq_number *out
 	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
 		return TALLY_EDESTROYED;
 	return series_issue(s, out);
+}
+
+/* The inline path's fetch_add of 1 returned old, at or past the width limit. */
+int tally__series_next_width(struct tally_series *s, uint64_t old)
+{
+	undo_overshoot(s, old, 1);
+	return TALLY_EWIDTH;
 }
 
 int64_t tally_seq_clock_coarse(void *arg)
@@ -385,7 +424,7 @@ static int resume_from_lease(struct tally_series *s, struct tally_seq_recovery *
 		return TALLY_OK;
 	if (err)
 		return err;
-	atomic_init(&s->state, rec.mark);
+	atomic_init(&s->hot.state, rec.mark);
 	atomic_init(&s->lease_hi, rec.mark);
 	recovery->resumed = true;
 	recovery->unclean = !(rec.flags & TALLY_LEASE_CLEAN);
@@ -427,10 +466,16 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 		return err;
 	}
 	s->seq = seq;
-	s->head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
-	s->head.inline_key =
+	s->hot.head.id = atomic_fetch_add_explicit(&next_series_id, 1, memory_order_relaxed);
+	s->hot.head.inline_key =
 		config->mode == TALLY_SEQ_CACHED && config->reset == TALLY_SEQ_RESET_NEVER
-			? s->head.id : UINT64_MAX;
+			? s->hot.head.id : UINT64_MAX;
+	/* The inline fetch_add path (tally/static/sequence.h) is take_fresh_add's k == 1 case:
+	 * the same conditions (strict, no rollover, no lease). */
+	s->hot.head.strict_max = config->mode == TALLY_SEQ_STRICT &&
+					 config->reset == TALLY_SEQ_RESET_NEVER && !config->lease
+				 ? s->tmpl.max_counter : 0;
+	atomic_init(&s->hot.head.divert, 0);
 	s->mode = config->mode;
 	s->reset = config->reset;
 	s->utc_offset_minutes = config->utc_offset_minutes;
@@ -439,7 +484,7 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	s->lease_size = config->lease_size ? config->lease_size : TALLY_SEQ_LEASE_SIZE_DEFAULT;
 	pthread_mutex_init(&s->lease_lock, NULL);
 	pthread_mutex_init(&s->release_lock, NULL);
-	atomic_init(&s->state, 0);
+	atomic_init(&s->hot.state, 0);
 	atomic_init(&s->lease_hi, s->lease ? 0 : UINT64_MAX);
 	if (s->lease) {
 		err = resume_from_lease(s, &local);
@@ -465,7 +510,7 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 /* Runs when no thread can issue from s: store the watermark, give the rest back. */
 static int close_series(struct tally_series *s, struct tally_series_stats *final)
 {
-	uint64_t issued = atomic_load_explicit(&s->state, memory_order_acquire);
+	uint64_t issued = atomic_load_explicit(&s->hot.state, memory_order_acquire);
 	int err = TALLY_OK;
 
 	if (final)
@@ -502,8 +547,11 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	tally_rcu_read_lock();
 	s = lookup(seq, key, key_len);
 	err = s ? tally_rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
-	if (!err) /* Relaxed: a diagnostic for late handle use; the grace period orders. */
+	if (!err) { /* Relaxed: a diagnostic for late handle use; the grace period orders. */
 		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
+		atomic_fetch_or_explicit(&s->hot.head.divert, TALLY__SEQ_DIVERT_REMOVED,
+					 memory_order_relaxed);
+	}
 	tally_rcu_read_unlock();
 	if (err)
 		return err;
@@ -581,7 +629,9 @@ int tally_series_checkpoint(struct tally_series *s)
 		pthread_mutex_lock(&s->lease_lock);
 		/* size 0: records the watermark, leaves the mark where it is. */
 		err = tally_lease_acquire(s->lease, s->key, s->key_len, 0, 0,
-					  atomic_load_explicit(&s->state, memory_order_acquire),
+					  issued_watermark(s, atomic_load_explicit(
+								     &s->hot.state,
+								     memory_order_acquire)),
 					  &base);
 		pthread_mutex_unlock(&s->lease_lock);
 	}
@@ -594,7 +644,7 @@ int tally_series_stats(const struct tally_series *s, struct tally_series_stats *
 
 	if (!s || !out)
 		return TALLY_EINVAL;
-	word = atomic_load_explicit(&s->state, memory_order_acquire);
+	word = atomic_load_explicit(&s->hot.state, memory_order_acquire);
 	out->last.period = SEQ_PERIOD(word);
 	/* The fetch_add path may have run the counter past the width limit (never issued). */
 	out->last.counter = SEQ_COUNTER(word) > s->tmpl.max_counter ? s->tmpl.max_counter

@@ -7,13 +7,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include "internal/alloc.h"
 #include "internal/rcu_map.h"
 #include "sequence/internal.h"
 
 /* The series word: (period << SEQ_COUNTER_BITS) | counter. 24 bits of period cover 45,000
  * years of days; 40 bits of counter hold 12 digits plus a maximal lease overshoot. */
-#define SEQ_COUNTER_BITS 40
+#define SEQ_COUNTER_BITS 40 /* also spelled 40 in tally/static/sequence.h */
 #define SEQ_COUNTER_MASK ((UINT64_C(1) << SEQ_COUNTER_BITS) - 1)
 #define SEQ_PACK(period, counter) (((uint64_t)(period) << SEQ_COUNTER_BITS) | (counter))
 #define SEQ_PERIOD(word) ((uint32_t)((word) >> SEQ_COUNTER_BITS))
@@ -26,18 +27,15 @@ struct tally_sequence {
 };
 
 struct tally_series {
-	/* Immutable, read by the inline fast path: must stay first (tally/static/sequence.h). */
-	struct tally__series_head head;
-	char head_pad[TALLY_CACHE_LINE - sizeof(struct tally__series_head)];
-
-	/* Hot, written by every issuer: alone on its cache line. */
-	_Atomic uint64_t state; /* CAS: packed (period, last counter handed out) */
-	char state_pad[TALLY_CACHE_LINE - sizeof(uint64_t)];
+	/* The head line (immutable or read-mostly, read by the inline fast paths) and the
+	 * series word alone on the next: must stay first (tally/static/sequence.h).
+	 * hot.state: CAS/fetch_add, packed (period, last counter handed out). */
+	struct tally__series_hot hot;
 
 	/* Read by every issuer, written rarely. */
 	_Atomic uint64_t lease_hi;       /* written under lease_lock (release) */
 	_Atomic uint64_t released_count; /* written under release_lock (release) */
-	_Atomic int removed;             /* set once by the remover (release) */
+	_Atomic int removed;             /* set once by the remover (relaxed, diagnostic) */
 	_Atomic uint64_t lease_calls;    /* statistics, relaxed */
 	_Atomic uint64_t voided;         /* statistics, relaxed */
 
@@ -60,6 +58,10 @@ struct tally_series {
 	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
 	size_t released_len, released_cap;
 };
+
+_Static_assert(offsetof(struct tally_series, hot) == 0 &&
+		       sizeof(struct tally__series_hot) == 2 * TALLY_CACHE_LINE,
+	       "tally/static/sequence.h reads the head and the word at these offsets");
 
 uint32_t seq_current_period(const struct tally_series *s);
 /* Takes k fresh numbers (fewer with partial, at the width limit): [*first, +*count). */

@@ -1,11 +1,16 @@
 /*
- * tally/static/sequence.h: the inline fast path of tally_series_next for cached series that
- * never reset (a thread-local block hit: no call, no atomic). Everything here is private:
- * use the calls in tally/sequence.h.
+ * tally/static/sequence.h: the inline fast paths of tally_series_next. Everything here is
+ * private: use the calls in tally/sequence.h.
+ * - strict series that never reset and have no lease: one fetch_add on the series word,
+ *   after one relaxed load of a read-mostly word (released numbers pending / removed);
+ * - cached series that never reset: a thread-local block hit (no call, no atomic).
+ * Anything else (a rollover, the width limit, a release list to serve, a lease, a block to
+ * take) calls tally__series_next_slow.
  */
 #ifndef TALLY_STATIC_SEQUENCE_H
 #define TALLY_STATIC_SEQUENCE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <tally/error.h>
 
@@ -23,33 +28,81 @@ struct tally__seq_block {
 extern _Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
 	__attribute__((tls_model("initial-exec")));
 
-/* The first bytes of every struct tally_series; immutable after create. */
+/* Bits of tally__series_head.divert. */
+#define TALLY__SEQ_DIVERT_RELEASED 1u /* the strict release list is not empty */
+#define TALLY__SEQ_DIVERT_REMOVED 2u  /* the series was removed (late-handle diagnostic) */
+
+/* The first line of every struct tally_series: read by every inline issue, written never
+ * (id, inline_key, strict_max) or rarely (divert), so it stays shared in every core's
+ * cache. The series word follows alone on the next line (struct tally__series_hot). */
 struct tally__series_head {
 	uint64_t id;
 	/* id for a cached series that never resets (its blocks may be used inline), else
 	 * UINT64_MAX, which no block carries: the inline path then always misses, with one
 	 * load and one compare instead of a separate mode test per number. */
 	uint64_t inline_key;
+	/* For a strict series that never resets and has no lease: the template's largest
+	 * counter (>= 1), else 0, which turns the inline fetch_add path off. */
+	uint64_t strict_max;
+	/* TALLY__SEQ_DIVERT_* bits; 0 in the steady state. Set and cleared by the release
+	 * list (under its mutex) and the remover; the inline strict path reads it relaxed: a
+	 * release or removal that happens-before the issue is seen by coherence, a concurrent
+	 * one is ordered after the issue, which then linearizes before it. */
+	_Atomic uint32_t divert;
+};
+
+/* Layout prefix of struct tally_series (lib/sequence/series.h asserts it). */
+struct tally__series_hot {
+	struct tally__series_head head;
+	char head_pad[64 - sizeof(struct tally__series_head)];
+	/* (period << 40) | last counter handed out; every issuer writes it: alone on its line. */
+	_Atomic uint64_t state;
+	char state_pad[64 - sizeof(uint64_t)];
 };
 
 int tally__series_next_slow(struct tally_series *series, struct tally_seq_number *out);
+/* The inline fetch_add returned `old` at or past strict_max: undoes the overshoot and
+ * returns TALLY_EWIDTH. */
+int tally__series_next_width(struct tally_series *series, uint64_t old);
 
 static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out)
 {
-	const struct tally__series_head *head = (const struct tally__series_head *)series;
+	struct tally__series_hot *hot = (struct tally__series_hot *)series;
 
 	if (__builtin_expect(series && out, 1)) {
-		uint64_t key = head->inline_key;
-		struct tally__seq_block *block = &tally__seq_blocks[key % TALLY_SEQ_THREAD_CACHE];
-		uint64_t next = block->next;
+		uint64_t max = hot->head.strict_max;
 
-		if (__builtin_expect(block->series_id == key && next <= block->end, 1)) {
-			block->next = next + 1;
-			out->period = (uint32_t)(next >> 40);
-			out->counter = next & ((UINT64_C(1) << 40) - 1);
+		if (max) {
+			uint64_t old;
+
+			/* Relaxed: see divert. */
+			if (__builtin_expect(atomic_load_explicit(&hot->head.divert,
+								  memory_order_relaxed), 0))
+				goto slow;
+			/* Relaxed: numbers publish nothing; the RMW itself decides ownership
+			 * (lib/sequence/sequence.c, take_fresh_add, says why no rollover or
+			 * lease can interleave on such a series). */
+			old = atomic_fetch_add_explicit(&hot->state, 1, memory_order_relaxed);
+			if (__builtin_expect((old & ((UINT64_C(1) << 40) - 1)) >= max, 0))
+				return tally__series_next_width(series, old);
+			out->period = (uint32_t)((old + 1) >> 40);
+			out->counter = (old + 1) & ((UINT64_C(1) << 40) - 1);
 			return TALLY_OK;
+		} else {
+			uint64_t key = hot->head.inline_key;
+			struct tally__seq_block *block =
+				&tally__seq_blocks[key % TALLY_SEQ_THREAD_CACHE];
+			uint64_t next = block->next;
+
+			if (__builtin_expect(block->series_id == key && next <= block->end, 1)) {
+				block->next = next + 1;
+				out->period = (uint32_t)(next >> 40);
+				out->counter = next & ((UINT64_C(1) << 40) - 1);
+				return TALLY_OK;
+			}
 		}
 	}
+slow:
 	return tally__series_next_slow(series, out);
 }
 
