@@ -147,7 +147,12 @@ static struct session *new_session(struct tally_session_table *table,
 	atomic_init(&session->speaker, speaker);
 	atomic_init(&session->first, NULL);
 	tally_gauge_init(&session->listener_count, 0, 0, TALLY_GAUGE_NO_CEILING);
-	tally_rcu_map_node_init(&session->node, session->session_id, len->id);
+	if (len->id <= SESSION_SHORT_ID) {
+		memcpy(session->short_id, params->session_id, len->id);
+		tally_rcu_map_node_init(&session->node, session->short_id, len->id);
+	} else {
+		tally_rcu_map_node_init(&session->node, session->session_id, len->id);
+	}
 	return session;
 }
 

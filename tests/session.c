@@ -92,6 +92,44 @@ static void test_size_hints(void)
 	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy the hinted table");
 }
 
+/* Ids on both sides of the 24-byte short-id key (session.c keys short ids on a copy in the
+ * node's cache line, longer ones on the full field): each is found whole, never by a
+ * prefix or an extension, and reads back intact. */
+static void test_id_lengths(void)
+{
+	static const size_t lengths[] = { 1, 23, 24, 25, 64, TALLY_SESSION_ID_MAX };
+	struct tally_session_table *table = new_table(0, 0);
+	struct tally_session_params params = { NULL, "spk", NULL, "en", NULL, 0 };
+	struct tally_session_info info;
+	char id[TALLY_SESSION_ID_MAX + 2];
+	int ok = 1;
+
+	for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+		size_t len = lengths[i];
+
+		for (size_t k = 0; k < len; k++)
+			id[k] = (char)('a' + (k * 7 + len) % 26);
+		id[len] = '\0';
+		params.session_id = id;
+		ok &= tally_session_create(table, &params) == TALLY_OK;
+		ok &= tally_session_exists(table, id) == 1;
+		ok &= tally_session_get(table, id, &info) == TALLY_OK && strcmp(info.session_id, id) == 0;
+		id[len - 1] = '\0'; /* a prefix (empty for len 1: invalid, so not found either) */
+		ok &= tally_session_exists(table, id) == 0;
+		id[len - 1] = (char)('a' + ((len - 1) * 7 + len) % 26);
+		if (len < TALLY_SESSION_ID_MAX) {
+			id[len] = 'z';
+			id[len + 1] = '\0';
+			ok &= tally_session_exists(table, id) == 0; /* an extension */
+			id[len] = '\0';
+		}
+		ok &= tally_session_delete(table, id, NULL) == TALLY_OK;
+		ok &= tally_session_exists(table, id) == 0;
+	}
+	tap_ok(ok, "ids of 1, 23, 24, 25, 64 and 128 bytes: found whole, read back, deleted");
+	tally_session_table_destroy(table);
+}
+
 static void test_session_crud(void)
 {
 	struct tally_session_table *table = new_table(0, 0);
@@ -435,6 +473,7 @@ int main(void)
 {
 	test_table_errors();
 	test_size_hints();
+	test_id_lengths();
 	test_session_crud();
 	test_join_leave();
 	test_speaker_disconnect();

@@ -105,8 +105,8 @@ int tally_rcu_map_init(struct tally_rcu_map *map)
 void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len)
 {
 	cds_lfht_node_init(&node->lfht);
-	node->key = key;
-	node->key_len = key_len;
+	node->key_offset = (int32_t)(key - (const char *)node);
+	node->key_len = (uint32_t)key_len;
 }
 
 static struct tally_rcu_map_node *node_of(struct cds_lfht_node *lfht)
@@ -121,7 +121,8 @@ static int key_matches(struct cds_lfht_node *lfht, const void *wanted)
 	const struct lookup_key *key = wanted;
 
 	TALLY_TSAN_ACQUIRE(node);
-	return node->key_len == key->len && memcmp(node->key, key->bytes, key->len) == 0;
+	return node->key_len == key->len &&
+	       memcmp(tally_rcu_map_node_key(node), key->bytes, key->len) == 0;
 }
 
 struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const char *key,
@@ -143,12 +144,11 @@ struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const
 struct tally_rcu_map_node *tally_rcu_map_insert_unique(struct tally_rcu_map *map,
 						       struct tally_rcu_map_node *node)
 {
-	struct lookup_key wanted = { node->key, node->key_len };
+	struct lookup_key wanted = { tally_rcu_map_node_key(node), node->key_len };
 	struct cds_lfht_node *present;
 
 	TALLY_TSAN_RELEASE(node); /* publication: pairs with the acquires in lookup/visit */
-	present = cds_lfht_add_unique(map->table,
-				      tally_rcu_map_hash(map, node->key, node->key_len),
+	present = cds_lfht_add_unique(map->table, tally_rcu_map_hash(map, wanted.bytes, wanted.len),
 				      key_matches, &wanted, &node->lfht);
 	if (present != &node->lfht)
 		TALLY_TSAN_ACQUIRE(node_of(present));
@@ -184,7 +184,7 @@ int tally_rcu_map_visit(struct tally_rcu_map *map,
 }
 
 /* Read lock held; no other thread of the caller's uses the map. Removes every node and
- * returns them as a list. The list reuses the key field: no caller's reader will compare
+ * returns them as a list. The list reuses the key fields: no caller's reader will compare
  * keys again, and liburcu's resize worker reads only the lfht part of a node. */
 static struct tally_rcu_map_node *remove_all(struct tally_rcu_map *map)
 {

@@ -31,15 +31,25 @@ struct tally_rcu_map {
 	uint64_t hash_key[2]; /* SipHash key, random per map */
 };
 
-/* 32 bytes: everything a lookup reads of a node it passes or matches. */
+/* 24 bytes: everything a lookup reads of a node it passes or matches. The key is named by
+ * its offset from the node (it lives in the owner), not by a pointer, which leaves an owner
+ * 8 more bytes of the node's cache line for a short key or hot fields. */
 struct tally_rcu_map_node {
 	struct cds_lfht_node lfht;
 	union {
-		const char *key; /* owner's bytes, immutable while in the map */
+		struct {
+			int32_t key_offset; /* owner's bytes at (char *)node + key_offset */
+			uint32_t key_len;   /* both immutable while in the map */
+		};
 		struct tally_rcu_map_node *next_released; /* destroy's list, once removed */
 	};
-	size_t key_len;
 };
+
+/* The node's key bytes (key_len of them). */
+static inline const char *tally_rcu_map_node_key(const struct tally_rcu_map_node *node)
+{
+	return (const char *)node + node->key_offset;
+}
 
 /* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
 int tally_rcu_map_init(struct tally_rcu_map *map);
@@ -59,7 +69,8 @@ int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
 int tally_rcu_map_destroy(struct tally_rcu_map *map,
 			  void (*release_node)(struct tally_rcu_map_node *node));
 
-/* Points `node` at its key. The key must outlive the node's time in the map. */
+/* Points `node` at its key: key_len bytes inside the node's owner (within 2 GiB of the node;
+ * at most UINT32_MAX bytes), unchanged while the node is in the map. */
 void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len);
 
 /* Read lock held. The node with this key, or NULL. */

@@ -20,6 +20,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include "tally/counter.h"
@@ -48,18 +49,21 @@ struct speaker_version {
 };
 
 /* Allocated cache-line aligned (tally_alloc_aligned). Laid out so that a lookup of an id of
- * up to 24 bytes, and a listener count read, touch one cache line: the map node, the count
- * and the id's first 24 bytes (a longer id's compare reads one or two more lines). The
- * fields a join adds (active, first, list_lock) share the next line. */
+ * up to SESSION_SHORT_ID bytes and a listener count read touch one cache line: the map
+ * node, a copy of the id that the node keys on, and the gauge's marker and value (its floor
+ * and ceiling, which only updates read, spill onto line 1). A longer id is keyed on
+ * session_id, one or two more lines. The fields a join adds follow on line 1. */
+#define SESSION_SHORT_ID 24
 struct session {
 	/* line 0: what a lookup and a count read touch */
-	struct tally_rcu_map_node node;        /* in table->sessions, key session_id */
-	struct tally_gauge listener_count;     /* floor 0 */
-	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
-	/* from line 2: what joins and leaves add */
-	_Alignas(64) _Atomic int active;               /* 1 -> 0 once, under list_lock (I2) */
+	struct tally_rcu_map_node node;        /* in table->sessions */
+	char short_id[SESSION_SHORT_ID];       /* the key when the id fits; immutable */
+	struct tally_gauge listener_count;     /* floor 0; 16 bytes on line 0 */
+	/* line 1: what joins and leaves add */
+	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
 	_Atomic(struct connection *) first;            /* head of the connection list */
 	pthread_mutex_t list_lock;                     /* serialises list writers */
+	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
 	/* cold */
 	struct tally_rcu_head rcu;                     /* retire */
 	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
@@ -69,6 +73,10 @@ struct session {
 	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
 };
+
+_Static_assert(offsetof(struct session, listener_count) == 48 &&
+		       sizeof(struct tally_rcu_map_node) == 24,
+	       "a short id's lookup and the count read share the session's first line");
 
 struct tally_session_table {
 	struct tally_rcu_map sessions;
