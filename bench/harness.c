@@ -467,6 +467,7 @@ struct bench_flags {
 	double min_warmup_time;
 	int repetitions;
 	bool report_aggregates_only;
+	bool random_interleaving;
 	bool display_aggregates_only;
 	enum bench_format format;
 	char out[4096];
@@ -497,6 +498,7 @@ static const struct flag_spec flag_specs[] = {
 	FLAG("benchmark_repetitions", FLAG_INT, repetitions),
 	FLAG("benchmark_report_aggregates_only", FLAG_BOOL, report_aggregates_only),
 	FLAG("benchmark_display_aggregates_only", FLAG_BOOL, display_aggregates_only),
+	FLAG("benchmark_enable_random_interleaving", FLAG_BOOL, random_interleaving),
 	FLAG("benchmark_format", FLAG_FORMAT, format),
 	FLAG("benchmark_out", FLAG_STRING, out),
 	FLAG("benchmark_out_format", FLAG_FORMAT, out_format),
@@ -514,6 +516,7 @@ static const char usage[] =
 	"          [--benchmark_repetitions=<num_repetitions>]\n"
 	"          [--benchmark_report_aggregates_only={true|false}]\n"
 	"          [--benchmark_display_aggregates_only={true|false}]\n"
+	"          [--benchmark_enable_random_interleaving={true|false}]\n"
 	"          [--benchmark_format=<console|json|csv>]\n"
 	"          [--benchmark_out=<filename>]\n"
 	"          [--benchmark_out_format=<json|console|csv>]\n"
@@ -948,16 +951,16 @@ static int64_t predict_iterations(double min_time, double seconds, int64_t itera
 	return next > (double)MAX_ITERATIONS ? MAX_ITERATIONS : (int64_t)next;
 }
 
-/* Runs every repetition of one instance into runs[0..repetitions). */
-static void run_instance(const struct bench_instance *instance, const struct bench_flags *flags,
-			 struct bench_report *runs)
+/* Runs repetition `repetition` of one instance into *report. The first repetition warms
+ * up and searches the iteration count into *iterations; later ones reuse it. */
+static void run_repetition(const struct bench_instance *instance, const struct bench_flags *flags,
+			   int repetition, int64_t *iterations, struct bench_report *report)
 {
 	const struct bench_def *def = instance->def;
 	double min_time = def->min_time > 0 ? def->min_time : flags->min_time;
-	int64_t iterations = def->iterations > 0 ? def->iterations : 1;
 	struct bench_run run;
 
-	if (flags->min_warmup_time > 0 && def->iterations == 0) {
+	if (repetition == 0 && flags->min_warmup_time > 0 && def->iterations == 0) {
 		/* Warm-up: grow as for a measurement, discard the results. */
 		for (int64_t warm = 1;;) {
 			run_try(instance, warm, &run);
@@ -967,20 +970,20 @@ static void run_instance(const struct bench_instance *instance, const struct ben
 			warm = predict_iterations(flags->min_warmup_time, seconds, warm);
 		}
 	}
-	for (int repetition = 0; repetition < flags->repetitions; repetition++) {
-		for (;;) {
-			double seconds;
+	if (repetition == 0)
+		*iterations = def->iterations > 0 ? def->iterations : 1;
+	for (;;) {
+		double seconds;
 
-			run_try(instance, iterations, &run);
-			seconds = def->real_time ? run.real_sum : run.cpu_sum;
-			if (repetition > 0 || def->iterations > 0 || run.error ||
-			    iterations >= MAX_ITERATIONS || seconds >= min_time ||
-			    run.real_sum >= 5 * min_time)
-				break;
-			iterations = predict_iterations(min_time, seconds, iterations);
-		}
-		finish_report(instance, &run, flags, repetition, &runs[repetition]);
+		run_try(instance, *iterations, &run);
+		seconds = def->real_time ? run.real_sum : run.cpu_sum;
+		if (repetition > 0 || def->iterations > 0 || run.error ||
+		    *iterations >= MAX_ITERATIONS || seconds >= min_time ||
+		    run.real_sum >= 5 * min_time)
+			break;
+		*iterations = predict_iterations(min_time, seconds, *iterations);
 	}
+	finish_report(instance, &run, flags, repetition, report);
 }
 
 /* ---------------------------------------------------------------- output file */
@@ -1049,23 +1052,87 @@ static int out_commit(struct out_file *file, const char *program)
 
 /* ---------------------------------------------------------------- main */
 
+/* Reports one instance's repetitions and their aggregates (runs has reps + 4 slots). */
+static void report_instance(const struct bench_flags *flags, struct bench_report *runs,
+			    struct bench_reporter *display, struct bench_reporter *file)
+{
+	int reps = flags->repetitions;
+	int aggregates = compute_aggregates(runs, reps, runs + reps);
+
+	if (aggregates > 0 && (flags->report_aggregates_only || flags->display_aggregates_only))
+		bench_report_runs(display, runs + reps, aggregates);
+	else
+		bench_report_runs(display, runs, reps + aggregates);
+	if (file) {
+		if (aggregates > 0 && flags->report_aggregates_only)
+			bench_report_runs(file, runs + reps, aggregates);
+		else
+			bench_report_runs(file, runs, reps + aggregates);
+	}
+}
+
+/* The order of the count * repetitions runs: instance by instance, or (as Google Benchmark's
+ * --benchmark_enable_random_interleaving) shuffled, so that a burst of load from elsewhere on
+ * a shared machine falls on several benchmarks' repetitions instead of all of one's. */
+static void schedule_order(const struct bench_flags *flags, int count, int *order)
+{
+	int total = count * flags->repetitions;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	for (int i = 0; i < total; i++)
+		order[i] = i / flags->repetitions;
+	if (!flags->random_interleaving)
+		return;
+	for (int i = total - 1; i > 0; i--) {
+		int j = (int)(rand_r(&seed) % (unsigned)(i + 1)), swap = order[i];
+		order[i] = order[j];
+		order[j] = swap;
+	}
+}
+
+/* Runs every repetition of every instance; each instance is reported when its last
+ * repetition ends (Google Benchmark's order under interleaving too). */
+static int run_schedule(const struct bench_flags *flags, struct bench_instance *instances,
+			int count, struct bench_reporter *display, struct bench_reporter *file)
+{
+	int reps = flags->repetitions, total = count * reps;
+	int *order = calloc((size_t)total, sizeof(*order));
+	int *done = calloc((size_t)count, sizeof(*done));
+	int64_t *iterations = calloc((size_t)count, sizeof(*iterations));
+	struct bench_report *runs = calloc((size_t)count * (size_t)(reps + 4), sizeof(*runs));
+	int status = 0;
+
+	if (!order || !done || !iterations || !runs) {
+		fprintf(stderr, "%s: error: out of memory\n", flags->program);
+		status = 1;
+	} else {
+		schedule_order(flags, count, order);
+		for (int k = 0; k < total; k++) {
+			int i = order[k];
+			struct bench_report *mine = runs + (size_t)i * (size_t)(reps + 4);
+
+			run_repetition(&instances[i], flags, done[i], &iterations[i], &mine[done[i]]);
+			if (++done[i] == reps)
+				report_instance(flags, mine, display, file);
+		}
+	}
+	free(order);
+	free(done);
+	free(iterations);
+	free(runs);
+	return status;
+}
+
 static int run_all(const struct bench_flags *flags, struct bench_instance *instances,
 		   int count, struct out_file *out_file)
 {
 	struct bench_context context = { 0 };
 	struct bench_reporter display, file;
 	bool file_reporting = out_file->stream != NULL;
-	int width = 10;
-	struct bench_report *runs = calloc((size_t)flags->repetitions + 4, sizeof(*runs));
+	int width = 10, status;
 
-	if (!runs) {
-		fprintf(stderr, "%s: error: out of memory\n", flags->program);
+	if (parse_context(&context, flags))
 		return 1;
-	}
-	if (parse_context(&context, flags)) {
-		free(runs);
-		return 1;
-	}
 	for (int i = 0; i < count; i++)
 		if ((int)strlen(instances[i].name) > width)
 			width = (int)strlen(instances[i].name);
@@ -1080,28 +1147,11 @@ static int run_all(const struct bench_flags *flags, struct bench_instance *insta
 				    flags->counters_tabular);
 		bench_report_context(&file, &context);
 	}
-	for (int i = 0; i < count; i++) {
-		int reps = flags->repetitions;
-		int aggregates;
-
-		run_instance(&instances[i], flags, runs);
-		aggregates = compute_aggregates(runs, reps, runs + reps);
-		if (aggregates > 0 && (flags->report_aggregates_only || flags->display_aggregates_only))
-			bench_report_runs(&display, runs + reps, aggregates);
-		else
-			bench_report_runs(&display, runs, reps + aggregates);
-		if (file_reporting) {
-			if (aggregates > 0 && flags->report_aggregates_only)
-				bench_report_runs(&file, runs + reps, aggregates);
-			else
-				bench_report_runs(&file, runs, reps + aggregates);
-		}
-	}
+	status = run_schedule(flags, instances, count, &display, file_reporting ? &file : NULL);
 	bench_report_finish(&display);
 	if (file_reporting)
 		bench_report_finish(&file);
-	free(runs);
-	return 0;
+	return status;
 }
 
 int bench_main(int argc, char **argv)

@@ -6,6 +6,9 @@
 # Usage: run-bench.sh SRCDIR RESULTS MIN_TIME REPETITIONS PROGRAM...
 # MIN_TIME defaults to 0.2 s in mk/bench.am (Google Benchmark's default is 0.5 s) so that the
 # whole run stays short; the JSON records it in each run's iterations and times.
+# Repetitions are randomly interleaved (Google Benchmark's flag of that name): on a shared,
+# noisy machine a burst of outside load then lands on tally's and the peers' repetitions
+# alike instead of on one benchmark's, and the medians the ratios use stay comparable.
 set -u
 srcdir=$1 results=$2 min_time=$3 repetitions=$4
 shift 4
@@ -17,6 +20,7 @@ for program in "$@"; do
 	echo "== $program (min_time ${min_time}s, $repetitions repetitions; aggregates shown)"
 	if ! "./$program" --benchmark_min_time="$min_time" \
 		--benchmark_repetitions="$repetitions" \
+		--benchmark_enable_random_interleaving=true \
 		--benchmark_display_aggregates_only=true \
 		--benchmark_out="$results/$name.json" --benchmark_out_format=json; then
 		echo "FAIL: $program" >&2

@@ -2,7 +2,7 @@
  * bench/session.c: the session table against what a user would otherwise write, in one run.
  * Names follow docs/bench.md: BM_<family>_<impl>, impls starting with "tally" are ours.
  *
- * BM_sessionlookup_{tally,rwlock,lfht}/threads:N
+ * BM_sessionlookup_{tally,rwlock,lfht}/real_time/threads:N
  *	The Sessions-table workload: 10,000 sessions; each iteration picks a random session id
  *	and, 90% of the time, reads its listener count (tally_session_listener_count, the
  *	lightest read); 10% of the time it makes the write a broadcast server makes most: a
@@ -25,10 +25,10 @@
  *	tally does more per write than the peers: keyed SipHash instead of FNV-1a, the
  *	per-session connection list (the secondary index) under the session's mutex, and a
  *	join that is atomic with speaker disconnect. Every join/leave result is checked.
- * BM_sessionchurn_{tally,rwlock,lfht}/threads:N
+ * BM_sessionchurn_{tally,rwlock,lfht}/real_time/threads:N
  *	Structural churn: 90% the same lookup, 10% delete + re-create the session (tally: a
  *	640-byte aligned allocation, mutex init, two call_rcu; peers: their own records).
- * BM_sessionjoin_tally/threads:N
+ * BM_sessionjoin_tally/real_time/threads:N
  *	a listener join + disconnect pair on one session (all threads on the same session).
  * BM_sessionend_tally/<listeners>
  *	speaker disconnect: marking inactive, notifying and deleting <listeners> listeners.
@@ -713,6 +713,10 @@ static void register_family(const char *name, bench_fn fn, bench_hook setup,
 
 	bench_def_setup(def, setup);
 	bench_def_teardown(def, teardown);
+	/* real time, as every threaded tally benchmark (docs/bench.md): items/s is then the
+	 * aggregate throughput, and a peer whose threads sleep on a lock is not credited with
+	 * the CPU time it did not use. */
+	bench_def_use_real_time(def);
 	bench_def_threads(def, 1);
 	bench_def_threads(def, 2);
 }

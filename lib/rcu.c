@@ -7,12 +7,18 @@
  * Retire batching. Each call_rcu costs two read-modify-writes on lines that every retiring
  * thread and liburcu's call_rcu thread share (the queue tail and its length), and the
  * call_rcu thread pays a dequeue per callback. With two cores that doubled the cost of a
- * connection leave. So a thread collects its retired objects in a private batch and hands
- * RETIRE_BATCH of them to call_rcu as one callback. Correctness: each object was unlinked
- * before it joined the batch, and the batch's grace period starts after its last retire, so
- * it covers every reader that could see any of them. The cost is retention: up to
- * RETIRE_BATCH - 1 objects per thread wait for that thread's next retires, its exit or
- * unregistration, or any tally_rcu_barrier(), which flushes every thread's batch.
+ * connection leave. So a thread collects its retired objects in a private block, an array
+ * of RETIRE_BATCH (object, reclaim) pairs, and hands the full block to call_rcu as one
+ * callback, which reclaims from the array without touching the objects' cache lines (a
+ * chain through the objects cost the call_rcu thread a miss per object). Correctness: each
+ * object was unlinked before it joined the block, and the block's grace period starts after
+ * its last retire, so it covers every reader that could see any of them. The cost is
+ * retention: up to RETIRE_BATCH - 1 objects per thread wait for that thread's next retires,
+ * its exit or unregistration, or any tally_rcu_barrier(), which flushes every thread's block.
+ *
+ * The owner takes its block by exchanging in BLOCK_BUSY and puts it back with a store (wait-
+ * free); a barrier takes a thread's block by compare-and-swap only when it is not BUSY, so it
+ * never takes a block the owner is writing, and waits the few instructions of a retire.
  *
  * ThreadSanitizer: every read-side unlock releases `grace_period_edge` and every reclaim
  * acquires it, which tells TSan what a grace period guarantees: all read-side sections that
@@ -20,17 +26,29 @@
  * it, the edge that liburcu's call_rcu queue carries in inline assembly.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include "internal/rcu.h"
 #include "internal/tsan.h"
 
 #define RETIRE_BATCH 32
 
-/* One thread's retired objects that have not been handed to call_rcu yet: a stack that the
- * owner pushes onto and that the owner (when full) or a barrier takes whole by exchange. */
+struct retire_block {
+	struct rcu_head head;
+	unsigned count;
+	struct {
+		struct tally_rcu_head *rcu;
+		void (*reclaim)(struct tally_rcu_head *rcu);
+	} items[RETIRE_BATCH];
+};
+
+/* The owner is writing its block (see above). */
+#define BLOCK_BUSY ((struct retire_block *)1)
+
+/* One thread's retired objects that have not been handed to call_rcu yet. */
 struct retire_batch {
-	_Atomic(struct tally_rcu_head *) first; /* chained by batch_next */
-	unsigned pushed;                  /* owner only: pushes since the owner last took it */
+	_Atomic(struct retire_block *) block; /* NULL, a partial block, or BLOCK_BUSY */
 	int listed;                       /* in all_batches; owner only */
 	struct retire_batch *prev, *next; /* in all_batches; under batches_lock */
 };
@@ -120,33 +138,40 @@ void tally_rcu_read_unlock(void)
 	urcu_memb_read_unlock();
 }
 
-/* The call_rcu callback of a batch: a grace period has passed since its last retire. */
-static void run_batch(struct rcu_head *head)
+/* The call_rcu callback of a block: a grace period has passed since its last retire. */
+static void run_block(struct rcu_head *head)
 {
-	struct tally_rcu_head *rcu = caa_container_of(head, struct tally_rcu_head, head);
-	struct tally_rcu_head *next;
+	struct retire_block *block = caa_container_of(head, struct retire_block, head);
 
 #ifdef TALLY_TSAN
 	TALLY_TSAN_ACQUIRE(&grace_period_edge);
 #endif
-	for (; rcu; rcu = next) {
-		TALLY_TSAN_ACQUIRE(rcu);
-		next = rcu->batch_next; /* read before reclaim frees it */
-		rcu->reclaim(rcu);
+	TALLY_TSAN_ACQUIRE(block);
+	for (unsigned i = 0; i < block->count; i++) {
+		TALLY_TSAN_ACQUIRE(block->items[i].rcu);
+		block->items[i].reclaim(block->items[i].rcu);
 	}
+	free(block);
 }
 
-/* Takes the whole chain (acquire: pairs with the release of each push, so the taker sees
- * every pushed object's fields and its batch_next). */
-static struct tally_rcu_head *batch_take(struct retire_batch *batch)
+/* The callback of an object retired alone (no memory for a block). */
+static void run_one(struct rcu_head *head)
 {
-	return atomic_exchange_explicit(&batch->first, NULL, memory_order_acquire);
+	struct tally_rcu_head *rcu = caa_container_of(head, struct tally_rcu_head, head);
+
+#ifdef TALLY_TSAN
+	TALLY_TSAN_ACQUIRE(&grace_period_edge);
+#endif
+	TALLY_TSAN_ACQUIRE(rcu);
+	rcu->reclaim(rcu);
 }
 
-static void hand_to_call_rcu(struct tally_rcu_head *chain)
+static void hand_block_to_call_rcu(struct retire_block *block)
 {
-	if (chain)
-		urcu_memb_call_rcu(&chain->head, run_batch);
+	if (block && block != BLOCK_BUSY) {
+		TALLY_TSAN_RELEASE(block); /* the block's writes: pairs with run_block */
+		urcu_memb_call_rcu(&block->head, run_block);
+	}
 }
 
 static void list_own_batch(void)
@@ -178,46 +203,72 @@ static void unlist_own_batch(void)
 
 static void flush_own_batch(void)
 {
-	my_batch.pushed = 0;
-	hand_to_call_rcu(batch_take(&my_batch));
+	/* acquire: pairs with the release store of our own last retire (same thread; kept for
+	 * symmetry with the barrier's take) */
+	hand_block_to_call_rcu(atomic_exchange_explicit(&my_batch.block, NULL,
+							memory_order_acquire));
 }
 
-/* Lock-free: the CAS loop only races with a barrier taking the chain. */
+/* Wait-free: an exchange and a store on the thread's own line, a malloc per RETIRE_BATCH. */
 void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
 {
-	struct tally_rcu_head *first;
+	struct retire_block *block;
 
 	tally_rcu_ensure_registered();
 	rcu->reclaim = reclaim;
-	if (!exit_key_ready) {
-		/* No exit hook to flush a batch, so a batch could outlive its thread: none. */
-		rcu->batch_next = NULL;
-		TALLY_TSAN_RELEASE(rcu);
-		hand_to_call_rcu(rcu);
+	TALLY_TSAN_RELEASE(rcu); /* the object's last write: pairs with run_block / run_one */
+	if (exit_key_ready && !my_batch.listed)
+		list_own_batch();
+	/* No exit hook means a block could outlive its thread: then no block at all. */
+	block = exit_key_ready ? atomic_exchange_explicit(&my_batch.block, BLOCK_BUSY,
+							  memory_order_acquire)
+			       : NULL;
+	if (!block && exit_key_ready && (block = malloc(sizeof(*block))) != NULL)
+		block->count = 0;
+	if (!block) {
+		urcu_memb_call_rcu(&rcu->head, run_one);
+		if (exit_key_ready)
+			atomic_store_explicit(&my_batch.block, NULL, memory_order_release);
 		return;
 	}
-	if (!my_batch.listed)
-		list_own_batch();
-	first = atomic_load_explicit(&my_batch.first, memory_order_relaxed);
-	do {
-		rcu->batch_next = first;
-		TALLY_TSAN_RELEASE(rcu); /* the object's last write: pairs with run_batch */
-		/* release: publishes rcu's fields to batch_take */
-	} while (!atomic_compare_exchange_weak_explicit(&my_batch.first, &first, rcu,
-						       memory_order_release,
-						       memory_order_relaxed));
-	/* A barrier may have taken part of the chain meanwhile: then this take hands over a
-	 * shorter batch, which is only less efficient. */
-	if (++my_batch.pushed == RETIRE_BATCH)
-		flush_own_batch();
+	block->items[block->count].rcu = rcu;
+	block->items[block->count++].reclaim = reclaim;
+	if (block->count == RETIRE_BATCH) {
+		hand_block_to_call_rcu(block);
+		block = NULL;
+	}
+	/* release: a barrier that takes the block sees the items written above */
+	atomic_store_explicit(&my_batch.block, block, memory_order_release);
 }
 
-/* Hands every thread's partial batch to call_rcu (the calling thread is registered). */
+/* Takes another thread's block unless that thread is writing it (then waits for it). */
+static struct retire_block *take_block(struct retire_batch *batch)
+{
+	struct retire_block *block = atomic_load_explicit(&batch->block, memory_order_acquire);
+
+	for (;;) {
+		if (block == BLOCK_BUSY) { /* a few instructions, unless the owner is preempted */
+			sched_yield();
+			block = atomic_load_explicit(&batch->block, memory_order_acquire);
+			continue;
+		}
+		/* acquire: pairs with the owner's release store of the block */
+		if (atomic_compare_exchange_weak_explicit(&batch->block, &block, NULL,
+							  memory_order_acquire,
+							  memory_order_acquire))
+			return block;
+	}
+}
+
+/* Hands every thread's partial block to call_rcu (the calling thread is registered). */
 static void flush_all_batches(void)
 {
 	pthread_mutex_lock(&batches_lock);
 	for (struct retire_batch *batch = all_batches; batch; batch = batch->next)
-		hand_to_call_rcu(batch_take(batch));
+		hand_block_to_call_rcu(batch == &my_batch
+					       ? atomic_exchange_explicit(&batch->block, NULL,
+									  memory_order_acquire)
+					       : take_block(batch));
 	pthread_mutex_unlock(&batches_lock);
 }
 

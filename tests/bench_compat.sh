@@ -146,6 +146,16 @@ run 0 $fast --benchmark_filter=tally --benchmark_repetitions=2 \
 pycheck "$work/out" "all(b['run_type'] == 'aggregate' for b in data['benchmarks'])"
 ok $? "--benchmark_report_aggregates_only reports only aggregates"
 
+run 0 $fast --benchmark_filter='tally|arg/8$' --benchmark_repetitions=4 \
+	--benchmark_enable_random_interleaving=true --benchmark_format=json
+pycheck "$work/out" "all(sorted(b['repetition_index'] for b in data['benchmarks']
+	if b['run_name'] == n and b['run_type'] == 'iteration') == [0, 1, 2, 3]
+	and sorted(b['aggregate_name'] for b in data['benchmarks']
+	if b['run_name'] == n and b['run_type'] == 'aggregate') == ['cv','mean','median','stddev']
+	for n in {b['run_name'] for b in data['benchmarks']})
+	and len({b['run_name'] for b in data['benchmarks']}) == 3"
+ok $? "--benchmark_enable_random_interleaving: every benchmark still gets its repetitions and aggregates"
+
 run 0 $fast --benchmark_filter=nothing-matches
 grep -q 'Failed to match any benchmarks' "$work/err"
 ok $? "a filter that matches nothing says so and exits 0"

@@ -10,7 +10,6 @@
 struct tally_rcu_head {
 	struct rcu_head head;
 	void (*reclaim)(struct tally_rcu_head *rcu); /* runs after a grace period */
-	struct tally_rcu_head *batch_next;            /* retire batches (lib/rcu.c) */
 };
 
 /*
