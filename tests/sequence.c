@@ -166,6 +166,49 @@ static void test_width(void)
 	tally_sequence_destroy(seq);
 }
 
+/* ---- one thread, more cached series than its block slots, some removed mid-block ----
+ * Each thread caches blocks for TALLY_SEQ_THREAD_CACHE series; blocks of other series, and
+ * of removed ones, are moved or evicted. Whatever the shuffling, each series keeps issuing
+ * 1, 2, 3, ... on a single thread (its blocks are consecutive) with nothing twice. */
+static void test_cached_slots(void)
+{
+	enum { SERIES = 2 * TALLY_SEQ_THREAD_CACHE + 3, ROUNDS = 300 };
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = { .format = "S{counter:06}", .mode = TALLY_SEQ_CACHED,
+					   .cache_block = 16 };
+	struct tally_series *handles[SERIES];
+	uint64_t expected[SERIES];
+	struct tally_seq_number n;
+	char name[16];
+	int ok = 1;
+
+	/* removed series that leave half-used blocks in this thread's slots */
+	for (int i = 0; i < TALLY_SEQ_THREAD_CACHE; i++) {
+		snprintf(name, sizeof(name), "gone%d", i);
+		ok &= tally_sequence_series_create(seq, "t", name, &cfg, NULL) == TALLY_OK;
+		ok &= tally_sequence_next(seq, "t", name, &n) == TALLY_OK;
+		ok &= tally_sequence_series_remove(seq, "t", name, NULL) == TALLY_OK;
+	}
+	for (int i = 0; i < SERIES; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		ok &= tally_sequence_series_create(seq, "t", name, &cfg, NULL) == TALLY_OK;
+		ok &= tally_sequence_series_find(seq, "t", name, &handles[i]) == TALLY_OK;
+		expected[i] = 1;
+	}
+	for (int round = 0; round < ROUNDS && ok; round++)
+		for (int i = 0; i < SERIES; i++) {
+			int k = (i * 7 + round) % SERIES; /* interleaved, in varying order */
+
+			ok &= tally_series_next(handles[k], &n) == TALLY_OK;
+			/* a block given up on eviction leaves a gap: never a repeat or a step back */
+			ok &= n.counter >= expected[k];
+			expected[k] = n.counter + 1;
+		}
+	tap_ok(ok, "%d cached series interleaved on one thread, beside removed series' blocks: "
+	       "each strictly increasing", SERIES);
+	tally_sequence_destroy(seq);
+}
+
 /* ---- the width limit under contention (the fetch_add path overshoots, then clamps) ---- */
 
 struct width_run {
@@ -777,6 +820,7 @@ int main(void)
 	test_width();
 	test_width_threads(TALLY_SEQ_STRICT);
 	test_width_threads(TALLY_SEQ_CACHED);
+	test_cached_slots();
 	for (int i = 0; i < 3; i++)
 		test_strict_threads(counts[i], TALLY_SEQ_STRICT);
 	for (int i = 0; i < 3; i++)

@@ -235,24 +235,47 @@ _Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
 	__attribute__((tls_model("initial-exec")));
 static _Thread_local unsigned thread_block_victim __attribute__((tls_model("initial-exec")));
 
+/* This thread's block slot for s: its home slot (id mod TALLY_SEQ_THREAD_CACHE), the one the
+ * inline path reads. If s's block sits elsewhere it is swapped home; if s has none, the home
+ * occupant (perhaps a block of a removed series, which nothing else would ever evict) moves
+ * to a victim slot when it still has numbers, and the home slot is emptied for s. Keeping
+ * every series at home matters: a series parked in another slot missed the inline path on
+ * every number. */
+static struct tally__seq_block *home_block(const struct tally_series *s)
+{
+	uint64_t id = s->hot.head.id;
+	struct tally__seq_block *home = &tally__seq_blocks[id % TALLY_SEQ_THREAD_CACHE];
+	struct tally__seq_block swap;
+
+	if (home->series_id == id)
+		return home;
+	for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
+		if (tally__seq_blocks[i].series_id == id) {
+			swap = *home;
+			*home = tally__seq_blocks[i];
+			tally__seq_blocks[i] = swap;
+			return home;
+		}
+	if (home->series_id != 0 && home->next <= home->end) {
+		struct tally__seq_block *victim =
+			&tally__seq_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
+
+		if (victim != home)
+			*victim = *home; /* the victim's own numbers, if any, are given up */
+	}
+	home->series_id = 0;
+	return home;
+}
+
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
 	uint32_t now_period = seq_current_period(s);
-	/* Ids are sequential, so a series' home slot (id mod 8) is nearly always its own. */
-	struct tally__seq_block *block =
-		&tally__seq_blocks[s->hot.head.id % TALLY_SEQ_THREAD_CACHE];
+	struct tally__seq_block *block = home_block(s);
 	uint64_t first, count;
 	int err;
 
-	if (block->series_id != s->hot.head.id) {
-		block = NULL;
-		for (unsigned i = 0; i < TALLY_SEQ_THREAD_CACHE; i++)
-			if (tally__seq_blocks[i].series_id == s->hot.head.id) {
-				block = &tally__seq_blocks[i];
-				break;
-			}
-	}
-	if (block && block->next <= block->end && SEQ_PERIOD(block->next) >= now_period) {
+	if (block->series_id == s->hot.head.id && block->next <= block->end &&
+	    SEQ_PERIOD(block->next) >= now_period) {
 		out->period = SEQ_PERIOD(block->next);
 		out->counter = SEQ_COUNTER(block->next);
 		block->next++;
@@ -261,12 +284,7 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	err = seq_take_fresh(s, now_period, s->cache_block, true, &first, &count);
 	if (err)
 		return err;
-	if (!block) {
-		block = &tally__seq_blocks[s->hot.head.id % TALLY_SEQ_THREAD_CACHE];
-		if (block->series_id != 0 && block->next <= block->end) /* home slot busy */
-			block = &tally__seq_blocks[thread_block_victim++ % TALLY_SEQ_THREAD_CACHE];
-		block->series_id = s->hot.head.id;
-	}
+	block->series_id = s->hot.head.id;
 	block->next = first + 1;
 	block->end = first + count - 1;
 	out->period = SEQ_PERIOD(first);
