@@ -209,6 +209,41 @@ static void test_cached_slots(void)
 	tally_sequence_destroy(seq);
 }
 
+/* ---- cached blocks grow for a hot thread, up to 16 x cache_block ----
+ * A thread issues 1,100 numbers at once (well under a millisecond): its blocks double from
+ * 16 to the cap of 256 (16, 32, 64, 128, 256, 256, ...: the last ends at 1,264). Another
+ * thread's first number then comes after the hot thread's last block: above 1,105 (where
+ * fixed blocks of 16 would end) and at most one capped block past 1,100. */
+static void *issue_1100(struct test_thread *self)
+{
+	struct tally_seq_number n;
+	int ok = 1;
+
+	for (int i = 0; i < 1100; i++)
+		ok &= tally_series_next(self->shared, &n) == TALLY_OK;
+	return (void *)(intptr_t)ok;
+}
+
+static void test_cached_growth(void)
+{
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = { .format = "G{counter:06}", .mode = TALLY_SEQ_CACHED,
+					   .cache_block = 16 };
+	struct tally_series *series;
+	struct test_thread thread[1];
+	struct tally_seq_number n;
+
+	tally_sequence_series_create(seq, "t", "G", &cfg, NULL);
+	tally_sequence_series_find(seq, "t", "G", &series);
+	run_threads(1, issue_1100, series, thread);
+	tap_ok(thread[0].result == (void *)1, "a hot thread issues 1,100 cached numbers");
+	tap_eq(tally_series_next(series, &n), TALLY_OK, "another thread takes a block");
+	tap_ok(n.counter > 1105 && n.counter <= 1100 + 16 * 16 + 1,
+	       "the hot thread's blocks grew past 16, capped at 256 (next block at %llu)",
+	       (unsigned long long)n.counter);
+	tally_sequence_destroy(seq);
+}
+
 /* ---- the width limit under contention (the fetch_add path overshoots, then clamps) ---- */
 
 struct width_run {
@@ -821,6 +856,7 @@ int main(void)
 	test_width_threads(TALLY_SEQ_STRICT);
 	test_width_threads(TALLY_SEQ_CACHED);
 	test_cached_slots();
+	test_cached_growth();
 	for (int i = 0; i < 3; i++)
 		test_strict_threads(counts[i], TALLY_SEQ_STRICT);
 	for (int i = 0; i < 3; i++)

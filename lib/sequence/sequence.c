@@ -267,11 +267,45 @@ static struct tally__seq_block *home_block(const struct tally_series *s)
 	return home;
 }
 
+/* A thread that empties its blocks fast takes bigger ones: each take within CACHED_HOT_MS of
+ * the previous doubles the block, up to CACHED_GROWTH_MAX times cache_block; a slower take
+ * starts again from cache_block. Every take is an RMW on the line all issuers share (about
+ * 120 ns across cores on the 2-vCPU VM, as much as 64 inline hits), so a hot thread
+ * amortises it over more numbers, while a quiet one keeps small blocks and small gaps. */
+#define CACHED_HOT_MS 10
+#define CACHED_GROWTH_MAX 16
+
+static int64_t coarse_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static uint32_t next_block_size(const struct tally_series *s, struct tally__seq_block *block)
+{
+	int64_t now = coarse_ms();
+	uint64_t size = s->cache_block;
+	uint64_t cap = (uint64_t)s->cache_block * CACHED_GROWTH_MAX;
+
+	if (cap > TALLY_SEQ_CACHE_BLOCK_MAX)
+		cap = TALLY_SEQ_CACHE_BLOCK_MAX;
+	if (block->series_id == s->hot.head.id && now - block->taken_ms < CACHED_HOT_MS &&
+	    block->size >= s->cache_block)
+		size = (uint64_t)block->size * 2 < cap ? (uint64_t)block->size * 2 : cap;
+	if (size < s->cache_block) /* cap below cache_block cannot happen; keep it obvious */
+		size = s->cache_block;
+	block->taken_ms = now;
+	return (uint32_t)size;
+}
+
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
 	uint32_t now_period = seq_current_period(s);
 	struct tally__seq_block *block = home_block(s);
 	uint64_t first, count;
+	uint32_t size;
 	int err;
 
 	if (block->series_id == s->hot.head.id && block->next <= block->end &&
@@ -281,10 +315,12 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 		block->next++;
 		return TALLY_OK;
 	}
-	err = seq_take_fresh(s, now_period, s->cache_block, true, &first, &count);
+	size = next_block_size(s, block);
+	err = seq_take_fresh(s, now_period, size, true, &first, &count);
 	if (err)
 		return err;
 	block->series_id = s->hot.head.id;
+	block->size = size;
 	block->next = first + 1;
 	block->end = first + count - 1;
 	out->period = SEQ_PERIOD(first);

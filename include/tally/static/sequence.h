@@ -22,6 +22,8 @@ extern "C" {
 struct tally__seq_block {
 	uint64_t series_id; /* never-reused id of the series the block belongs to; 0: empty */
 	uint64_t next, end; /* next > end: used up */
+	uint32_t size;      /* this thread's block size for the series (grows when hot) */
+	int64_t taken_ms;   /* coarse monotonic time of the last block take */
 };
 
 /* Per-thread block cache, written only by its thread (lib/sequence/sequence.c). */
