@@ -138,19 +138,25 @@ void tally_rcu_read_unlock(void)
 	urcu_memb_read_unlock();
 }
 
+/* Runs a reclaim once a grace period has passed since the object's retire. */
+static void reclaim_after_grace_period(struct tally_rcu_head *rcu,
+				       void (*reclaim)(struct tally_rcu_head *rcu))
+{
+#ifdef TALLY_TSAN
+	TALLY_TSAN_ACQUIRE(&grace_period_edge);
+#endif
+	TALLY_TSAN_ACQUIRE(rcu);
+	reclaim(rcu);
+}
+
 /* The call_rcu callback of a block: a grace period has passed since its last retire. */
 static void run_block(struct rcu_head *head)
 {
 	struct retire_block *block = caa_container_of(head, struct retire_block, head);
 
-#ifdef TALLY_TSAN
-	TALLY_TSAN_ACQUIRE(&grace_period_edge);
-#endif
 	TALLY_TSAN_ACQUIRE(block);
-	for (unsigned i = 0; i < block->count; i++) {
-		TALLY_TSAN_ACQUIRE(block->items[i].rcu);
-		block->items[i].reclaim(block->items[i].rcu);
-	}
+	for (unsigned i = 0; i < block->count; i++)
+		reclaim_after_grace_period(block->items[i].rcu, block->items[i].reclaim);
 	free(block);
 }
 
@@ -159,11 +165,7 @@ static void run_one(struct rcu_head *head)
 {
 	struct tally_rcu_head *rcu = caa_container_of(head, struct tally_rcu_head, head);
 
-#ifdef TALLY_TSAN
-	TALLY_TSAN_ACQUIRE(&grace_period_edge);
-#endif
-	TALLY_TSAN_ACQUIRE(rcu);
-	rcu->reclaim(rcu);
+	reclaim_after_grace_period(rcu, rcu->reclaim);
 }
 
 static void hand_block_to_call_rcu(struct retire_block *block)
