@@ -19,6 +19,12 @@
  * operation instead of 32 on lines every core shares), so up to 31 objects per thread wait
  * for that thread's next removals, its exit or unregistration, or any tally_rcu_barrier().
  *
+ * fork. fork() followed by exec() is fine. A child that does not exec must not use tally's
+ * tables or these calls: liburcu's memb flavour, which tally uses, keeps the parent's
+ * registered threads (which the child lacks) in its registry and its call_rcu thread state,
+ * and supports fork without exec only when no thread is registered (liburcu's bp flavour is
+ * the one built for it). Fork the workers before the first tally table call, or exec.
+ *
  * Shutdown. tally_rcu_barrier() flushes every thread's batch and waits until every free
  * queued so far has run: call it after destroying tables and before exit if you check for
  * leaks.
