@@ -16,8 +16,8 @@
  * retention: up to RETIRE_BATCH - 1 objects per thread wait for that thread's next retires,
  * its exit or unregistration, or any tally_rcu_barrier(), which flushes every thread's block.
  *
- * The owner takes its block by exchanging in BLOCK_BUSY and puts it back with a store (wait-
- * free); a barrier takes a thread's block by compare-and-swap only when it is not BUSY, so it
+ * The owner takes its block by exchanging in BLOCK_BUSY and puts it back with a store (it
+ * never waits for a barrier); a barrier takes a thread's block by compare-and-swap only when it is not BUSY, so it
  * never takes a block the owner is writing, and waits the few instructions of a retire.
  *
  * ThreadSanitizer: every read-side unlock releases `grace_period_edge` and every reclaim
@@ -211,7 +211,8 @@ static void flush_own_batch(void)
 							memory_order_acquire));
 }
 
-/* Wait-free: an exchange and a store on the thread's own line, a malloc per RETIRE_BATCH. */
+/* Never waits for another thread: an exchange and a store on the thread's own line, plus a
+ * malloc (the allocator's own locking) and a call_rcu every RETIRE_BATCH retires. */
 void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
 {
 	struct retire_block *block;
