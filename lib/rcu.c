@@ -17,8 +17,9 @@
  * its exit or unregistration, or any tally_rcu_barrier(), which flushes every thread's block.
  *
  * The owner takes its block by exchanging in BLOCK_BUSY and puts it back with a store (it
- * never waits for a barrier); a barrier takes a thread's block by compare-and-swap only when it is not BUSY, so it
- * never takes a block the owner is writing, and waits the few instructions of a retire.
+ * never waits for a barrier); a barrier takes a thread's block by compare-and-swap only when
+ * it is not BUSY, so it never takes a block the owner is writing, and waits the few
+ * instructions of a retire.
  *
  * ThreadSanitizer: every read-side unlock releases `grace_period_edge` and every reclaim
  * acquires it, which tells TSan what a grace period guarantees: all read-side sections that
