@@ -190,7 +190,7 @@ static int tally_flip(struct slot *slot, unsigned pick)
 	return tally_session_join(table, &params) == TALLY_OK;
 }
 
-static void bm_lookup_tally(struct bench_state *state)
+static void lookup_tally(struct bench_state *state, int reclaim)
 {
 	unsigned seed = thread_seed(state);
 	struct slot slots[SLOTS];
@@ -198,6 +198,7 @@ static void bm_lookup_tally(struct bench_state *state)
 
 	init_slots(slots, state);
 	tally_rcu_thread_register();
+	failed += tally_rcu_thread_set_reclaim(reclaim) != TALLY_OK;
 	while (bench_keep_running(state)) {
 		unsigned pick = next_random(&seed);
 
@@ -214,9 +215,20 @@ static void bm_lookup_tally(struct bench_state *state)
 	for (int i = 0; i < SLOTS; i++)
 		if (slots[i].live)
 			failed += !tally_flip(&slots[i], 0);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED); /* the harness reuses threads */
 	bench_set_items_processed(state, bench_iterations(state));
 	if (failed)
 		bench_skip_with_error(state, "a lookup, join or leave failed");
+}
+
+static void bm_lookup_tally(struct bench_state *state)
+{
+	lookup_tally(state, TALLY_RCU_RECLAIM_DEFERRED);
+}
+
+static void bm_lookup_tally_inline(struct bench_state *state)
+{
+	lookup_tally(state, TALLY_RCU_RECLAIM_INLINE);
 }
 
 /* ---- pthread_rwlock_t + chained hash tables --------------------------------------------- */
@@ -727,6 +739,8 @@ int main(int argc, char **argv)
 
 	make_keys();
 	register_family("BM_sessionlookup_tally", bm_lookup_tally, tally_setup, tally_teardown);
+	register_family("BM_sessionlookup_tally_inline", bm_lookup_tally_inline, tally_setup,
+			tally_teardown);
 	register_family("BM_sessionlookup_rwlock", bm_lookup_rwlock, rw_setup, rw_teardown);
 	register_family("BM_sessionlookup_lfht", bm_lookup_lfht, lfht_setup, lfht_teardown);
 	register_family("BM_sessionchurn_tally", bm_churn_tally, tally_setup, tally_teardown);

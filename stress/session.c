@@ -125,6 +125,9 @@ static void *worker(struct test_thread *self)
 	unsigned seed = 0x9e3779b9u * (unsigned)(self->index + 1) ^
 			(unsigned)atomic_load(&shared->ops);
 
+	/* half the threads free their own removals (inline reclamation), half use call_rcu */
+	tally_rcu_thread_set_reclaim((self->index & 1) ? TALLY_RCU_RECLAIM_INLINE
+						       : TALLY_RCU_RECLAIM_DEFERRED);
 	for (int i = 0; i < ROUND_OPS; i++)
 		one_op(shared, &seed);
 	atomic_fetch_add(&shared->ops, ROUND_OPS);

@@ -1,7 +1,9 @@
 /* tests/rcu.c: registration is automatic and idempotent; retire runs after readers leave;
- * per-thread retire batches are flushed by barriers, thread exit and unregistration. */
+ * per-thread retire batches are flushed by barriers, thread exit and unregistration; inline
+ * reclamation frees in the retiring thread, after readers, every 2,048 retires. */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include "tally/rcu.h"
 #include "internal/rcu.h"
 #include "tap.h"
@@ -68,7 +70,8 @@ static void *retire_and_park_entry(void *arg)
 
 static void test_barrier_flushes_live_threads(void)
 {
-	static struct parked parked = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+	static struct parked parked = { .lock = PTHREAD_MUTEX_INITIALIZER,
+					.changed = PTHREAD_COND_INITIALIZER };
 	struct test_thread thread[1];
 	pthread_t runner;
 
@@ -149,6 +152,135 @@ static void test_retire_races_barrier(void)
 	       "every object retired during concurrent barriers reclaimed exactly once");
 }
 
+/* ---- inline reclamation ------------------------------------------------------------------ */
+
+#define INLINE_EVERY 2048 /* retires per inline grace period (lib/rcu.c: 64 blocks of 32) */
+
+static void test_set_reclaim_checks(void)
+{
+	tap_eq(tally_rcu_thread_reclaim(), TALLY_RCU_RECLAIM_DEFERRED, "deferred by default");
+	tap_eq(tally_rcu_thread_set_reclaim(7), TALLY_EINVAL, "unknown mode: EINVAL");
+	tap_eq(tally_rcu_thread_set_reclaim(-1), TALLY_EINVAL, "negative mode: EINVAL");
+	tally_rcu_read_lock();
+	tap_eq(tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE), TALLY_EBUSY,
+	       "no mode change inside a section");
+	tally_rcu_read_unlock();
+	tap_eq(tally_rcu_thread_reclaim(), TALLY_RCU_RECLAIM_DEFERRED, "a refused change changes nothing");
+	tap_eq(tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE), TALLY_OK, "set inline");
+	tap_eq(tally_rcu_thread_reclaim(), TALLY_RCU_RECLAIM_INLINE, "inline is reported");
+	tap_eq(tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED), TALLY_OK, "back");
+}
+
+/* Outside any section: the retire that completes the batch frees all of it, in this thread. */
+static void test_inline_frees_in_thread(void)
+{
+	atomic_store(&batch_reclaimed, 0);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
+	retire_some(INLINE_EVERY - 1);
+	urcu_memb_barrier(); /* nothing was handed to call_rcu */
+	tap_eq(atomic_load(&batch_reclaimed), 0, "inline: fewer than a batch are held");
+	retire_some(1);
+	tap_eq(atomic_load(&batch_reclaimed), INLINE_EVERY,
+	       "inline: the batch's last retire frees the batch before it returns");
+
+	/* Inside a section the batch waits for the outermost unlock. */
+	atomic_store(&batch_reclaimed, 0);
+	tally_rcu_read_lock();
+	tally_rcu_read_lock();
+	retire_some(INLINE_EVERY);
+	tally_rcu_read_unlock();
+	tap_eq(atomic_load(&batch_reclaimed), 0, "inline: nothing freed inside a section");
+	tally_rcu_read_unlock();
+	tap_eq(atomic_load(&batch_reclaimed), INLINE_EVERY, "inline: the outermost unlock frees");
+
+	/* Leaving inline mode hands what the thread holds to call_rcu. */
+	atomic_store(&batch_reclaimed, 0);
+	retire_some(100);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED);
+	urcu_memb_barrier();
+	tap_eq(atomic_load(&batch_reclaimed), 100, "leaving inline mode flushes to call_rcu");
+
+	/* A thread that stays in one section does not hold more than the cap. */
+	atomic_store(&batch_reclaimed, 0);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
+	tally_rcu_read_lock();
+	retire_some(4 * INLINE_EVERY + 5);
+	tally_rcu_read_unlock();
+	urcu_memb_barrier();
+	tap_eq(atomic_load(&batch_reclaimed), 4 * INLINE_EVERY + 5,
+	       "inline: past the cap inside a section, the chain goes to call_rcu");
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED);
+}
+
+/* The inline grace period waits for a reader that could still see a retired object. */
+struct pinned {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int reading, release, retired;
+};
+
+static void wait_for_flag(struct pinned *pinned, int *flag)
+{
+	pthread_mutex_lock(&pinned->lock);
+	while (!*flag)
+		pthread_cond_wait(&pinned->changed, &pinned->lock);
+	pthread_mutex_unlock(&pinned->lock);
+}
+
+static void set_flag(struct pinned *pinned, int *flag)
+{
+	pthread_mutex_lock(&pinned->lock);
+	*flag = 1;
+	pthread_cond_broadcast(&pinned->changed);
+	pthread_mutex_unlock(&pinned->lock);
+}
+
+static void *pinned_reader_or_retirer(struct test_thread *self)
+{
+	struct pinned *pinned = self->shared;
+
+	if (self->index == 0) { /* reader: stays in a section until released */
+		tally_rcu_read_lock();
+		set_flag(pinned, &pinned->reading);
+		wait_for_flag(pinned, &pinned->release);
+		tally_rcu_read_unlock();
+		return NULL;
+	}
+	wait_for_flag(pinned, &pinned->reading);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
+	retire_some(INLINE_EVERY); /* its last retire waits for the reader */
+	set_flag(pinned, &pinned->retired);
+	return NULL;
+}
+
+static void *release_reader_later(void *arg)
+{
+	struct pinned *pinned = arg;
+	struct timespec pause = { 0, 100 * 1000 * 1000 };
+
+	wait_for_flag(pinned, &pinned->reading);
+	nanosleep(&pause, NULL); /* give the retirer time to reach its grace period */
+	/* Safety, not speed: the reader is still inside its section, so nothing may be freed. */
+	tap_eq(atomic_load(&batch_reclaimed), 0, "inline: no free while an older reader reads");
+	set_flag(pinned, &pinned->release);
+	return NULL;
+}
+
+static void test_inline_waits_for_readers(void)
+{
+	static struct pinned pinned = { .lock = PTHREAD_MUTEX_INITIALIZER,
+					.changed = PTHREAD_COND_INITIALIZER };
+	struct test_thread threads[2];
+	pthread_t releaser;
+
+	atomic_store(&batch_reclaimed, 0);
+	pthread_create(&releaser, NULL, release_reader_later, &pinned);
+	run_threads(2, pinned_reader_or_retirer, &pinned, threads);
+	pthread_join(releaser, NULL);
+	tap_eq(atomic_load(&batch_reclaimed), INLINE_EVERY,
+	       "inline: the batch is freed once the reader has left");
+}
+
 int main(void)
 {
 	static _Atomic int reclaimed;
@@ -180,6 +312,9 @@ int main(void)
 	test_barrier_flushes_live_threads();
 	test_exit_and_unregister_flush();
 	test_retire_races_barrier();
+	test_set_reclaim_checks();
+	test_inline_frees_in_thread();
+	test_inline_waits_for_readers();
 
 	tap_eq(tally_rcu_thread_unregister(), TALLY_OK, "unregister");
 	tap_eq(tally_rcu_thread_unregister(), TALLY_OK, "unregister again is a no-op");

@@ -386,6 +386,9 @@ static void *race_body(struct test_thread *self)
 	unsigned seed = (unsigned)self->index * 7919u + 1;
 	char session[16], connection[32];
 
+	/* half the threads free their own removals (inline reclamation) */
+	if (self->index & 1)
+		tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
 	for (int round = 0; round < RACE_ROUNDS; round++) {
 		unsigned pick = next_random(&seed);
 		unsigned op = pick % 100;
@@ -469,6 +472,94 @@ static void test_invariant_under_races(void)
 	tap_eq(tally_session_table_destroy(race.table), TALLY_OK, "destroy after the race");
 }
 
+/* Inline reclamation under churn: writers free their own removed connections (one grace
+ * period per 2,048) while readers visit the same sessions' lists and read their counts; a
+ * freed connection a reader could still reach would be a use-after-free (ASan) or a race
+ * (TSan). Every join and leave must succeed and the counts must come back to zero. */
+#define CHURN_SESSIONS 8
+#define CHURN_ROUNDS 5000 /* > 2,048 leaves per writer: its inline grace periods run */
+
+struct churn {
+	struct tally_session_table *table;
+	_Atomic int writers_left;
+	_Atomic int64_t failures;
+};
+
+static int count_one(const struct tally_connection_info *c, void *arg)
+{
+	(*(int64_t *)arg) += c->role == TALLY_ROLE_LISTENER;
+	return 0;
+}
+
+static void churn_write(struct churn *churn, int index)
+{
+	char session[16], connection[32];
+	int64_t failures = 0;
+
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
+	for (int round = 0; round < CHURN_ROUNDS; round++) {
+		struct tally_connection_params params = { connection, session, "fr", 0, NULL, 0 };
+
+		snprintf(session, sizeof(session), "s%d", round % CHURN_SESSIONS);
+		snprintf(connection, sizeof(connection), "w%d-%d", index, round);
+		failures += tally_session_join(churn->table, &params) != TALLY_OK;
+		failures += tally_session_leave(churn->table, connection) != TALLY_OK;
+	}
+	atomic_fetch_add(&churn->failures, failures);
+	atomic_fetch_sub(&churn->writers_left, 1);
+}
+
+static void churn_read(struct churn *churn)
+{
+	char session[16];
+	int64_t failures = 0;
+
+	for (int round = 0; atomic_load(&churn->writers_left) > 0; round++) {
+		int64_t count = 0, seen = 0;
+
+		snprintf(session, sizeof(session), "s%d", round % CHURN_SESSIONS);
+		failures += tally_session_listener_count(churn->table, session, &count) != TALLY_OK;
+		failures += tally_session_visit_connections(churn->table, session, NULL, count_one,
+							   &seen, NULL) != TALLY_OK;
+		failures += count < 0 || seen < 0;
+	}
+	atomic_fetch_add(&churn->failures, failures);
+}
+
+static void *churn_body(struct test_thread *self)
+{
+	if (self->index < 2)
+		churn_write(self->shared, self->index);
+	else
+		churn_read(self->shared);
+	return NULL;
+}
+
+static void test_inline_reclaim_churn(void)
+{
+	struct churn churn = { .table = new_table(0, 0), .writers_left = 2 };
+	struct test_thread threads[4];
+	char session[16];
+	int64_t total = 0, count, connections = -1;
+
+	for (int i = 0; i < CHURN_SESSIONS; i++) {
+		snprintf(session, sizeof(session), "s%d", i);
+		create_session(churn.table, session);
+	}
+	run_threads(4, churn_body, &churn, threads);
+	tap_eq(atomic_load(&churn.failures), 0, "inline churn: every join, leave and read succeeded");
+	for (int i = 0; i < CHURN_SESSIONS; i++) {
+		snprintf(session, sizeof(session), "s%d", i);
+		count = -1;
+		tally_session_listener_count(churn.table, session, &count);
+		total += count;
+	}
+	tally_session_table_counts(churn.table, NULL, &connections);
+	tap_eq(total, 0, "inline churn: every count back to zero");
+	tap_eq(connections, 0, "inline churn: no connection left");
+	tap_eq(tally_session_table_destroy(churn.table), TALLY_OK, "destroy after inline churn");
+}
+
 int main(void)
 {
 	test_table_errors();
@@ -480,6 +571,7 @@ int main(void)
 	test_ttl();
 	test_sweeper_thread();
 	test_invariant_under_races();
+	test_inline_reclaim_churn();
 	tally_rcu_barrier();
 	return tap_done();
 }

@@ -14,10 +14,26 @@
  * nest, must not block for long (reclamation waits for them) and must not call
  * tally_rcu_barrier().
  *
- * Reclamation. Memory removed from tables is freed after a grace period by liburcu's call_rcu
- * thread. Each thread hands its removed objects to call_rcu in batches of 32 (one queue
- * operation instead of 32 on lines every core shares), so up to 31 objects per thread wait
- * for that thread's next removals, its exit or unregistration, or any tally_rcu_barrier().
+ * Reclamation. Memory removed from tables is freed after a grace period. Each thread chooses
+ * how (tally_rcu_thread_set_reclaim):
+ * - DEFERRED (the default): liburcu's call_rcu thread frees it. A thread hands its removed
+ *   objects to call_rcu in batches of 32 (one queue operation instead of 32 on lines every
+ *   core shares), so up to 31 objects per thread wait for that thread's next removals, its
+ *   exit or unregistration, or any tally_rcu_barrier(). No tally call ever waits for a grace
+ *   period on this path.
+ * - INLINE: the thread frees its own removed objects. After every 2,048 removals, when the
+ *   thread leaves its outermost read-side section (the end of the tally call that removed,
+ *   or your own tally_rcu_read_unlock), it waits for one grace period and frees them. That
+ *   call blocks until every read-side section that began before it has ended: normally a few
+ *   microseconds, but as long as the slowest such section. Use it for threads that do many
+ *   removals on a machine whose cores are all busy, where the call_rcu thread is one
+ *   runnable thread too many (measured in docs/session.md). The rule it brings: a thread in
+ *   INLINE mode must not call a tally removal, or leave its outermost read-side section,
+ *   while it holds a lock that another thread may wait for inside a read-side section (for
+ *   example a lock your visit or notify callback takes): that wait would never end. Up to
+ *   2,079 objects per thread wait (8,192 if the thread stays inside one read-side section;
+ *   beyond that they go to call_rcu). Exit, unregistration and tally_rcu_barrier() hand them
+ *   to call_rcu like the default mode.
  *
  * fork. fork() followed by exec() is fine. A child that does not exec must not use tally's
  * tables or these calls: liburcu's memb flavour, which tally uses, keeps the parent's
@@ -45,9 +61,22 @@ int tally_rcu_thread_unregister(void);
 /* 1 if the calling thread is registered, else 0. */
 int tally_rcu_thread_is_registered(void);
 
-/* Enter/leave a read-side section; registers the thread first if needed. Wait-free. */
+/* Enter/leave a read-side section; registers the thread first if needed. Wait-free, except
+ * that the outermost unlock of an INLINE thread may reclaim (see Reclamation above). */
 void tally_rcu_read_lock(void);
 void tally_rcu_read_unlock(void);
+
+/* The calling thread's reclamation mode (see Reclamation above). */
+enum tally_rcu_reclaim {
+	TALLY_RCU_RECLAIM_DEFERRED = 0, /* liburcu's call_rcu thread frees (the default) */
+	TALLY_RCU_RECLAIM_INLINE = 1    /* the thread frees its own, one grace period per 2,048 */
+};
+/* Sets the calling thread's mode (registers it first if needed). Leaving INLINE hands the
+ * objects it holds to call_rcu. Errors: EINVAL (unknown mode), EBUSY (inside a read-side
+ * section; nothing changes). */
+int tally_rcu_thread_set_reclaim(int mode);
+/* The calling thread's mode: TALLY_RCU_RECLAIM_DEFERRED or TALLY_RCU_RECLAIM_INLINE. */
+int tally_rcu_thread_reclaim(void);
 
 /* Flushes every thread's batch of removed objects and waits until all of them, and every
  * deferred free queued before, have run. Blocking; not inside a read-side section. */
