@@ -47,19 +47,11 @@ struct session *tally_session_find(struct tally_session_table *table, const char
 	return node ? caa_container_of(node, struct session, node) : NULL;
 }
 
-/* Copies a checked string of len bytes (from may be NULL when len is 0) and its NUL. */
-static void copy_string(char *to, const char *from, size_t len)
-{
-	if (len)
-		memcpy(to, from, len);
-	to[len] = '\0';
-}
-
 /* Copies the string in a field of `size` bytes up to its NUL: a get touches only the cache
  * lines the text occupies, not the whole fixed-size field. */
 static void copy_field(char *to, const char *from, size_t size)
 {
-	copy_string(to, from, strnlen(from, size - 1));
+	tally_session_copy_string(to, from, strnlen(from, size - 1));
 }
 
 /* ---- session objects ------------------------------------------------------------------ */
@@ -74,7 +66,7 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 	struct speaker_version *version = malloc(sizeof(*version));
 
 	if (version)
-		copy_string(version->connection_id, connection_id, len);
+		tally_session_copy_string(version->connection_id, connection_id, len);
 	return version;
 }
 
@@ -136,10 +128,10 @@ static struct session *new_session(struct tally_session_table *table,
 		free(speaker);
 		return NULL;
 	}
-	copy_string(session->session_id, params->session_id, len->id);
-	copy_string(session->speaker_user_id, params->speaker_user_id, len->user);
-	copy_string(session->source_language, params->source_language, len->language);
-	copy_string(session->quality_tier, params->quality_tier, len->tier);
+	tally_session_copy_string(session->session_id, params->session_id, len->id);
+	tally_session_copy_string(session->speaker_user_id, params->speaker_user_id, len->user);
+	tally_session_copy_string(session->source_language, params->source_language, len->language);
+	tally_session_copy_string(session->quality_tier, params->quality_tier, len->tier);
 	session->created_at = tally_session_now(table);
 	session->expires_at = tally_session_expiry(session->created_at, params->ttl_ms,
 						   table->config.session_ttl_ms);
@@ -331,7 +323,7 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	/* the strings are immutable once published; each is copied up to its NUL */
-	copy_string(info->session_id, session->session_id, session->node.key_len);
+	tally_session_copy_string(info->session_id, session->session_id, session->node.key_len);
 	copy_field(info->speaker_user_id, session->speaker_user_id,
 		   sizeof(session->speaker_user_id));
 	copy_field(info->source_language, session->source_language,
@@ -503,7 +495,7 @@ static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
 	struct sweep_state *state = arg;
 	struct connection *connection = caa_container_of(node, struct connection, node);
 
-	if (expired(connection->info.expires_at, state->now) &&
+	if (expired(connection->expires_at, state->now) &&
 	    tally_connection_remove(state->table, connection, 0) == TALLY_OK)
 		state->result.connections_deleted++;
 	return 0;

@@ -32,15 +32,46 @@
 
 struct session;
 
-/* Allocated cache-line aligned, like struct session. */
+/* Allocated cache-line aligned (tally_alloc_aligned) and sized to its strings
+ * (connection_size in lib/connection.c): the fixed part is 96 bytes and the strings follow
+ * it packed, so a connection with ids of ~10-40 bytes takes two or three cache lines rather
+ * than the eight a fixed-size struct tally_connection_info needed. Less memory per join and
+ * per removed connection waiting for its grace period leaves the session table's hot lines
+ * in the cache. Line 0 holds what a lookup, a leave and a list walk by role touch. */
 struct connection {
-	struct tally_rcu_map_node node;        /* in table->connections, key info.connection_id */
-	struct tally_rcu_head rcu;             /* retire */
-	struct session *session;               /* immutable; outlives us by I4 */
+	struct tally_rcu_map_node node;        /* in table->connections, key = the id in text */
+	struct session *session;               /* immutable; outlives us by I4; its id is ours */
 	_Atomic(struct connection *) next;     /* list link; readers acquire-load it */
 	struct connection *prev;               /* writers only, under session->list_lock */
-	struct tally_connection_info info;     /* immutable once published */
+	uint8_t role;                          /* enum tally_connection_role */
+	uint8_t id_len, language_len, address_len; /* the strings' lengths, without NUL */
+	int64_t connected_at;
+	int64_t expires_at;                    /* read by sweeps */
+	struct tally_rcu_head rcu;             /* retire */
+	/* connection_id, target_language, client_address: each followed by its NUL. The session
+	 * id is not stored: it is connection->session's, which outlives the connection. */
+	char text[];
 };
+
+_Static_assert(TALLY_SESSION_ID_MAX <= UINT8_MAX && TALLY_SESSION_LANGUAGE_MAX <= UINT8_MAX &&
+		       TALLY_SESSION_ADDRESS_MAX <= UINT8_MAX,
+	       "string lengths fit the connection's uint8_t fields");
+
+/* The connection's strings (immutable once published). */
+static inline const char *tally_connection_id(const struct connection *connection)
+{
+	return connection->text;
+}
+
+static inline const char *tally_connection_language(const struct connection *connection)
+{
+	return connection->text + connection->id_len + 1;
+}
+
+static inline const char *tally_connection_address(const struct connection *connection)
+{
+	return tally_connection_language(connection) + connection->language_len + 1;
+}
 
 /* The speaker connection id, replaced whole (never edited) so a reader never sees it torn. */
 struct speaker_version {
@@ -78,6 +109,13 @@ _Static_assert(offsetof(struct session, listener_count) == 48 &&
 		       sizeof(struct tally_rcu_map_node) == 24,
 	       "a short id's lookup and the count read share the session's first line");
 
+/* The session's id, *len bytes followed by a NUL; immutable once published. */
+static inline const char *tally_session_id(const struct session *session, size_t *len)
+{
+	*len = session->node.key_len; /* the key is the whole id (short copy or not) */
+	return session->session_id;
+}
+
 struct tally_session_table {
 	struct tally_rcu_map sessions;
 	struct tally_rcu_map connections;
@@ -114,6 +152,13 @@ static inline int tally_session_check_string(const char *text, size_t max, int r
 	*len = n;
 	return TALLY_OK;
 }
+/* Copies a checked string of len bytes (from may be NULL when len is 0) and a NUL. */
+static inline void tally_session_copy_string(char *to, const char *from, size_t len)
+{
+	if (len)
+		memcpy(to, from, len);
+	to[len] = '\0';
+}
 int64_t tally_session_now(const struct tally_session_table *table);
 /* expires_at for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
 int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
@@ -133,6 +178,10 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 /* Removes every connection of `session` matching filter (NULL = all); list_lock held. */
 int64_t tally_connection_remove_all(struct tally_session_table *table, struct session *session,
 				    const struct tally_connection_filter *filter);
+/* Copies `connection` into *info: only each string's bytes and its NUL (the rest of each
+ * array is left as it was). */
+void tally_connection_info_of(const struct connection *connection,
+			      struct tally_connection_info *info);
 /* Does `connection` match the filter (NULL = all)? */
 int tally_connection_matches(const struct connection *connection,
 			     const struct tally_connection_filter *filter);
