@@ -190,12 +190,9 @@ static struct connection *new_connection(struct tally_session_table *table,
 	connection->id_len = (uint8_t)len->id; /* checked: <= UINT8_MAX (static assert) */
 	connection->language_len = (uint8_t)len->language;
 	connection->address_len = (uint8_t)len->address;
-	text = connection->text;
-	tally_session_copy_string(text, params->connection_id, len->id);
-	text += len->id + 1;
-	tally_session_copy_string(text, params->target_language, len->language);
-	text += len->language + 1;
-	tally_session_copy_string(text, params->client_address, len->address);
+	text = tally_session_pack_string(connection->text, params->connection_id, len->id);
+	text = tally_session_pack_string(text, params->target_language, len->language);
+	tally_session_pack_string(text, params->client_address, len->address);
 	connection->role = (uint8_t)role;
 	connection->connected_at = tally_session_now(table);
 	connection->expires_at = tally_session_expiry(connection->connected_at, params->ttl_ms,
