@@ -3,7 +3,7 @@
  *
  * The list is doubly linked for O(1) unlink. Readers follow only `next`, an atomic pointer
  * loaded with acquire; writers hold the session's list_lock and store `next` with release, so
- * a reader that reaches a node sees its immutable info. An unlinked node keeps its `next`, so
+ * a reader that reaches a node sees its immutable fields and strings. An unlinked node keeps its `next`, so
  * a reader standing on it walks on; it is freed only after a grace period (I3 in
  * session/internal.h), when no reader can stand on it any more.
  */
@@ -23,7 +23,7 @@ static void list_link(struct session *session, struct connection *connection)
 	atomic_store_explicit(&connection->next, first, memory_order_relaxed); /* unpublished */
 	if (first)
 		first->prev = connection;
-	/* release: publishes info and next; pairs with the acquire loads in the walkers */
+	/* release: publishes the connection and next; pairs with the acquire loads in the walkers */
 	atomic_store_explicit(&session->first, connection, memory_order_release);
 }
 
@@ -49,10 +49,28 @@ int tally_connection_matches(const struct connection *connection,
 {
 	if (!filter)
 		return 1;
-	if (filter->role && connection->info.role != filter->role)
+	if (filter->role && connection->role != filter->role)
 		return 0;
 	return !filter->target_language ||
-	       strcmp(connection->info.target_language, filter->target_language) == 0;
+	       strcmp(tally_connection_language(connection), filter->target_language) == 0;
+}
+
+void tally_connection_info_of(const struct connection *connection,
+			      struct tally_connection_info *info)
+{
+	size_t session_len;
+	const char *session_id = tally_session_id(connection->session, &session_len);
+
+	tally_session_copy_string(info->connection_id, tally_connection_id(connection),
+				  connection->id_len);
+	tally_session_copy_string(info->session_id, session_id, session_len);
+	tally_session_copy_string(info->target_language, tally_connection_language(connection),
+				  connection->language_len);
+	tally_session_copy_string(info->client_address, tally_connection_address(connection),
+				  connection->address_len);
+	info->role = connection->role;
+	info->connected_at = connection->connected_at;
+	info->expires_at = connection->expires_at;
 }
 
 static int check_filter(const struct tally_connection_filter *filter)
@@ -98,7 +116,7 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 	if (!list_locked)
 		pthread_mutex_lock(&session->list_lock);
 	list_unlink(session, connection);
-	if (connection->info.role == TALLY_ROLE_LISTENER)
+	if (connection->role == TALLY_ROLE_LISTENER)
 		tally_gauge_dec(&session->listener_count, NULL); /* matched by the link's inc */
 	if (!list_locked)
 		pthread_mutex_unlock(&session->list_lock);
@@ -153,11 +171,10 @@ static int check_params(const struct tally_connection_params *params, int role,
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
 
-/* The allocation is zeroed, so each string's NUL is already in place. */
-static void copy_checked(char *to, const char *from, size_t len)
+/* The fixed part and the strings with their NULs, packed. */
+static size_t connection_size(const struct connection_lengths *len)
 {
-	if (len)
-		memcpy(to, from, len);
+	return sizeof(struct connection) + len->id + 1 + len->language + 1 + len->address + 1;
 }
 
 static struct connection *new_connection(struct tally_session_table *table,
@@ -165,22 +182,23 @@ static struct connection *new_connection(struct tally_session_table *table,
 					 struct session *session,
 					 const struct connection_lengths *len)
 {
-	struct connection *connection = tally_alloc_aligned(sizeof(*connection));
-	struct tally_connection_info *info;
+	struct connection *connection = tally_alloc_aligned(connection_size(len));
+	char *text;
 
 	if (!connection)
 		return NULL;
-	info = &connection->info;
-	copy_checked(info->connection_id, params->connection_id, len->id);
-	copy_checked(info->session_id, params->session_id, len->session);
-	copy_checked(info->target_language, params->target_language, len->language);
-	copy_checked(info->client_address, params->client_address, len->address);
-	info->role = role;
-	info->connected_at = tally_session_now(table);
-	info->expires_at = tally_session_expiry(info->connected_at, params->ttl_ms,
-						table->config.connection_ttl_ms);
+	connection->id_len = (uint8_t)len->id; /* checked: <= UINT8_MAX (static assert) */
+	connection->language_len = (uint8_t)len->language;
+	connection->address_len = (uint8_t)len->address;
+	text = tally_session_pack_string(connection->text, params->connection_id, len->id);
+	text = tally_session_pack_string(text, params->target_language, len->language);
+	tally_session_pack_string(text, params->client_address, len->address);
+	connection->role = (uint8_t)role;
+	connection->connected_at = tally_session_now(table);
+	connection->expires_at = tally_session_expiry(connection->connected_at, params->ttl_ms,
+						      table->config.connection_ttl_ms);
 	connection->session = session;
-	tally_rcu_map_node_init(&connection->node, info->connection_id, len->id);
+	tally_rcu_map_node_init(&connection->node, connection->text, len->id);
 	return connection;
 }
 
@@ -202,7 +220,7 @@ static int insert_connection(struct tally_session_table *table, struct session *
 		err = TALLY_EEXIST;
 	if (err == TALLY_OK) {
 		list_link(session, connection);
-		if (connection->info.role == TALLY_ROLE_LISTENER)
+		if (connection->role == TALLY_ROLE_LISTENER)
 			tally_gauge_inc(&session->listener_count, NULL);
 	}
 	pthread_mutex_unlock(&session->list_lock);
@@ -268,7 +286,7 @@ int tally_connection_get(struct tally_session_table *table, const char *connecti
 	tally_rcu_read_lock();
 	connection = tally_connection_find(table, connection_id, len);
 	if (connection)
-		*info = connection->info;
+		tally_connection_info_of(connection, info);
 	tally_rcu_read_unlock();
 	return connection ? TALLY_OK : TALLY_ENOTFOUND;
 }
@@ -358,11 +376,15 @@ struct visit_state {
 static int visit_one(struct connection *connection, void *arg)
 {
 	struct visit_state *state = arg;
+	struct tally_connection_info info; /* the callback's copy, valid during the call */
 
 	if (tally_rcu_map_node_removed(&connection->node))
 		return 0; /* removed, not yet unlinked: already gone for callers */
 	state->calls++;
-	return state->fn ? state->fn(&connection->info, state->arg) : 0;
+	if (!state->fn)
+		return 0;
+	tally_connection_info_of(connection, &info);
+	return state->fn(&info, state->arg);
 }
 
 size_t tally_connection_visit_session(struct session *session,
@@ -420,7 +442,7 @@ struct languages_state {
 static int collect_language(struct connection *connection, void *arg)
 {
 	struct languages_state *state = arg;
-	const char *language = connection->info.target_language;
+	const char *language = tally_connection_language(connection);
 
 	if (tally_rcu_map_node_removed(&connection->node))
 		return 0;
@@ -431,7 +453,8 @@ static int collect_language(struct connection *connection, void *arg)
 		state->full = 1;
 		return 1;
 	}
-	strcpy(state->languages[state->count++], language);
+	tally_session_copy_string(state->languages[state->count++], language,
+				  connection->language_len);
 	return 0;
 }
 

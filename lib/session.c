@@ -47,19 +47,20 @@ struct session *tally_session_find(struct tally_session_table *table, const char
 	return node ? caa_container_of(node, struct session, node) : NULL;
 }
 
-/* Copies a checked string of len bytes (from may be NULL when len is 0) and its NUL. */
-static void copy_string(char *to, const char *from, size_t len)
+/* The session's packed strings after its id (immutable once published). */
+static const char *user_id_of(const struct session *session)
 {
-	if (len)
-		memcpy(to, from, len);
-	to[len] = '\0';
+	return session->text + (session->id_len > SESSION_SHORT_ID ? session->id_len + 1 : 0);
 }
 
-/* Copies the string in a field of `size` bytes up to its NUL: a get touches only the cache
- * lines the text occupies, not the whole fixed-size field. */
-static void copy_field(char *to, const char *from, size_t size)
+static const char *language_of(const struct session *session)
 {
-	copy_string(to, from, strnlen(from, size - 1));
+	return user_id_of(session) + session->user_len + 1;
+}
+
+static const char *tier_of(const struct session *session)
+{
+	return language_of(session) + session->language_len + 1;
 }
 
 /* ---- session objects ------------------------------------------------------------------ */
@@ -71,10 +72,13 @@ static void free_speaker_version(struct tally_rcu_head *rcu)
 
 static struct speaker_version *new_speaker_version(const char *connection_id, size_t len)
 {
-	struct speaker_version *version = malloc(sizeof(*version));
+	struct speaker_version *version =
+		malloc(offsetof(struct speaker_version, connection_id) + len + 1);
 
-	if (version)
-		copy_string(version->connection_id, connection_id, len);
+	if (version) {
+		version->len = (uint8_t)len; /* checked: <= TALLY_SESSION_ID_MAX (static assert) */
+		tally_session_copy_string(version->connection_id, connection_id, len);
+	}
 	return version;
 }
 
@@ -123,23 +127,42 @@ static int check_session_params(const struct tally_session_params *params,
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
 
+/* The fixed part and the packed strings with their NULs. */
+static size_t session_size(const struct session_lengths *len)
+{
+	return sizeof(struct session) + (len->id > SESSION_SHORT_ID ? len->id + 1 : 0) +
+	       len->user + 1 + len->language + 1 + len->tier + 1;
+}
+
 static struct session *new_session(struct tally_session_table *table,
 				   const struct tally_session_params *params,
 				   const struct session_lengths *len)
 {
-	struct session *session = tally_alloc_aligned(sizeof(*session));
+	struct session *session = tally_alloc_aligned(session_size(len));
 	struct speaker_version *speaker =
 		new_speaker_version(params->speaker_connection_id, len->speaker);
+	const char *key;
+	size_t key_len;
+	char *text;
 
 	if (!session || !speaker || pthread_mutex_init(&session->list_lock, NULL) != 0) {
 		tally_free_aligned(session);
 		free(speaker);
 		return NULL;
 	}
-	copy_string(session->session_id, params->session_id, len->id);
-	copy_string(session->speaker_user_id, params->speaker_user_id, len->user);
-	copy_string(session->source_language, params->source_language, len->language);
-	copy_string(session->quality_tier, params->quality_tier, len->tier);
+	/* checked lengths: each <= UINT8_MAX (static assert in session/internal.h) */
+	session->id_len = (uint8_t)len->id;
+	session->user_len = (uint8_t)len->user;
+	session->language_len = (uint8_t)len->language;
+	session->tier_len = (uint8_t)len->tier;
+	text = session->text;
+	if (len->id <= SESSION_SHORT_ID)
+		memcpy(session->short_id, params->session_id, len->id);
+	else
+		text = tally_session_pack_string(text, params->session_id, len->id);
+	text = tally_session_pack_string(text, params->speaker_user_id, len->user);
+	text = tally_session_pack_string(text, params->source_language, len->language);
+	tally_session_pack_string(text, params->quality_tier, len->tier);
 	session->created_at = tally_session_now(table);
 	session->expires_at = tally_session_expiry(session->created_at, params->ttl_ms,
 						   table->config.session_ttl_ms);
@@ -147,12 +170,8 @@ static struct session *new_session(struct tally_session_table *table,
 	atomic_init(&session->speaker, speaker);
 	atomic_init(&session->first, NULL);
 	tally_gauge_init(&session->listener_count, 0, 0, TALLY_GAUGE_NO_CEILING);
-	if (len->id <= SESSION_SHORT_ID) {
-		memcpy(session->short_id, params->session_id, len->id);
-		tally_rcu_map_node_init(&session->node, session->short_id, len->id);
-	} else {
-		tally_rcu_map_node_init(&session->node, session->session_id, len->id);
-	}
+	key = tally_session_id(session, &key_len); /* short_id or the packed copy */
+	tally_rcu_map_node_init(&session->node, key, key_len);
 	return session;
 }
 
@@ -324,25 +343,27 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 {
 	struct session *session;
 	struct speaker_version *speaker;
+	const char *id;
+	size_t id_len;
 	int err;
 
 	if (!info)
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	/* the strings are immutable once published; each is copied up to its NUL */
-	copy_string(info->session_id, session->session_id, session->node.key_len);
-	copy_field(info->speaker_user_id, session->speaker_user_id,
-		   sizeof(session->speaker_user_id));
-	copy_field(info->source_language, session->source_language,
-		   sizeof(session->source_language));
-	copy_field(info->quality_tier, session->quality_tier, sizeof(session->quality_tier));
+	/* the strings are immutable once published; each is copied by its stored length */
+	id = tally_session_id(session, &id_len);
+	tally_session_copy_string(info->session_id, id, id_len);
+	tally_session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
+	tally_session_copy_string(info->source_language, language_of(session),
+				  session->language_len);
+	tally_session_copy_string(info->quality_tier, tier_of(session), session->tier_len);
 	info->created_at = session->created_at;
 	info->expires_at = session->expires_at;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&session->speaker, memory_order_acquire);
-	copy_field(info->speaker_connection_id, speaker->connection_id,
-		   sizeof(speaker->connection_id));
+	tally_session_copy_string(info->speaker_connection_id, speaker->connection_id,
+				  speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	tally_gauge_read(&session->listener_count, &info->listener_count);
 	tally_rcu_read_unlock();
@@ -503,7 +524,7 @@ static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
 	struct sweep_state *state = arg;
 	struct connection *connection = caa_container_of(node, struct connection, node);
 
-	if (expired(connection->info.expires_at, state->now) &&
+	if (expired(connection->expires_at, state->now) &&
 	    tally_connection_remove(state->table, connection, 0) == TALLY_OK)
 		state->result.connections_deleted++;
 	return 0;

@@ -1,6 +1,7 @@
 /* tests/connection.c: connections and the per-session index: create/get/delete, batch
- * delete, visits by role and target language, distinct languages, delete by filter, and
- * concurrent duplicate disconnects racing readers walking the list. */
+ * delete, visits by role and target language, distinct languages, delete by filter,
+ * concurrent duplicate disconnects racing readers walking the list, and every field's round
+ * trip through get, visits and notify at the length limits. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -229,12 +230,156 @@ static void test_duplicate_disconnects(void)
 	tally_session_table_destroy(dup.table);
 }
 
+/* ---- every field round trips, at the length limits -------------------------------------- */
+
+static int64_t fixed_clock(void *arg)
+{
+	return *(const int64_t *)arg;
+}
+
+#define ROUND_TRIPS 4
+#define TTL_DEFAULT 1000
+
+/* What each connection of test_round_trip was created with. */
+struct round_trip {
+	struct tally_connection_params params[ROUND_TRIPS];
+	int64_t now;
+	int seen[ROUND_TRIPS];
+	int equal[ROUND_TRIPS];
+};
+
+static const char *or_empty(const char *text)
+{
+	return text ? text : "";
+}
+
+/* Is info exactly what params created at `now`? */
+static int same_connection(const struct tally_connection_info *info,
+			   const struct tally_connection_params *params, int64_t now)
+{
+	int64_t ttl = params->ttl_ms ? params->ttl_ms : TTL_DEFAULT;
+
+	return strcmp(info->connection_id, params->connection_id) == 0 &&
+	       strcmp(info->session_id, params->session_id) == 0 &&
+	       strcmp(info->target_language, or_empty(params->target_language)) == 0 &&
+	       strcmp(info->client_address, or_empty(params->client_address)) == 0 &&
+	       info->role == params->role && info->connected_at == now &&
+	       info->expires_at == now + ttl;
+}
+
+/* Visit and notify callback: marks which connection it got and whether it was exact. */
+static int check_round_trip(const struct tally_connection_info *info, void *arg)
+{
+	struct round_trip *trip = arg;
+
+	for (int i = 0; i < ROUND_TRIPS; i++)
+		if (strcmp(info->connection_id, trip->params[i].connection_id) == 0) {
+			trip->seen[i]++;
+			trip->equal[i] += same_connection(info, &trip->params[i], trip->now);
+		}
+	return 0;
+}
+
+static int all_once(const int *counts, int role, const struct round_trip *trip)
+{
+	for (int i = 0; i < ROUND_TRIPS; i++)
+		if (counts[i] != (!role || trip->params[i].role == role))
+			return 0;
+	return 1;
+}
+
+/* Connections with ids, language and address of the maximum length, empty and NULL
+ * optional strings, and a non-UTF-8 address, in sessions whose ids are 1, 24, 25 and
+ * TALLY_SESSION_ID_MAX bytes: get, a visit and a speaker disconnect's notify each give
+ * back every field exactly as it was passed. */
+static void test_round_trip(void)
+{
+	static char max_id[TALLY_SESSION_ID_MAX + 1], long_id[TALLY_SESSION_ID_MAX + 2];
+	static char max_language[TALLY_SESSION_LANGUAGE_MAX + 1];
+	static char long_language[TALLY_SESSION_LANGUAGE_MAX + 2];
+	static char max_address[TALLY_SESSION_ADDRESS_MAX + 1];
+	static char long_address[TALLY_SESSION_ADDRESS_MAX + 2];
+	static char session_ids[4][TALLY_SESSION_ID_MAX + 1];
+	const size_t session_lengths[4] = { 1, 24, 25, TALLY_SESSION_ID_MAX };
+	int ok_get = 1, ok_visit = 1, ok_notify = 1, ok_errors = 1, ok_filter = 1;
+
+	memset(max_id, 'c', TALLY_SESSION_ID_MAX);
+	memset(long_id, 'c', TALLY_SESSION_ID_MAX + 1);
+	memset(max_language, 'l', TALLY_SESSION_LANGUAGE_MAX);
+	memset(long_language, 'l', TALLY_SESSION_LANGUAGE_MAX + 1);
+	memset(max_address, 'a', TALLY_SESSION_ADDRESS_MAX);
+	memset(long_address, 'a', TALLY_SESSION_ADDRESS_MAX + 1);
+	for (int s = 0; s < 4; s++) {
+		struct tally_session_config config = { .now_ms = fixed_clock,
+						       .connection_ttl_ms = TTL_DEFAULT };
+		struct round_trip trip = {
+			.params = {
+				{ max_id, session_ids[s], max_language, TALLY_ROLE_LISTENER,
+				  max_address, 0 },
+				{ "e", session_ids[s], "", TALLY_ROLE_SPEAKER, "", 7 },
+				{ "n", session_ids[s], NULL, TALLY_ROLE_SPEAKER, NULL, 0 },
+				{ "x", session_ids[s], "fr", TALLY_ROLE_LISTENER, "\xff\xfe:1", 0 },
+			},
+			.now = 5000 + s,
+		};
+		struct tally_session_params session = { session_ids[s], "spk", NULL, "en", NULL,
+							0 };
+		struct tally_connection_params bad = trip.params[0];
+		struct tally_connection_filter by_language = { 0, max_language };
+		struct tally_connection_info info;
+		struct tally_session_table *table = NULL;
+		size_t n = 0;
+
+		memset(session_ids[s], 's', session_lengths[s]);
+		config.clock_arg = &trip.now;
+		tally_session_table_create(&table, &config);
+		tally_session_create(table, &session);
+		for (int i = 0; i < ROUND_TRIPS; i++) {
+			ok_get &= tally_connection_create(table, &trip.params[i]) == TALLY_OK;
+			memset(&info, 0x5a, sizeof(info)); /* garbage a get must overwrite */
+			ok_get &= tally_connection_get(table, trip.params[i].connection_id, &info) ==
+					  TALLY_OK &&
+				  same_connection(&info, &trip.params[i], trip.now);
+		}
+		bad.connection_id = long_id;
+		ok_errors &= tally_connection_create(table, &bad) == TALLY_ETOOLONG;
+		bad.connection_id = "bad";
+		bad.target_language = long_language;
+		ok_errors &= tally_connection_create(table, &bad) == TALLY_ETOOLONG;
+		bad.target_language = "fr";
+		bad.client_address = long_address;
+		ok_errors &= tally_connection_create(table, &bad) == TALLY_ETOOLONG;
+		ok_errors &= tally_connection_get(table, long_id, &info) == TALLY_ETOOLONG;
+		ok_filter &= tally_session_count_connections(table, session_ids[s], &by_language,
+							     &n) == TALLY_OK && n == 1;
+		ok_visit &= tally_session_visit_connections(table, session_ids[s], NULL,
+							    check_round_trip, &trip, &n) ==
+				    TALLY_OK &&
+			    n == ROUND_TRIPS && all_once(trip.seen, 0, &trip) &&
+			    all_once(trip.equal, 0, &trip);
+		memset(trip.seen, 0, sizeof(trip.seen));
+		memset(trip.equal, 0, sizeof(trip.equal));
+		ok_notify &= tally_session_speaker_disconnect(table, session_ids[s],
+							      check_round_trip, &trip, NULL) ==
+				     TALLY_OK &&
+			     all_once(trip.seen, TALLY_ROLE_LISTENER, &trip) &&
+			     all_once(trip.equal, TALLY_ROLE_LISTENER, &trip);
+		tally_session_table_destroy(table);
+	}
+	tap_ok(ok_get, "get gives back every field (max, empty, NULL, non-UTF-8 strings)");
+	tap_ok(ok_visit, "a visit gives back every field, each connection once");
+	tap_ok(ok_notify, "notify gives back every listener's fields");
+	tap_ok(ok_errors, "one byte over each limit is ETOOLONG");
+	tap_ok(ok_filter, "a filter on a language of the maximum length matches");
+}
+
 int main(void)
 {
 	test_create_get();
 	test_index();
 	test_batch();
 	test_duplicate_disconnects();
+	test_round_trip();
 	tally_rcu_barrier();
 	return tap_done();
 }

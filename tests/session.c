@@ -130,6 +130,67 @@ static void test_id_lengths(void)
 	tally_session_table_destroy(table);
 }
 
+/* Is info exactly what params created at fake_now (ttl_ms > 0), with this speaker id? */
+static int same_session(const struct tally_session_info *info,
+			const struct tally_session_params *params, const char *speaker)
+{
+	int64_t now = atomic_load(&fake_now);
+
+	return strcmp(info->session_id, params->session_id) == 0 &&
+	       strcmp(info->speaker_connection_id, speaker) == 0 &&
+	       strcmp(info->speaker_user_id, params->speaker_user_id ? params->speaker_user_id
+								       : "") == 0 &&
+	       strcmp(info->source_language, params->source_language) == 0 &&
+	       strcmp(info->quality_tier, params->quality_tier ? params->quality_tier : "") == 0 &&
+	       info->created_at == now && info->expires_at == now + params->ttl_ms &&
+	       info->listener_count == 0 && info->active == 1;
+}
+
+/* get (and set_speaker) give back every field as passed: session ids of 1, 24, 25 and
+ * TALLY_SESSION_ID_MAX bytes, with optional strings of the maximum length, empty or NULL,
+ * and speaker ids of 1 and TALLY_SESSION_ID_MAX bytes. */
+static void test_session_round_trip(void)
+{
+	static const size_t id_lengths[] = { 1, 24, 25, TALLY_SESSION_ID_MAX };
+	static char ids[4][TALLY_SESSION_ID_MAX + 1], max_id[TALLY_SESSION_ID_MAX + 1];
+	static char max_language[TALLY_SESSION_LANGUAGE_MAX + 1];
+	static char max_tier[TALLY_SESSION_TIER_MAX + 1];
+	struct tally_session_table *table = new_table(0, 0);
+	struct tally_session_info info;
+	int ok_get = 1, ok_speaker = 1;
+
+	memset(max_id, 'u', TALLY_SESSION_ID_MAX);
+	memset(max_language, 'l', TALLY_SESSION_LANGUAGE_MAX);
+	memset(max_tier, 't', TALLY_SESSION_TIER_MAX);
+	for (int i = 0; i < 4; i++) {
+		struct tally_session_params variants[3] = {
+			{ ids[i], max_id, max_id, max_language, max_tier, 50 },
+			{ ids[i], "p", "", "en", "", 60 },
+			{ ids[i], "p", NULL, "en", NULL, 70 },
+		};
+
+		memset(ids[i], 'a' + i, id_lengths[i]);
+		for (int v = 0; v < 3; v++) {
+			const struct tally_session_params *params = &variants[v];
+
+			ok_get &= tally_session_create(table, params) == TALLY_OK;
+			memset(&info, 0x5a, sizeof(info)); /* garbage a get must overwrite */
+			ok_get &= tally_session_get(table, ids[i], &info) == TALLY_OK &&
+				  same_session(&info, params, params->speaker_connection_id);
+			ok_speaker &= tally_session_set_speaker(table, ids[i], max_id) == TALLY_OK &&
+				      tally_session_get(table, ids[i], &info) == TALLY_OK &&
+				      same_session(&info, params, max_id);
+			ok_speaker &= tally_session_set_speaker(table, ids[i], "q") == TALLY_OK &&
+				      tally_session_get(table, ids[i], &info) == TALLY_OK &&
+				      same_session(&info, params, "q");
+			ok_get &= tally_session_delete(table, ids[i], NULL) == TALLY_OK;
+		}
+	}
+	tap_ok(ok_get, "get gives back every field (max, empty and NULL optional strings)");
+	tap_ok(ok_speaker, "set_speaker with 128- and 1-byte ids reads back whole");
+	tally_session_table_destroy(table);
+}
+
 static void test_session_crud(void)
 {
 	struct tally_session_table *table = new_table(0, 0);
@@ -565,6 +626,7 @@ int main(void)
 	test_table_errors();
 	test_size_hints();
 	test_id_lengths();
+	test_session_round_trip();
 	test_session_crud();
 	test_join_leave();
 	test_speaker_disconnect();

@@ -129,7 +129,8 @@ struct tally_connection_params {
 	int64_t ttl_ms;              /* 0 = config.connection_ttl_ms; < 0 is EINVAL */
 };
 
-/* A connection. Visit callbacks get a pointer to the table's own immutable copy. */
+/* A copy of a connection (tally_connection_get). Visit and notify callbacks get a pointer
+ * to a copy made for that one call: valid only until the callback returns. */
 struct tally_connection_info {
 	char connection_id[TALLY_SESSION_ID_MAX + 1];
 	char session_id[TALLY_SESSION_ID_MAX + 1];
@@ -146,8 +147,9 @@ struct tally_connection_filter {
 	const char *target_language; /* NULL = any, else exact byte match */
 };
 
-/* Called once per selected connection, inside an RCU read-side section: `connection` is
- * valid until the callback returns. May call tally_session_* / tally_connection_* (deletes
+/* Called once per selected connection, inside an RCU read-side section: `connection` points
+ * to a copy made for this call and is valid only until the callback returns (keep the
+ * strings you need by copying them). May call tally_session_* / tally_connection_* (deletes
  * included) but not destroy, the sweeper control calls or tally_rcu_barrier; should not
  * block for long (memory reclamation waits). Return 0 to go on, non-zero to stop (visit
  * calls) or to report a failed notification (speaker disconnect). */

@@ -32,27 +32,63 @@
 
 struct session;
 
-/* Allocated cache-line aligned, like struct session. */
+/* Allocated cache-line aligned (tally_alloc_aligned) and sized to its strings
+ * (connection_size in lib/connection.c): the fixed part is 96 bytes and the strings follow
+ * it packed, so a connection with ids of ~10-40 bytes takes two or three cache lines rather
+ * than the eight a fixed-size struct tally_connection_info needed. Less memory per join and
+ * per removed connection waiting for its grace period leaves the session table's hot lines
+ * in the cache. Line 0 holds what a lookup, a leave and a list walk by role touch. */
 struct connection {
-	struct tally_rcu_map_node node;        /* in table->connections, key info.connection_id */
-	struct tally_rcu_head rcu;             /* retire */
-	struct session *session;               /* immutable; outlives us by I4 */
+	struct tally_rcu_map_node node;        /* in table->connections, key = the id in text */
+	struct session *session;               /* immutable; outlives us by I4; its id is ours */
 	_Atomic(struct connection *) next;     /* list link; readers acquire-load it */
 	struct connection *prev;               /* writers only, under session->list_lock */
-	struct tally_connection_info info;     /* immutable once published */
+	uint8_t role;                          /* enum tally_connection_role */
+	uint8_t id_len, language_len, address_len; /* the strings' lengths, without NUL */
+	int64_t connected_at;
+	int64_t expires_at;                    /* read by sweeps */
+	struct tally_rcu_head rcu;             /* retire */
+	/* connection_id, target_language, client_address: each followed by its NUL. The session
+	 * id is not stored: it is connection->session's, which outlives the connection. */
+	char text[];
 };
 
-/* The speaker connection id, replaced whole (never edited) so a reader never sees it torn. */
+_Static_assert(TALLY_SESSION_ID_MAX <= UINT8_MAX && TALLY_SESSION_LANGUAGE_MAX <= UINT8_MAX &&
+		       TALLY_SESSION_ADDRESS_MAX <= UINT8_MAX && TALLY_SESSION_TIER_MAX <= UINT8_MAX,
+	       "string lengths fit the uint8_t length fields of connections and sessions");
+
+/* The connection's strings (immutable once published). */
+static inline const char *tally_connection_id(const struct connection *connection)
+{
+	return connection->text;
+}
+
+static inline const char *tally_connection_language(const struct connection *connection)
+{
+	return connection->text + connection->id_len + 1;
+}
+
+static inline const char *tally_connection_address(const struct connection *connection)
+{
+	return tally_connection_language(connection) + connection->language_len + 1;
+}
+
+/* The speaker connection id, replaced whole (never edited) so a reader never sees it torn.
+ * malloc'ed, sized to the id. */
 struct speaker_version {
 	struct tally_rcu_head rcu;
-	char connection_id[TALLY_SESSION_ID_MAX + 1];
+	uint8_t len;            /* of connection_id, without its NUL */
+	char connection_id[];   /* NUL-terminated */
 };
 
-/* Allocated cache-line aligned (tally_alloc_aligned). Laid out so that a lookup of an id of
- * up to SESSION_SHORT_ID bytes and a listener count read touch one cache line: the map
- * node, a copy of the id that the node keys on, and the gauge's marker and value (its floor
- * and ceiling, which only updates read, spill onto line 1). A longer id is keyed on
- * session_id, one or two more lines. The fields a join adds follow on line 1. */
+/* Allocated cache-line aligned (tally_alloc_aligned) and sized to its strings
+ * (session_size in lib/session.c). Laid out so that a lookup of an id of up to
+ * SESSION_SHORT_ID bytes and a listener count read touch one cache line: the map node, a copy
+ * of the id that the node keys on, and the gauge's marker and value (its floor and ceiling,
+ * which only updates read, spill onto line 1). A longer id is stored in text and keyed there,
+ * one or two more lines. The fields a join adds follow on line 1. The fixed part is 184
+ * bytes; the strings follow it packed, so a session with short strings takes four lines (it
+ * took nine with fixed 129-byte arrays). */
 #define SESSION_SHORT_ID 24
 struct session {
 	/* line 0: what a lookup and a count read touch */
@@ -61,22 +97,34 @@ struct session {
 	struct tally_gauge listener_count;     /* floor 0; 16 bytes on line 0 */
 	/* line 1: what joins and leaves add */
 	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
+	uint8_t id_len, user_len, language_len, tier_len; /* immutable; in active's padding */
 	_Atomic(struct connection *) first;            /* head of the connection list */
 	pthread_mutex_t list_lock;                     /* serialises list writers */
-	char session_id[TALLY_SESSION_ID_MAX + 1];     /* immutable once published */
 	/* cold */
 	struct tally_rcu_head rcu;                     /* retire */
 	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
 	int64_t created_at;
 	int64_t expires_at;
-	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
-	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
-	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
+	/* Immutable once published, each followed by its NUL: session_id (only when longer
+	 * than SESSION_SHORT_ID, else it is short_id), speaker_user_id, source_language,
+	 * quality_tier. */
+	char text[];
 };
 
 _Static_assert(offsetof(struct session, listener_count) == 48 &&
 		       sizeof(struct tally_rcu_map_node) == 24,
 	       "a short id's lookup and the count read share the session's first line");
+_Static_assert(offsetof(struct session, first) == 88 &&
+		       offsetof(struct session, list_lock) == 96,
+	       "the lengths use active's padding: line 1 is laid out as before");
+
+/* The session's id, *len bytes; not NUL-terminated when it is the short copy. Immutable
+ * once published. */
+static inline const char *tally_session_id(const struct session *session, size_t *len)
+{
+	*len = session->id_len;
+	return session->id_len <= SESSION_SHORT_ID ? session->short_id : session->text;
+}
 
 struct tally_session_table {
 	struct tally_rcu_map sessions;
@@ -114,6 +162,20 @@ static inline int tally_session_check_string(const char *text, size_t max, int r
 	*len = n;
 	return TALLY_OK;
 }
+/* Copies a checked string of len bytes (from may be NULL when len is 0) and a NUL. */
+static inline void tally_session_copy_string(char *to, const char *from, size_t len)
+{
+	if (len)
+		memcpy(to, from, len);
+	to[len] = '\0';
+}
+/* Copies a checked string and its NUL to `to`; returns the byte after the NUL, where the
+ * next packed string goes. */
+static inline char *tally_session_pack_string(char *to, const char *from, size_t len)
+{
+	tally_session_copy_string(to, from, len);
+	return to + len + 1;
+}
 int64_t tally_session_now(const struct tally_session_table *table);
 /* expires_at for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
 int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
@@ -133,6 +195,10 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 /* Removes every connection of `session` matching filter (NULL = all); list_lock held. */
 int64_t tally_connection_remove_all(struct tally_session_table *table, struct session *session,
 				    const struct tally_connection_filter *filter);
+/* Copies `connection` into *info: only each string's bytes and its NUL (the rest of each
+ * array is left as it was). */
+void tally_connection_info_of(const struct connection *connection,
+			      struct tally_connection_info *info);
 /* Does `connection` match the filter (NULL = all)? */
 int tally_connection_matches(const struct connection *connection,
 			     const struct tally_connection_filter *filter);
