@@ -2,7 +2,7 @@
  * bench/session.c: the session table against what a user would otherwise write, in one run.
  * Names follow docs/bench.md: BM_<family>_<impl>, impls starting with "tally" are ours.
  *
- * BM_sessionlookup_{tally,rwlock,lfht}/real_time/threads:N
+ * BM_sessionlookup_{tally,tally_inline,rwlock,lfht}/real_time/threads:N
  *	The Sessions-table workload: 10,000 sessions; each iteration picks a random session id
  *	and, 90% of the time, reads its listener count (tally_session_listener_count, the
  *	lightest read); 10% of the time it makes the write a broadcast server makes most: a
@@ -25,9 +25,13 @@
  *	tally does more per write than the peers: keyed SipHash instead of FNV-1a, the
  *	per-session connection list (the secondary index) under the session's mutex, and a
  *	join that is atomic with speaker disconnect. Every join/leave result is checked.
+ *	tally_inline is tally with its threads in inline reclamation (tally/rcu.h): each thread
+ *	frees its own removed connections, one grace period per 2,048, instead of liburcu's
+ *	call_rcu thread (the default, `tally`).
  * BM_sessionchurn_{tally,rwlock,lfht}/real_time/threads:N
  *	Structural churn: 90% the same lookup, 10% delete + re-create the session (tally: a
- *	640-byte aligned allocation, mutex init, two call_rcu; peers: their own records).
+ *	256-byte aligned allocation for these ids, mutex init, two retires; peers: their own
+ *	records).
  * BM_sessionjoin_tally/real_time/threads:N
  *	a listener join + disconnect pair on one session (all threads on the same session).
  * BM_sessionend_tally/<listeners>

@@ -303,8 +303,12 @@ int tally_session_leave(struct tally_session_table *table, const char *connectio
 		return err;
 	tally_rcu_read_lock();
 	connection = tally_connection_find(table, connection_id, len);
-	if (connection) /* the lock sits on a cold line; overlap its miss with the map removal */
+	if (connection) { /* both session lines are cold here (the join was long ago): the
+			   * lock's line and the count's line; overlap their misses with the
+			   * map removal */
 		__builtin_prefetch(&connection->session->list_lock, 1);
+		__builtin_prefetch(&connection->session->listener_count, 1);
+	}
 	err = connection ? tally_connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
 	tally_rcu_read_unlock();
 	return err;
