@@ -97,8 +97,6 @@ static void reclaim_own_inline(void);
 static void unregister_at_exit(void *unused)
 {
 	if (thread_registered) {
-		reclaim_due = 0;
-		inline_full_blocks = 0;
 		flush_own_batch();
 		unlist_own_batch();
 		urcu_memb_unregister_thread();
@@ -128,8 +126,6 @@ int tally_rcu_thread_unregister(void)
 	if (read_depth > 0)
 		return TALLY_EBUSY;
 	if (thread_registered) {
-		reclaim_due = 0;
-		inline_full_blocks = 0;
 		flush_own_batch();
 		unlist_own_batch();
 		urcu_memb_unregister_thread();
@@ -245,8 +241,11 @@ static void unlist_own_batch(void)
 	my_batch.listed = 0;
 }
 
+/* Hands the thread's chain to call_rcu; an inline thread's count starts over. */
 static void flush_own_batch(void)
 {
+	reclaim_due = 0;
+	inline_full_blocks = 0;
 	/* acquire: pairs with the release store of our own last retire (same thread; kept for
 	 * symmetry with the barrier's take) */
 	hand_block_to_call_rcu(atomic_exchange_explicit(&my_batch.block, NULL,
@@ -340,11 +339,8 @@ int tally_rcu_thread_set_reclaim(int mode)
 	if (read_depth > 0)
 		return TALLY_EBUSY;
 	tally_rcu_ensure_registered();
-	if (reclaim_inline && mode == TALLY_RCU_RECLAIM_DEFERRED) {
-		reclaim_due = 0;
-		inline_full_blocks = 0;
+	if (reclaim_inline && mode == TALLY_RCU_RECLAIM_DEFERRED)
 		flush_own_batch();
-	}
 	reclaim_inline = mode == TALLY_RCU_RECLAIM_INLINE;
 	return TALLY_OK;
 }
