@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "internal/rcu_map.h"
 #include "tap.h"
 #include "threads.h"
@@ -137,8 +140,76 @@ static void test_concurrent_removal(void)
 	tally_rcu_map_destroy(&race.map, reclaim_entry);
 }
 
+/* The inline key compare agrees with memcmp at every length it special-cases and past them,
+ * with the one differing byte at each position. */
+static void test_same_bytes(void)
+{
+	char a[40], b[40];
+	int wrong = 0;
+
+	for (size_t i = 0; i < sizeof(a); i++)
+		a[i] = (char)('a' + i % 26);
+	for (size_t len = 0; len <= 33; len++) {
+		memcpy(b, a, sizeof(a));
+		wrong += !tally_rcu_map_same_bytes(a, b, len);
+		for (size_t at = 0; at < len; at++) {
+			b[at] ^= 0x40;
+			wrong += tally_rcu_map_same_bytes(a, b, len);
+			b[at] ^= 0x40;
+		}
+		b[len] ^= 0x40; /* a byte past the key never counts */
+		wrong += !tally_rcu_map_same_bytes(a, b, len);
+	}
+	tap_eq(wrong, 0, "same_bytes matches memcmp for keys of 0-33 bytes");
+}
+
+/* A map reserves address space for its buckets (rcu_map.c); liburcu aborts if that fails, so
+ * under an RLIMIT_AS too small for the reservation init must fall back, not abort. Runs in a
+ * child, before this process has any thread. Sanitizer runtimes need far more address space
+ * than any such limit allows. */
+static void test_address_space_limit(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	tap_ok(1, "# SKIP a sanitizer runtime cannot run under an address-space limit");
+#else
+	pid_t child = fork();
+	int status = 0;
+
+	if (child == 0) {
+		struct tally_rcu_map map;
+		struct entry *entry;
+		long pages = 0;
+		FILE *statm = fopen("/proc/self/statm", "r");
+		struct rlimit limit;
+
+		if (!statm || fscanf(statm, "%ld", &pages) != 1)
+			_exit(2);
+		fclose(statm);
+		getrlimit(RLIMIT_AS, &limit);
+		limit.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20);
+		if (setrlimit(RLIMIT_AS, &limit) != 0)
+			_exit(3);
+		if (tally_rcu_map_init(&map) != TALLY_OK)
+			_exit(4);
+		entry = new_entry("limited");
+		tally_rcu_read_lock();
+		if (tally_rcu_map_insert_unique(&map, &entry->node) != &entry->node ||
+		    tally_rcu_map_lookup(&map, "limited", 7) != &entry->node)
+			_exit(5);
+		tally_rcu_read_unlock();
+		_exit(tally_rcu_map_destroy(&map, reclaim_entry) == TALLY_OK ? 0 : 6);
+	}
+	waitpid(child, &status, 0);
+	tap_ok(child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "a map works under an address-space limit below its bucket reservation (status %d)",
+	       status);
+#endif
+}
+
 int main(void)
 {
+	test_same_bytes();
+	test_address_space_limit();
 	test_basics();
 	test_concurrent_removal();
 	return tap_done();

@@ -22,6 +22,7 @@
 #define TALLY_INTERNAL_RCU_MAP_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <urcu/urcu-memb.h>
 #include <urcu/rculfhash.h>
 #include "internal/rcu.h"
@@ -51,7 +52,33 @@ static inline const char *tally_rcu_map_node_key(const struct tally_rcu_map_node
 	return (const char *)node + node->key_offset;
 }
 
-/* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. */
+/* memcmp(a, b, len) == 0, inline for up to 16 bytes (most ids): two overlapping loads per
+ * side instead of a call into libc, which was 5-7% of a session lookup. */
+static inline int tally_rcu_map_same_bytes(const char *a, const char *b, size_t len)
+{
+	uint64_t a8, b8, a8_end, b8_end;
+	uint32_t a4, b4, a4_end, b4_end;
+
+	if (len > 16)
+		return memcmp(a, b, len) == 0;
+	if (len >= 8) {
+		memcpy(&a8, a, 8), memcpy(&b8, b, 8);
+		memcpy(&a8_end, a + len - 8, 8), memcpy(&b8_end, b + len - 8, 8);
+		return ((a8 ^ b8) | (a8_end ^ b8_end)) == 0;
+	}
+	if (len >= 4) {
+		memcpy(&a4, a, 4), memcpy(&b4, b, 4);
+		memcpy(&a4_end, a + len - 4, 4), memcpy(&b4_end, b + len - 4, 4);
+		return ((a4 ^ b4) | (a4_end ^ b4_end)) == 0;
+	}
+	for (size_t i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+/* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. The bucket
+ * table reserves 256 MiB of address space, not memory (MAX_BUCKETS in rcu_map.c). */
 int tally_rcu_map_init(struct tally_rcu_map *map);
 /* As tally_rcu_map_init, with about one bucket per expected node from the start (rounded up
  * to a power of two, at most 2^22) rather than growing to it: cds_lfht grows by its count in
