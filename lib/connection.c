@@ -114,12 +114,12 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 	if (tally_rcu_map_remove(&table->connections, &connection->node) != TALLY_OK)
 		return TALLY_ENOTFOUND; /* another remover won: it unlinks and counts (I3) */
 	if (!list_locked)
-		pthread_mutex_lock(&session->list_lock);
+		tally_lock_acquire(&session->list_lock);
 	list_unlink(session, connection);
 	if (connection->role == TALLY_ROLE_LISTENER)
-		tally_gauge_dec(&session->listener_count, NULL); /* matched by the link's inc */
+		tally_session_listeners_move(session, -1); /* matched by the link's inc */
 	if (!list_locked)
-		pthread_mutex_unlock(&session->list_lock);
+		tally_lock_release(&session->list_lock);
 	tally_counter_sub(&table->connection_total, 1); /* cannot leave int64: ignored */
 	tally_rcu_retire(&connection->rcu, reclaim_connection);
 	return TALLY_OK;
@@ -210,7 +210,7 @@ static int insert_connection(struct tally_session_table *table, struct session *
 {
 	int err = TALLY_OK;
 
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	/* relaxed: active is only written under list_lock, which we hold */
 	if (!atomic_load_explicit(&session->active, memory_order_relaxed))
 		err = tally_rcu_map_node_removed(&session->node) ? TALLY_ENOTFOUND
@@ -221,9 +221,9 @@ static int insert_connection(struct tally_session_table *table, struct session *
 	if (err == TALLY_OK) {
 		list_link(session, connection);
 		if (connection->role == TALLY_ROLE_LISTENER)
-			tally_gauge_inc(&session->listener_count, NULL);
+			tally_session_listeners_move(session, 1);
 	}
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	return err;
 }
 
@@ -241,7 +241,8 @@ static int create_connection(struct tally_session_table *table,
 		return err;
 	tally_rcu_read_lock();
 	session = tally_session_find(table, params->session_id, len.session);
-	if (session) /* list_lock sits on a cold line: overlap its miss with new_connection */
+	if (session) /* the lookup read the lock's line; ask for it writable now, so that the
+		      * other cores' copies are invalidated while new_connection runs */
 		__builtin_prefetch(&session->list_lock, 1);
 	if (!session) {
 		err = TALLY_ENOTFOUND;
@@ -303,12 +304,9 @@ int tally_session_leave(struct tally_session_table *table, const char *connectio
 		return err;
 	tally_rcu_read_lock();
 	connection = tally_connection_find(table, connection_id, len);
-	if (connection) { /* both session lines are cold here (the join was long ago): the
-			   * lock's line and the count's line; overlap their misses with the
-			   * map removal */
+	if (connection) /* the session's first line (lock, list, count) is cold here: the
+			 * join was long ago; overlap its miss with the map removal */
 		__builtin_prefetch(&connection->session->list_lock, 1);
-		__builtin_prefetch(&connection->session->listener_count, 1);
-	}
 	err = connection ? tally_connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
 	tally_rcu_read_unlock();
 	return err;
@@ -491,9 +489,9 @@ int tally_session_delete_connections(struct tally_session_table *table, const ch
 
 	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
 		return err;
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	removed = tally_connection_remove_all(table, session, filter);
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	if (deleted)
 		*deleted = removed;

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include "tally/gauge.h"
 #include "internal/backoff.h"
+#include "internal/gauge.h"
 
 #define GAUGE_MAGIC 0x746c7967u /* "tlyg" */
 
@@ -36,22 +37,22 @@ int tally_gauge_destroy(struct tally_gauge *gauge)
 	return err;
 }
 
-/* Moves the value by `delta` (non-zero) if the result stays inside [floor, ceiling]. */
-static int move_value(struct tally_gauge *gauge, int64_t delta, int64_t *value_out)
+int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
+		     int64_t *value_out)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
-	int64_t next, current = atomic_load_explicit(&gauge->value, memory_order_relaxed);
+	int64_t next, current = atomic_load_explicit(value, memory_order_relaxed);
 
 	for (;;) {
 		if (__builtin_add_overflow(current, delta, &next))
 			return delta < 0 ? TALLY_EFLOOR : TALLY_EOVERFLOW;
-		if (next < gauge->floor)
+		if (next < floor)
 			return TALLY_EFLOOR;
-		if (next > gauge->ceiling)
+		if (next > ceiling)
 			return TALLY_ECEILING;
 		/* acq_rel: publishes this thread's earlier writes with the new value and sees the
 		 * writes published by the update it replaces. */
-		if (atomic_compare_exchange_weak_explicit(&gauge->value, &current, next,
+		if (atomic_compare_exchange_weak_explicit(value, &current, next,
 							  memory_order_acq_rel,
 							  memory_order_relaxed))
 			break;
@@ -60,6 +61,11 @@ static int move_value(struct tally_gauge *gauge, int64_t delta, int64_t *value_o
 	if (value_out)
 		*value_out = next;
 	return TALLY_OK;
+}
+
+static int move_value(struct tally_gauge *gauge, int64_t delta, int64_t *value_out)
+{
+	return tally_gauge_move(&gauge->value, gauge->floor, gauge->ceiling, delta, value_out);
 }
 
 int tally_gauge_add(struct tally_gauge *gauge, int64_t n, int64_t *value_out)

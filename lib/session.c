@@ -86,8 +86,6 @@ static void free_session_object(struct session *session)
 {
 	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
 	free(atomic_load_explicit(&session->speaker, memory_order_relaxed));
-	tally_gauge_destroy(&session->listener_count);
-	pthread_mutex_destroy(&session->list_lock);
 	tally_free_aligned(session);
 }
 
@@ -145,7 +143,7 @@ static struct session *new_session(struct tally_session_table *table,
 	size_t key_len;
 	char *text;
 
-	if (!session || !speaker || pthread_mutex_init(&session->list_lock, NULL) != 0) {
+	if (!session || !speaker) {
 		tally_free_aligned(session);
 		free(speaker);
 		return NULL;
@@ -169,7 +167,8 @@ static struct session *new_session(struct tally_session_table *table,
 	atomic_init(&session->active, 1);
 	atomic_init(&session->speaker, speaker);
 	atomic_init(&session->first, NULL);
-	tally_gauge_init(&session->listener_count, 0, 0, TALLY_GAUGE_NO_CEILING);
+	atomic_init(&session->listener_count, 0);
+	tally_lock_init(&session->list_lock);
 	key = tally_session_id(session, &key_len); /* short_id or the packed copy */
 	tally_rcu_map_node_init(&session->node, key, key_len);
 	return session;
@@ -190,10 +189,10 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 
 	if (tally_rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
 		return TALLY_ENOTFOUND;
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	deactivate_locked(session);
 	removed = tally_connection_remove_all(table, session, NULL);
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
 	tally_rcu_retire(&session->rcu, reclaim_session); /* I4 */
 	if (connections_deleted)
@@ -365,7 +364,7 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 	tally_session_copy_string(info->speaker_connection_id, speaker->connection_id,
 				  speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
-	tally_gauge_read(&session->listener_count, &info->listener_count);
+	info->listener_count = tally_session_listeners(session);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
@@ -403,7 +402,7 @@ int tally_session_listener_count(struct tally_session_table *table, const char *
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	tally_gauge_read(&session->listener_count, count);
+	*count = tally_session_listeners(session);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
@@ -442,9 +441,9 @@ int tally_session_mark_inactive(struct tally_session_table *table, const char *s
 
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	deactivate_locked(session);
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
@@ -495,15 +494,15 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	/* 1. No join lands after this (I2), so the set notified below only shrinks. */
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	deactivate_locked(session);
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	/* 2. Notify without the lock: a callback may disconnect connections itself. */
 	tally_connection_visit_session(session, &listeners, notify_listener, &state);
 	/* 3. Remove everything that is left (listeners and the speaker's own connection). */
-	pthread_mutex_lock(&session->list_lock);
+	tally_lock_acquire(&session->list_lock);
 	local.connections_deleted = tally_connection_remove_all(table, session, NULL);
-	pthread_mutex_unlock(&session->list_lock);
+	tally_lock_release(&session->list_lock);
 	local.duration_ms = tally_session_now(table) - session->created_at;
 	tally_rcu_read_unlock();
 	if (result)

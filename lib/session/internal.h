@@ -25,8 +25,10 @@
 #include <string.h>
 #include "tally/counter.h"
 #include "tally/static/counter.h"
-#include "tally/gauge.h"
 #include "tally/session.h"
+#include "tally/gauge.h"
+#include "internal/gauge.h"
+#include "internal/lock.h"
 #include "internal/rcu.h"
 #include "internal/rcu_map.h"
 
@@ -82,27 +84,31 @@ struct speaker_version {
 };
 
 /* Allocated cache-line aligned (tally_alloc_aligned) and sized to its strings
- * (session_size in lib/session.c). Laid out so that a lookup of an id of up to
- * SESSION_SHORT_ID bytes and a listener count read touch one cache line: the map node, a copy
- * of the id that the node keys on, and the gauge's marker and value (its floor and ceiling,
- * which only updates read, spill onto line 1). A longer id is stored in text and keyed there,
- * one or two more lines. The fields a join adds follow on line 1. The fixed part is 184
- * bytes; the strings follow it packed, so a session with short strings takes four lines (it
- * took nine with fixed 129-byte arrays). */
-#define SESSION_SHORT_ID 24
+ * (session_size in lib/session.c). Line 0 holds everything that a lookup of an id of up to
+ * SESSION_SHORT_ID bytes, a listener count read, a join and a leave touch: the map node, a
+ * copy of the id that the node keys on, the count, the list head and its lock. So a join or a
+ * leave writes one line of the session, the one its lookup brought in; with two cores every
+ * further line it wrote was another cache-line transfer (~230 ns each way on the VM tally is
+ * benched on). That is why the lock is a 4-byte futex word (internal/lock.h) and the count
+ * a bare gauge word with constant bounds (internal/gauge.h): pthread_mutex_t (40 bytes) and
+ * struct tally_gauge (32) do not fit. A longer id is stored in text and keyed there, one or
+ * two more lines for a lookup. The fixed part is 120 bytes; the strings follow it packed. */
+#define SESSION_SHORT_ID 16
 struct session {
-	/* line 0: what a lookup and a count read touch */
+	/* line 0 */
 	struct tally_rcu_map_node node;        /* in table->sessions */
 	char short_id[SESSION_SHORT_ID];       /* the key when the id fits; immutable */
-	struct tally_gauge listener_count;     /* floor 0; 16 bytes on line 0 */
-	/* line 1: what joins and leaves add */
-	_Atomic int active;                            /* 1 -> 0 once, under list_lock (I2) */
-	uint8_t id_len, user_len, language_len, tier_len; /* immutable; in active's padding */
-	_Atomic(struct connection *) first;            /* head of the connection list */
-	pthread_mutex_t list_lock;                     /* serialises list writers */
-	/* cold */
-	struct tally_rcu_head rcu;                     /* retire */
-	_Atomic(struct speaker_version *) speaker;     /* exchanged by set_speaker */
+	/* A floor-guarded gauge, floor 0, no ceiling: moved by tally_gauge_move under
+	 * list_lock (matched to the list, I2/I3), read lock-free with acquire. */
+	_Atomic int64_t listener_count;
+	_Atomic(struct connection *) first;    /* head of the connection list */
+	struct tally_lock list_lock;           /* serialises list writers */
+	_Atomic uint8_t active;                /* 1 -> 0 once, under list_lock (I2) */
+	uint8_t id_len, user_len, language_len; /* immutable */
+	/* line 1: cold */
+	uint8_t tier_len;                      /* immutable */
+	struct tally_rcu_head rcu;             /* retire */
+	_Atomic(struct speaker_version *) speaker; /* exchanged by set_speaker */
 	int64_t created_at;
 	int64_t expires_at;
 	/* Immutable once published, each followed by its NUL: session_id (only when longer
@@ -111,12 +117,23 @@ struct session {
 	char text[];
 };
 
-_Static_assert(offsetof(struct session, listener_count) == 48 &&
-		       sizeof(struct tally_rcu_map_node) == 24,
-	       "a short id's lookup and the count read share the session's first line");
-_Static_assert(offsetof(struct session, first) == 88 &&
-		       offsetof(struct session, list_lock) == 96,
-	       "the lengths use active's padding: line 1 is laid out as before");
+_Static_assert(sizeof(struct tally_rcu_map_node) == 24 &&
+		       offsetof(struct session, language_len) == 63 &&
+		       offsetof(struct session, tier_len) == 64,
+	       "a lookup, a count read, a join and a leave touch only the session's first line");
+
+/* The listener count: moves under list_lock (inc on a listener's link, dec on its unlink),
+ * so it never leaves [0, INT64_MAX] (a refused move would mean a broken I3 and is ignored,
+ * as the gauge's verdict). Reads acquire: they pair with the move's acq_rel. */
+static inline void tally_session_listeners_move(struct session *session, int64_t delta)
+{
+	tally_gauge_move(&session->listener_count, 0, TALLY_GAUGE_NO_CEILING, delta, NULL);
+}
+
+static inline int64_t tally_session_listeners(const struct session *session)
+{
+	return atomic_load_explicit(&session->listener_count, memory_order_acquire);
+}
 
 /* The session's id, *len bytes; not NUL-terminated when it is the short copy. Immutable
  * once published. */

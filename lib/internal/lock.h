@@ -1,0 +1,51 @@
+/*
+ * lib/internal/lock.h: a mutex in one 4-byte futex word, for a lock that must share a cache
+ * line with what it guards. A session's list lock sits on the line a lookup has already
+ * brought in, beside the list head and the listener count, so a join or a leave writes one
+ * line; a 40-byte pthread_mutex_t did not fit there and cost every join and leave a second
+ * line, which on two cores means a second cache-line transfer.
+ *
+ * States: 0 free, 1 held, 2 held and a thread may be asleep on it (the three-state mutex of
+ * Drepper's "Futexes Are Tricky"). The sleep and wake-up are liburcu's futex wrapper.
+ * - acquire: acquire ordering; spins briefly, then sleeps (FUTEX_WAIT), so a holder that is
+ *   preempted or runs a long callback costs its waiters no CPU.
+ * - release: release ordering; a FUTEX_WAKE only when state 2 says someone may sleep.
+ * Like PTHREAD_MUTEX_NORMAL: not recursive, no owner check, not robust. Internal only.
+ */
+#ifndef TALLY_INTERNAL_LOCK_H
+#define TALLY_INTERNAL_LOCK_H
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct tally_lock {
+	_Atomic int32_t state;
+};
+
+enum { TALLY_LOCK_FREE = 0, TALLY_LOCK_HELD = 1, TALLY_LOCK_SLEEPERS = 2 };
+
+static inline void tally_lock_init(struct tally_lock *lock)
+{
+	atomic_init(&lock->state, TALLY_LOCK_FREE);
+}
+
+/* The contended paths (lib/internal/lock.c). */
+void tally_lock_acquire_contended(struct tally_lock *lock);
+void tally_lock_wake_one(struct tally_lock *lock);
+
+static inline void tally_lock_acquire(struct tally_lock *lock)
+{
+	int32_t expected = TALLY_LOCK_FREE;
+
+	if (!atomic_compare_exchange_strong_explicit(&lock->state, &expected, TALLY_LOCK_HELD,
+						     memory_order_acquire, memory_order_relaxed))
+		tally_lock_acquire_contended(lock);
+}
+
+static inline void tally_lock_release(struct tally_lock *lock)
+{
+	if (atomic_exchange_explicit(&lock->state, TALLY_LOCK_FREE, memory_order_release) ==
+	    TALLY_LOCK_SLEEPERS)
+		tally_lock_wake_one(lock);
+}
+
+#endif
