@@ -7,12 +7,17 @@
  * pool. So a sub that took n "above" tokens cannot have broken the floor, and an add that took
  * n "headroom" tokens cannot break the ceiling, whatever else runs.
  *
- * A thread works on shard (thread index & (shards - 1)), shards a power of two. Taking n tokens tries, in order: its own
- * shard, any single shard holding n, then gathering parts from every shard. Gathering marks
+ * A thread works on the shard of the CPU it runs on (cpu & (shards - 1), shards a power of
+ * two, one per CPU by default), so threads running at the same time on different CPUs work
+ * on different shards. Sharding by tally's thread index instead gave two threads the same
+ * shard whenever their indices were equal modulo the shard count: with two shards, the
+ * benchmark's main thread and a worker collided in some process runs and not in others, and
+ * then ran at the speed of one contended word. Taking n tokens tries, in order: its own shard, any single shard holding n, then gathering parts from every shard. Gathering marks
  * itself in `in_flight` and a failed gather gives its parts back and bumps `returns`; a scan
  * that fails while either moved retries, so a failure that is not linearizable needs tokens
  * to be in flight across TALLY_SGAUGE_RETRIES consecutive scans.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <unistd.h>
@@ -102,11 +107,16 @@ int tally_sgauge_destroy(struct tally_sgauge *gauge)
 	return TALLY_OK;
 }
 
+/* sched_getcpu reads the CPU from the thread's rseq area (glibc 2.35+): about 2 ns here (a
+ * cached copy refreshed every 64 calls measured no faster). The thread may move right after;
+ * that costs a shared line, never correctness. */
 static unsigned own_shard(const struct tally_sgauge *gauge)
 {
-	int index = tally_thread_index();
+	int cpu = sched_getcpu();
 
-	return index < 0 ? 0 : (unsigned)index & (gauge->shard_count - 1);
+	if (cpu < 0) /* no getcpu: fall back to the thread index */
+		cpu = tally_thread_index();
+	return cpu < 0 ? 0 : (unsigned)cpu & (gauge->shard_count - 1);
 }
 
 /* Takes up to `want` tokens from one shard; returns how many it took. acq_rel orders the
