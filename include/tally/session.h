@@ -21,10 +21,10 @@
  *   torn), but the copy is not a snapshot across fields: listener_count may be a join newer
  *   than `active`.
  * - Session create/delete, connection delete: lock-free in the maps; the per-session list
- *   update after a map change takes the session's mutex (held for a few stores, never across
- *   a user callback).
+ *   update after a map change takes the session's list lock (a futex mutex held for a few
+ *   stores, never across a user callback).
  * - Join (and tally_connection_create) is linearizable with speaker disconnect and session
- *   delete: it checks `active` and inserts under the session's mutex, so a join either lands
+ *   delete: it checks `active` and inserts under that lock, so a join either lands
  *   before the session goes inactive (and is swept and counted down by the sweep) or fails
  *   with TALLY_EINACTIVE / TALLY_ENOTFOUND leaving nothing behind.
  * - Exactly once: every connection is removed from the connection map by exactly one call
