@@ -85,8 +85,10 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 static void free_session_object(struct session *session)
 {
 	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
-	free(atomic_load_explicit(&session->speaker, memory_order_relaxed));
-	tally_free_aligned(session);
+	struct session_cold *cold = tally_session_cold(session);
+
+	free(atomic_load_explicit(&cold->speaker, memory_order_relaxed));
+	tally_free_aligned(cold); /* the allocation starts with the cold line */
 }
 
 static void free_session(struct tally_rcu_map_node *node)
@@ -96,7 +98,7 @@ static void free_session(struct tally_rcu_map_node *node)
 
 static void reclaim_session(struct tally_rcu_head *rcu)
 {
-	free_session_object(caa_container_of(rcu, struct session, rcu));
+	free_session_object(tally_session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
 }
 
 /* The lengths of a create's strings, measured once by the check. */
@@ -125,10 +127,11 @@ static int check_session_params(const struct tally_session_params *params,
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
 
-/* The fixed part and the packed strings with their NULs. */
+/* The cold line, the first line and the packed strings with their NULs. */
 static size_t session_size(const struct session_lengths *len)
 {
-	return sizeof(struct session) + (len->id > SESSION_SHORT_ID ? len->id + 1 : 0) +
+	return SESSION_COLD_SPACE + sizeof(struct session) +
+	       (len->id > SESSION_SHORT_ID ? len->id + 1 : 0) +
 	       len->user + 1 + len->language + 1 + len->tier + 1;
 }
 
@@ -136,23 +139,25 @@ static struct session *new_session(struct tally_session_table *table,
 				   const struct tally_session_params *params,
 				   const struct session_lengths *len)
 {
-	struct session *session = tally_alloc_aligned(session_size(len));
+	struct session_cold *cold = tally_alloc_aligned(session_size(len));
 	struct speaker_version *speaker =
 		new_speaker_version(params->speaker_connection_id, len->speaker);
+	struct session *session;
 	const char *key;
 	size_t key_len;
 	char *text;
 
-	if (!session || !speaker) {
-		tally_free_aligned(session);
+	if (!cold || !speaker) {
+		tally_free_aligned(cold);
 		free(speaker);
 		return NULL;
 	}
+	session = tally_session_of_cold(cold);
 	/* checked lengths: each <= UINT8_MAX (static assert in session/internal.h) */
 	session->id_len = (uint8_t)len->id;
 	session->user_len = (uint8_t)len->user;
 	session->language_len = (uint8_t)len->language;
-	session->tier_len = (uint8_t)len->tier;
+	cold->tier_len = (uint8_t)len->tier;
 	text = session->text;
 	if (len->id <= SESSION_SHORT_ID)
 		memcpy(session->short_id, params->session_id, len->id);
@@ -161,11 +166,11 @@ static struct session *new_session(struct tally_session_table *table,
 	text = tally_session_pack_string(text, params->speaker_user_id, len->user);
 	text = tally_session_pack_string(text, params->source_language, len->language);
 	tally_session_pack_string(text, params->quality_tier, len->tier);
-	session->created_at = tally_session_now(table);
-	session->expires_at = tally_session_expiry(session->created_at, params->ttl_ms,
-						   table->config.session_ttl_ms);
+	cold->created_at = tally_session_now(table);
+	cold->expires_at = tally_session_expiry(cold->created_at, params->ttl_ms,
+						table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
-	atomic_init(&session->speaker, speaker);
+	atomic_init(&cold->speaker, speaker);
 	atomic_init(&session->first, NULL);
 	atomic_init(&session->listener_count, 0);
 	tally_lock_init(&session->list_lock);
@@ -194,7 +199,7 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 	removed = tally_connection_remove_all(table, session, NULL);
 	tally_lock_release(&session->list_lock);
 	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
-	tally_rcu_retire(&session->rcu, reclaim_session); /* I4 */
+	tally_rcu_retire(&tally_session_cold(session)->rcu, reclaim_session); /* I4 */
 	if (connections_deleted)
 		*connections_deleted = removed;
 	return TALLY_OK;
@@ -341,6 +346,7 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 		      struct tally_session_info *info)
 {
 	struct session *session;
+	struct session_cold *cold;
 	struct speaker_version *speaker;
 	const char *id;
 	size_t id_len;
@@ -350,17 +356,18 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
+	cold = tally_session_cold(session);
 	/* the strings are immutable once published; each is copied by its stored length */
 	id = tally_session_id(session, &id_len);
 	tally_session_copy_string(info->session_id, id, id_len);
 	tally_session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
 	tally_session_copy_string(info->source_language, language_of(session),
 				  session->language_len);
-	tally_session_copy_string(info->quality_tier, tier_of(session), session->tier_len);
-	info->created_at = session->created_at;
-	info->expires_at = session->expires_at;
+	tally_session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
+	info->created_at = cold->created_at;
+	info->expires_at = cold->expires_at;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
-	speaker = atomic_load_explicit(&session->speaker, memory_order_acquire);
+	speaker = atomic_load_explicit(&cold->speaker, memory_order_acquire);
 	tally_session_copy_string(info->speaker_connection_id, speaker->connection_id,
 				  speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
@@ -427,7 +434,8 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	} else {
 		/* acq_rel: release publishes the new bytes (pairs with get's acquire); acquire
 		 * orders the old version's last readers before we retire it */
-		old = atomic_exchange_explicit(&session->speaker, version, memory_order_acq_rel);
+		old = atomic_exchange_explicit(&tally_session_cold(session)->speaker, version,
+					       memory_order_acq_rel);
 		tally_rcu_retire(&old->rcu, free_speaker_version);
 	}
 	tally_rcu_read_unlock();
@@ -503,7 +511,7 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	tally_lock_acquire(&session->list_lock);
 	local.connections_deleted = tally_connection_remove_all(table, session, NULL);
 	tally_lock_release(&session->list_lock);
-	local.duration_ms = tally_session_now(table) - session->created_at;
+	local.duration_ms = tally_session_now(table) - tally_session_cold(session)->created_at;
 	tally_rcu_read_unlock();
 	if (result)
 		*result = local;
@@ -535,7 +543,7 @@ static int sweep_session(struct tally_rcu_map_node *node, void *arg)
 	struct session *session = caa_container_of(node, struct session, node);
 	int64_t removed = 0;
 
-	if (expired(session->expires_at, state->now) &&
+	if (expired(tally_session_cold(session)->expires_at, state->now) &&
 	    delete_session(state->table, session, &removed) == TALLY_OK) {
 		state->result.sessions_deleted++;
 		state->result.connections_deleted += removed;

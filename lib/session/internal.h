@@ -84,18 +84,21 @@ struct speaker_version {
 };
 
 /* Allocated cache-line aligned (tally_alloc_aligned) and sized to its strings
- * (session_size in lib/session.c). Line 0 holds everything that a lookup of an id of up to
- * SESSION_SHORT_ID bytes, a listener count read, a join and a leave touch: the map node, a
- * copy of the id that the node keys on, the count, the list head and its lock. So a join or a
- * leave writes one line of the session, the one its lookup brought in; with two cores every
- * further line it wrote was another cache-line transfer (~230 ns each way on the VM tally is
- * benched on). That is why the lock is a 4-byte futex word (internal/lock.h) and the count
- * a bare gauge word with constant bounds (internal/gauge.h): pthread_mutex_t (40 bytes) and
- * struct tally_gauge (32) do not fit. A longer id is stored in text and keyed there, one or
- * two more lines for a lookup. The fixed part is 120 bytes; the strings follow it packed. */
+ * (session_size in lib/session.c), as three parts: the cold fields (struct session_cold) in
+ * the cache line before the session, the session's first line, then its strings packed with
+ * their NULs. The session pointer points at the first line.
+ *
+ * Line 0 holds everything that a lookup of an id of up to SESSION_SHORT_ID bytes, a listener
+ * count read, a join and a leave touch: the map node, a copy of the id that the node keys on,
+ * the count, the list head and its lock. So a join or a leave writes one line of the session,
+ * the one its lookup brought in; with two cores every further line it wrote was another
+ * cache-line transfer (~230 ns each way on the VM tally is benched on). That is why the lock
+ * is a 4-byte futex word (internal/lock.h) and the count a bare gauge word with constant
+ * bounds (internal/gauge.h): pthread_mutex_t (40 bytes) and struct tally_gauge (32) do not
+ * fit. A longer id (a 36-byte UUID, say) is the first packed string, right after line 0: its
+ * lookup reads one more line, not the two it read when the cold fields came first. */
 #define SESSION_SHORT_ID 16
 struct session {
-	/* line 0 */
 	struct tally_rcu_map_node node;        /* in table->sessions */
 	char short_id[SESSION_SHORT_ID];       /* the key when the id fits; immutable */
 	/* A floor-guarded gauge, floor 0, no ceiling: moved by tally_gauge_move under
@@ -105,22 +108,38 @@ struct session {
 	struct tally_lock list_lock;           /* serialises list writers */
 	_Atomic uint8_t active;                /* 1 -> 0 once, under list_lock (I2) */
 	uint8_t id_len, user_len, language_len; /* immutable */
-	/* line 1: cold */
-	uint8_t tier_len;                      /* immutable */
-	struct tally_rcu_head rcu;             /* retire */
-	_Atomic(struct speaker_version *) speaker; /* exchanged by set_speaker */
-	int64_t created_at;
-	int64_t expires_at;
 	/* Immutable once published, each followed by its NUL: session_id (only when longer
 	 * than SESSION_SHORT_ID, else it is short_id), speaker_user_id, source_language,
 	 * quality_tier. */
 	char text[];
 };
 
-_Static_assert(sizeof(struct tally_rcu_map_node) == 24 &&
-		       offsetof(struct session, language_len) == 63 &&
-		       offsetof(struct session, tier_len) == 64,
+/* What only create, get, set_speaker, speaker disconnect, sweeps and reclaim touch. */
+struct session_cold {
+	struct tally_rcu_head rcu;                 /* retire */
+	_Atomic(struct speaker_version *) speaker; /* exchanged by set_speaker */
+	int64_t created_at;
+	int64_t expires_at;
+	uint8_t tier_len;                          /* immutable */
+};
+
+#define SESSION_COLD_SPACE 64 /* one line: the session after it stays line-aligned */
+
+_Static_assert(sizeof(struct tally_rcu_map_node) == 24 && sizeof(struct session) == 64 &&
+		       offsetof(struct session, language_len) == 63,
 	       "a lookup, a count read, a join and a leave touch only the session's first line");
+_Static_assert(sizeof(struct session_cold) <= SESSION_COLD_SPACE,
+	       "the cold fields fit the line before the session");
+
+static inline struct session_cold *tally_session_cold(const struct session *session)
+{
+	return (struct session_cold *)((char *)session - SESSION_COLD_SPACE);
+}
+
+static inline struct session *tally_session_of_cold(struct session_cold *cold)
+{
+	return (struct session *)((char *)cold + SESSION_COLD_SPACE);
+}
 
 /* The listener count: moves under list_lock (inc on a listener's link, dec on its unlink),
  * so it never leaves [0, INT64_MAX] (a refused move would mean a broken I3 and is ignored,
