@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/counter.c: tally's counter and gauges against the peers a user would otherwise write,
  * side by side in one program and one run, at 1, 2 and 4 threads.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/harness.c: registration, flags, and the runner of tally's Google-Benchmark-compatible
  * harness (the reporters are in bench/report.c). What it copies from Google Benchmark 1.7.1

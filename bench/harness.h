@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/harness.h: tally's C benchmark harness, behaving like Google Benchmark 1.7 so that its
  * flags, console table and JSON output (and Google Benchmark's compare.py) work unchanged.

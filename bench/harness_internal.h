@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/harness_internal.h: what the runner (harness.c) hands the reporters (report.c).
  * Private to the harness; bench programs include only harness.h.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/plot.gp: throughput against thread count for one family, from summary.py's .dat file
 # (first column threads, then one column of items/s per impl, impl names in the header).
 # Usage: gnuplot -e "datafile='counter.dat'; outfile='counter.png'" plot.gp

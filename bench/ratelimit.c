@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/ratelimit.c: the per-key rate limiter against what a server would otherwise write, a
  * token bucket per key in a hash table behind one pthread_mutex. Same program, same run.

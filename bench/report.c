@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/report.c: the console, JSON and CSV reporters and the machine context, with the
  * field names, column widths and number formats of Google Benchmark 1.7.1 (Debian's

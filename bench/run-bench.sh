@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/run-bench.sh: what `make bench` runs. Runs each bench program with Google Benchmark
 # flags, keeps its JSON in RESULTS/<program>.json (the console table goes to the terminal),
 # then prints the tally-vs-peer ratio table (also RESULTS/summary.txt) and draws

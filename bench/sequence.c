@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/sequence.c: the sequence allocator against what a user would otherwise write, in one
  * run. Families (no underscore, see mk/bench.am): sequencestrict, sequencedaily,

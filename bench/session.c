@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * bench/session.c: the session table against what a user would otherwise write, in one run.
  * Names follow docs/bench.md: BM_<family>_<impl>, impls starting with "tally" are ours.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """bench/summary.py: the ratio table of `make bench`, from Google-Benchmark-format JSON files.
 
 Usage: summary.py RESULTS_DIR FILE.json...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * examples/broadcast.c: the connect/disconnect handlers of a WebSocket broadcast service on
  * tally's session table instead of a Sessions and a Connections table.

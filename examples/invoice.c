@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * examples/invoice.c: invoice numbers for two tenants with a crash-safe lease file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * examples/listeners.c: the hot path of a broadcast server, in process.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * examples/ratelimit.c: an HTTP-style front door. Each client address gets 5 requests per
  * second with bursts of 5 (GCRA); refused requests get a 429 with Retry-After and RateLimit-*

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Connections (tally/session.h) and the per-session list that indexes them.
  *

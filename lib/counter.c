@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Sharded counter (see tally/counter.h for the contract).
  *

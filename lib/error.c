@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tally_strerror: one sentence per error code, indexed by code. */
 #include <stddef.h>
 #include "tally/error.h"
@@ -26,6 +27,8 @@ static const char *const messages[TALLY_ERR_COUNT] = {
 	[TALLY_ETHREAD] = "thread not registered",
 	[TALLY_ETIMEDOUT] = "timed out",
 	[TALLY_EUNAVAIL] = "store unavailable",
+	[TALLY_EPERM] = "store refused authentication or permission",
+	[TALLY_EFENCED] = "store writer fenced (epoch superseded or reaped)",
 };
 
 const char *tally_strerror(int err)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Single-word floor-guarded gauge (see tally/gauge.h).
  * Invariant: floor <= value <= ceiling at every instant; every update is one CAS that checks

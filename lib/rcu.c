@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally's RCU domain: automatic thread registration and annotated reclamation.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Sharded floor-guarded gauge (see tally/gauge.h for the contract).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Process-wide registry of dense thread indices (see tally/static/thread_index.h).
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/build.sh NAME [configure args...]: configures and builds tally out of tree in
 # build/NAME (release, tsan, asan). Reconfigures only when the arguments changed.
 set -eu

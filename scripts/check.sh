@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/check.sh: the full test suite. Sets everything up, then builds and tests tally three
 # ways: optimised (-O2) with `make distcheck`, ThreadSanitizer, and AddressSanitizer + UBSan.
 # Each way runs the unit tests (TAP, every case counted) and the short stress suite.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/main.sh: the main job. Sets everything up, builds an optimised tally, runs every
 # stress program (invariants under threads, processes and crashes) and the benchmarks against
 # their peers, and prints the summary. Results land in build/release/bench/results/.

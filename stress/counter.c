@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/counter.c: writers add to one sharded counter for the whole run while a flusher
  * drains it continuously and short-lived threads come and go (a thread pool's churn).

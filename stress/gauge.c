@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/gauge.c: listener joins and leaves on one hot gauge, single-word and sharded, with
  * greedy multi-unit decrements and a ceiling. A monitor reads continuously.

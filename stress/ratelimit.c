@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/ratelimit.c: workers hammer a fixed-window and a GCRA limiter (a few hot keys and a
  * stream of cold keys against a key cap) while the clock steps forward and a sweeper expires

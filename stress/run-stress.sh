@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Runs each stress program for SECONDS and prints its summary line; exits 1 if any failed.
 # Usage: run-stress.sh SECONDS PROGRAM...
 seconds=$1; shift

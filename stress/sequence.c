@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/sequence.c: the sequence allocator under threads, processes and kill -9.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/session.c: joins, duplicate and concurrent disconnects, speaker disconnects, session
  * delete/re-create and TTL sweeps on a moving injected clock, with readers walking the lists,

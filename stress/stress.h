@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stress/stress.h: the shared shape of tally's stress programs. Each program runs for
  * `seconds` (argv[1], default 5) on `threads` (argv[2], default 4), checks its invariants

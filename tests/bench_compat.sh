@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # tests/bench_compat.sh: the bench harness behaves like Google Benchmark 1.7 where tools and
 # people notice: flags and exit statuses, JSON fields, aggregates, CSV, and Google
 # Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/bench_harness.c: a small bench program for tests/bench_compat.sh, which checks the
  * harness's flags, exit statuses and output formats and feeds its JSON to Google Benchmark's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/connection.c: connections and the per-session index: create/get/delete, batch
  * delete, visits by role and target language, distinct languages, delete by filter,
  * concurrent duplicate disconnects racing readers walking the list, and every field's round

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/counter.c: every call and error of tally_counter, then exact totals under threads. */
 #include <stdint.h>
 #include "tally/counter.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/error.c: tally_strerror covers every code and never returns NULL. */
 #include <string.h>
 #include "tally/error.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/gauge.c: single-word floor-guarded gauge: every call and error, then threads. */
 #include <stdint.h>
 #include "tally/gauge.h"

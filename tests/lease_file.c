@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/lease_file.c: the file lease provider (lib/sequence/lease_file.c): records persist
  * across reopen, corruption is detected, a torn append is recovered, threads and processes sharing one file get

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/lock.c: the futex-word mutex (lib/internal/lock.c): mutual exclusion under
  * contention, waiters that must sleep, and the word's state afterwards. */
 #include <stdatomic.h>

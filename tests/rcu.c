@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/rcu.c: registration is automatic and idempotent; retire runs after readers leave;
  * per-thread retire batches are flushed by barriers, thread exit and unregistration; inline
  * reclamation frees in the retiring thread, after readers, every 2,048 retires. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/rcu_map.c: the shared string-keyed RCU map: unique insert, exactly-once remove,
  * lookups racing removes and reclamation. */
 #include <stdatomic.h>

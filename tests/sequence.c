@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/sequence.c: the sequence allocator (registry, strict and cached issuing, period
  * rollover, reservations, leases with the in-memory provider). Template details are in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/sequence_format.c: templates (lib/sequence/format.c) through the public API:
  * every field, escapes, the reset/date-unit rule, widths and buffer sizes.

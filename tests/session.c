@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/session.c: session table, the join/leave/speaker-disconnect lifecycle, TTL sweeps on
  * an injected clock, the background sweeper, and the listener-count invariant under
  * concurrent joins, duplicate disconnects, speaker disconnects and sweeps. */

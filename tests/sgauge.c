@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/sgauge.c: sharded floor-guarded gauge: every call and error, gathering, threads. */
 #include <stdint.h>
 #include "tally/gauge.h"

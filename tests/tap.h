@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/tap.h: a minimal TAP producer for Automake's tap-driver.sh.
  * Each check prints "ok N - name" or "not ok N - name"; tap_done() prints the plan and

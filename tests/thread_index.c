@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/thread_index.c: dense indices, unique among live threads, reused after exit. */
 #include <stdint.h>
 #include "tally/static/thread_index.h"

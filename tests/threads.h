@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/threads.h: start N threads on one function behind a barrier, join them all.
  * Shared by the concurrent tests and the stress programs.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/counter.h: sharded counter for hot, unbounded counts (page views, bytes, events).
  *

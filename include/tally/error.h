@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/error.h: the error model shared by every tally structure.
  *
@@ -38,6 +39,8 @@ enum tally_err {
 	TALLY_ETHREAD,     /* the calling thread is not registered where the call requires it */
 	TALLY_ETIMEDOUT,   /* an operation with a deadline did not complete in time */
 	TALLY_EUNAVAIL,    /* a remote store is unreachable; the data is kept for retry */
+	TALLY_EPERM,       /* the store refused authentication or permission */
+	TALLY_EFENCED,     /* a store writer's epoch was superseded or reaped */
 	TALLY_ERR_COUNT    /* number of codes; not an error */
 };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/gauge.h: floor-guarded gauges (listener counts, stock levels).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/lease.h: durable high-water marks for tally's sequence allocator (hi/lo leases).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/ratelimit.h: per-key rate limiter (API keys, client addresses, user ids), the
  * in-process form of a RateLimits table (identifier, count, window start, TTL) updated with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/rcu.h: the RCU domain behind tally's tables (sessions, connections, sequence
  * registries, rate-limit keys). tally uses liburcu's memb flavour (membarrier-based: readers

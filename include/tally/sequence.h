@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/sequence.h: per-tenant sequence allocator (invoice numbers such as INV-20261123-000001).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/session.h: the session and connection tables of a broadcast service (one speaker,
  * many listeners, each listener on a target language), with the join/disconnect lifecycle

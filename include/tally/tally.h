@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tally/tally.h: every public tally header. Include the one you use, or this. */
 #ifndef TALLY_TALLY_H
 #define TALLY_TALLY_H

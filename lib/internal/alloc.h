@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/alloc.h: cache-line-aligned, zeroed allocations for shards and slots.
  * Backed by jemalloc's mallocx when configured --with-jemalloc (the default when found),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/backoff.h: bounded exponential backoff for CAS retry loops, from Concurrency
  * Kit's ck_backoff_eb (a plain spin, no atomics, so it is invisible to ThreadSanitizer).

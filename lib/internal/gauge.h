@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/gauge.h: the floor-guarded update of tally/gauge.h on a bare value word, for
  * a structure that keeps a gauge's value where it needs it and its bounds as constants (a

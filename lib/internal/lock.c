@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The contended paths of the futex-word mutex (see lock.h).
  */

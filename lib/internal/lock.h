@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/lock.h: a mutex in one 4-byte futex word, for a lock that must share a cache
  * line with what it guards. A session's list lock sits on the line a lookup has already

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/rcu.h: deferred reclamation for tally's tables, with the ThreadSanitizer
  * edges liburcu cannot show (see internal/tsan.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * String-keyed RCU map on cds_lfht (see rcu_map.h).
  * liburcu publishes and unlinks nodes with inline-assembly atomics that ThreadSanitizer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/rcu_map.h: a string-keyed, RCU-protected hash map on liburcu's cds_lfht
  * (memb flavour, auto-resizing). Shared by every tally table: sessions, connections,

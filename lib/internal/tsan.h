@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/tsan.h: ThreadSanitizer annotations for orderings TSan cannot see.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * GCRA, the generic cell rate algorithm (see tally/ratelimit.h), as a single word per key:
  * the theoretical arrival time TAT (ns on the limiter's clock). A unit costs T ns of TAT; a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/ratelimit/internal.h: what the rate limiter's files share (see tally/ratelimit.h).
  *

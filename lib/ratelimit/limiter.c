@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Per-key rate limiter: the key table, key lifecycle and the allow loop (see
  * tally/ratelimit.h). The algorithms are in window.c and gcra.c, sweeping in sweep.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Idle-key expiry for the rate limiter (see tally/ratelimit.h): the sweep call and the
  * optional background thread that runs it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Fixed window (see tally/ratelimit.h): at most `limit` units per key per window.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Template compiler and renderer for sequence numbers, and the period arithmetic
  * (tally/sequence.h, "Templates"). Pure functions: no shared state.

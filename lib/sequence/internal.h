@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/sequence/internal.h: pieces shared by the sequence allocator's files.
  */

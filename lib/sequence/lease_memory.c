@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * In-memory lease provider and the checked wrappers shared by every provider (tally/lease.h).
  * A mutex-protected array of records: leases are taken once per thousand numbers, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Reservations and the strict-mode release list (tally/sequence.h, "Reservations").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Per-tenant sequence allocator (tally/sequence.h): registry, issuing, leases.
  * Reservations and the release list live in reserve.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/sequence/series.h: the series and registry structs, shared by sequence.c and
  * reserve.c. Field comments say who writes what.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/session/internal.h: the objects behind tally/session.h, shared by lib/session.c
  * (table, sessions, lifecycle, sweeps) and lib/connection.c (connections and the per-session

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/ratelimit/common.h: the injectable clocks the rate limiter tests drive.
  * shared_clock: one atomic "now" every thread reads (held fixed or stepped by the test).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/ratelimit/create_race.c: a key's creator that is preempted between its missed lookup
  * and its insert, while another caller creates the key, fills it and a sweep kills it at a

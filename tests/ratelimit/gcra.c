@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/ratelimit/gcra.c: GCRA: burst, rate, costs, rounding of the emission interval, and
  * the bound (admitted over a span <= burst + span / T) under many threads. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/ratelimit/limiter.c: the limiter's contract around the algorithms: config and input
  * errors (nothing changes), key length and bytes, the key cap, peek, reset, the creation race,
  * destroy. */

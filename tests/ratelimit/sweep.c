@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/ratelimit/sweep.c: idle-key expiry: what a sweep may remove (and when), the background
  * sweeper and its shutdown, and sweeps racing allows without losing an admission. */
 #include <stdio.h>

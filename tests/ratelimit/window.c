@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/ratelimit/window.c: fixed window: counting, costs, boundaries, stale clock readings,
  * and exactness (admitted per window == min(limit, attempts)) under many threads. */
 #include <stdio.h>

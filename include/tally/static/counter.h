@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/static/counter.h: layout and inline fast paths of tally_counter.
  * Fields are private: use the calls in tally/counter.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/static/sequence.h: the inline fast paths of tally_series_next. Everything here is
  * private: use the calls in tally/sequence.h.

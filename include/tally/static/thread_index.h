@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tally/static/thread_index.h: the per-thread index behind tally's sharded structures.
  * Included by headers whose fast paths are inline; not a public API of its own.
