@@ -180,15 +180,28 @@ bool tally_store_err_transient(int err);
 
 /* ---- the writer ----------------------------------------------------------------------- */
 
+/* What tally_store_writer_open found and made. The prior fields describe the id's latest
+ * epoch before this open (all 0 if the id is new): a flusher that was fenced with a flush
+ * of seq S under epoch E still pending knows that flush landed iff prior_epoch == E and
+ * prior_last_seq >= S (nothing can land under E once the new epoch exists). */
+struct tally_store_epoch_info {
+	uint64_t epoch;          /* the new epoch */
+	uint64_t prior_epoch;    /* the id's highest epoch before this open; 0 if none */
+	uint64_t prior_last_seq; /* the last flush applied under prior_epoch */
+	bool prior_reaped;       /* prior_epoch had been reaped (its lease expired) */
+};
+
 /*
  * tally_store_writer_open: registers this handle as a new epoch of options.writer_id:
  * epoch = max(every earlier epoch of the id) + 1, lease expiry = store now + writer_ttl_ms,
- * last seq 0. Older epochs of the id are fenced and their gauge contributions and
- * connection records are removed (a new incarnation republishes its own). *epoch_out may be
- * NULL. Errors: ESTATE (a writer is already open on this handle), EPERM, EUNAVAIL,
- * ETIMEDOUT, EBUSY, EIO.
+ * last seq 0. Older epochs of the id are fenced, atomically with the registration, and
+ * their gauge contributions and connection records are removed (a new incarnation
+ * republishes its own). info (may be NULL) gets the new epoch and the prior one's state.
+ * Errors: ESTATE (a writer is already open on this handle), EPERM, EUNAVAIL, ETIMEDOUT,
+ * EBUSY, EIO. After EUNAVAIL/ETIMEDOUT the registration may have happened: calling again
+ * opens yet another epoch, which is safe (epochs need not be consecutive).
  */
-int tally_store_writer_open(struct tally_store *store, uint64_t *epoch_out);
+int tally_store_writer_open(struct tally_store *store, struct tally_store_epoch_info *info);
 
 /* The writer id and epoch of this handle. Errors: EINVAL, ESTATE (no writer open). */
 int tally_store_writer_identity(const struct tally_store *store,
@@ -307,7 +320,8 @@ struct tally_store_ops {
 	int (*open)(const char *url, const struct tally_store_options *options, void **impl,
 		    char *error, size_t error_size);
 	void (*close)(void *impl);
-	int (*writer_open)(void *impl, const char *writer_id, int64_t ttl_ms, uint64_t *epoch);
+	int (*writer_open)(void *impl, const char *writer_id, int64_t ttl_ms,
+			   struct tally_store_epoch_info *info);
 	int (*heartbeat)(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms);
 	int (*flush)(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms,
 		     const struct tally_store_batch *batch, struct tally_store_flush_result *result);
