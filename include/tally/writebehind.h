@@ -24,7 +24,12 @@
  * TALLY_EFENCED (another handle opened the same writer id, or the writer was reaped) it opens
  * a new epoch, learns from struct tally_store_epoch_info whether the pending batch landed,
  * re-sends its counter deltas under the new epoch if it did not, and republishes every gauge
- * and record. So every increment reaches the store total exactly once, whatever fails.
+ * and record. So every increment reaches the store total exactly once, whatever fails, with
+ * one exception that store.h cannot resolve: a batch whose send failed ambiguously (EUNAVAIL,
+ * ETIMEDOUT) when *another handle* opened the same writer id (not a reap). The store then
+ * reports the other handle's epoch as the prior one and keeps no seq of ours, so the flusher
+ * re-sends (it may count twice), counts it in stats.fence_unresolved and calls on_error.
+ * Give every process its own writer id and this cannot happen.
  *
  * What a crash loses. A process killed (kill -9) loses what was added since the last
  * acknowledged flush: at most one interval plus one flush latency of changes while the store
@@ -180,6 +185,7 @@ struct tally_writebehind_stats {
 	int64_t epochs;             /* writer epochs opened (1 + recoveries) */
 	int64_t fenced;             /* EFENCED recoveries */
 	int64_t resent_after_fence; /* pending batches whose deltas were re-sent in a new epoch */
+	int64_t fence_unresolved;   /* ... of them possibly landed before (see Exactly once) */
 	int64_t transient_errors;
 	int64_t permanent_errors;
 	int last_error;             /* enum tally_err of the last failure, 0 if none */

@@ -148,23 +148,32 @@ static void acknowledge(struct tally_writebehind *wb, const struct tally_store_f
 
 /* ---- epochs ------------------------------------------------------------------------------ */
 
+static const char unresolved_text[] =
+	"writer fenced by another handle of its id while a flush was unresolved: the store "
+	"keeps no seq of the superseded epoch, so its counter deltas were re-sent (they may "
+	"count twice)";
+
 /* Lock held: a new epoch. The pending batch of the old one landed iff the store had applied
  * its seq under that epoch (store.h, struct tally_store_epoch_info); if not, its deltas and
  * records go back to be sent again. Gauges and records are republished either way: the new
- * epoch removed this writer's gauge contributions and connection records. */
-static void enter_epoch(struct tally_writebehind *wb, const struct tally_store_epoch_info *info)
+ * epoch removed this writer's gauge contributions and connection records. When the prior
+ * epoch is not ours (another handle opened the id after us), the store cannot tell whether
+ * a batch that failed ambiguously landed: it is re-sent and reported. Returns true then. */
+static bool enter_epoch(struct tally_writebehind *wb, const struct tally_store_epoch_info *info)
 {
 	struct wb_batch *batch = &wb->batch;
-	bool had_epoch = wb->epoch != 0;
+	bool had_epoch = wb->epoch != 0, unresolved = false;
 
 	if (batch->pending) {
 		if (info->prior_epoch == batch->epoch && info->prior_last_seq >= batch->seq) {
 			acknowledge(wb, NULL);
 		} else {
+			unresolved = info->prior_epoch != batch->epoch && batch->ambiguous;
 			tally__wb_requeue_values(wb);
 			tally__wb_requeue_records(wb);
 			batch->pending = false;
 			wb->stats.resent_after_fence++;
+			wb->stats.fence_unresolved += unresolved;
 		}
 	}
 	wb->epoch = info->epoch;
@@ -176,12 +185,14 @@ static void enter_epoch(struct tally_writebehind *wb, const struct tally_store_e
 		wb->republish = true;
 	}
 	note_contact(wb);
+	return unresolved;
 }
 
 static void open_writer(struct tally_writebehind *wb)
 {
 	struct tally_store_epoch_info info;
 	int err = tally_store_writer_open(wb->store, &info);
+	bool unresolved;
 
 	if (err == TALLY_ESTATE) {
 		/* the handle still holds the fenced epoch: let it go, then open anew */
@@ -193,8 +204,10 @@ static void open_writer(struct tally_writebehind *wb)
 		return;
 	}
 	pthread_mutex_lock(&wb->lock);
-	enter_epoch(wb, &info);
+	unresolved = enter_epoch(wb, &info);
 	pthread_mutex_unlock(&wb->lock);
+	if (unresolved && wb->config.on_error)
+		wb->config.on_error(TALLY_EFENCED, unresolved_text, wb->config.callback_arg);
 }
 
 static void fenced(struct tally_writebehind *wb)
@@ -226,15 +239,19 @@ static void build(struct tally_writebehind *wb)
 	err = tally__wb_take_values(wb);
 	if (err != TALLY_OK)
 		note_failure(wb, err, "writebehind: a key could not be read (left for later)");
-	batch->complete = tally__wb_take_records(wb) && err == TALLY_OK;
+	/* complete: nothing left behind, and no delete dropped past the bound (W3) */
+	batch->complete = tally__wb_take_records(wb) && err == TALLY_OK && !wb->tombstones_over;
 	batch->built_ms = tally__wb_now_ms();
 	batch->gen = gen;
 	if (batch->delta_count + batch->gauge_count + batch->record_count == 0) {
-		if (batch->complete) {
-			if (gen > wb->done_gen)
-				wb->done_gen = gen;
+		/* Nothing changed since the last acknowledgement. A flush request is answered
+		 * only once a heartbeat confirms the epoch still holds what was acknowledged
+		 * (a reaped writer's gauges and records are gone from the store). */
+		if (batch->complete && gen > wb->done_gen) {
+			wb->confirm_gen = gen;
+			wb->confirm_ms = batch->built_ms;
+		} else if (batch->complete) {
 			wb->durable_ms = batch->built_ms;
-			pthread_cond_broadcast(&wb->done);
 		}
 		return;
 	}
@@ -242,6 +259,7 @@ static void build(struct tally_writebehind *wb)
 	batch->seq = wb->last_seq + 1;
 	batch->epoch = wb->epoch;
 	batch->attempts = 0;
+	batch->ambiguous = false;
 }
 
 /* Sends the pending batch once. Returns true if more work is ready at once. */
@@ -279,6 +297,8 @@ static bool send(struct tally_writebehind *wb)
 		fenced(wb);
 		return true;
 	}
+	if (err == TALLY_EUNAVAIL || err == TALLY_ETIMEDOUT)
+		batch->ambiguous = true; /* it may have landed: only its seq can tell */
 	report_failure(wb, err);
 	return false;
 }
@@ -295,6 +315,11 @@ static void heartbeat(struct tally_writebehind *wb)
 		pthread_mutex_lock(&wb->lock);
 		wb->stats.heartbeats++;
 		note_contact(wb);
+		if (wb->confirm_gen > wb->done_gen) { /* see build */
+			wb->done_gen = wb->confirm_gen;
+			wb->durable_ms = wb->confirm_ms;
+			pthread_cond_broadcast(&wb->done);
+		}
 		pthread_mutex_unlock(&wb->lock);
 	}
 }
@@ -309,7 +334,7 @@ static void notify_backpressure(struct tally_writebehind *wb, bool due, size_t t
 /* One step (see the top of the file). Returns true if more work is ready at once. */
 static bool step(struct tally_writebehind *wb)
 {
-	bool pending, due, idle;
+	bool pending, due, idle, confirm;
 	size_t tombstones;
 	int err;
 
@@ -326,6 +351,7 @@ static bool step(struct tally_writebehind *wb)
 	if (!wb->batch.pending)
 		build(wb);
 	pending = wb->batch.pending;
+	confirm = !pending && wb->confirm_gen > wb->done_gen;
 	idle = !pending && wb->tombstones_over;
 	due = wb->backpressure_notify;
 	wb->backpressure_notify = false;
@@ -339,7 +365,7 @@ static bool step(struct tally_writebehind *wb)
 			report_failure(wb, err);
 		return false;
 	}
-	if (tally__wb_now_ms() - wb->last_contact_ms >= wb->config.heartbeat_ms)
+	if (confirm || tally__wb_now_ms() - wb->last_contact_ms >= wb->config.heartbeat_ms)
 		heartbeat(wb);
 	return false;
 }
