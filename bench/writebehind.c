@@ -17,6 +17,12 @@
  *   (an increment of each, then tally_writebehind_flush): items/s = dirty keys per second
  *   one flusher writes to SQLite (target >= 200,000/s).
  *
+ * BM_writebehindjoin_<impl>/1/real_time/threads:N: a listener join + leave pair on one session
+ *   (as bench/session.c's BM_sessionjoin_tally), each thread its own connection id:
+ *   tally      the table attached to a flusher (the change feed on: a push per connection
+ *              create and delete, an OR on the session per change), SQLite every 100 ms
+ *   nofeed     the same table, no flusher attached (the feed's cost when off: one load)
+ *
  * Counters reported: tally: flushes_per_s, rows_per_flush, flush_p50_us, flush_p99_us (the
  * flusher's own stats); every variant: cpu_share, each thread's CPU time over its real time
  * (averaged over the threads: 1.0 means both threads had a CPU the whole run). Each run
@@ -34,6 +40,8 @@
 #include <unistd.h>
 
 #include <tally/counter.h>
+#include <tally/rcu.h>
+#include <tally/session.h>
 #include <tally/store.h>
 #include <tally/writebehind.h>
 
@@ -498,6 +506,63 @@ static void bm_capacity(struct bench_state *state)
 	report_flusher(state);
 }
 
+/* ---- join/leave with the change feed on and off ------------------------------------------ */
+
+static struct tally_session_table *table;
+
+static void table_setup(const struct bench_state *state, bool attached)
+{
+	struct tally_session_params session = { .session_id = "talk",
+						.speaker_connection_id = "speaker",
+						.source_language = "en" };
+
+	counters_setup(state, attached);
+	tally_session_table_create(&table, NULL);
+	tally_session_create(table, &session);
+	if (attached)
+		tally_writebehind_add_sessions(flusher, table);
+}
+
+static void feed_setup(const struct bench_state *state)
+{
+	table_setup(state, true);
+}
+
+static void nofeed_setup(const struct bench_state *state)
+{
+	table_setup(state, false);
+}
+
+static void table_teardown(const struct bench_state *state)
+{
+	if (flusher)
+		tally_writebehind_remove_sessions(flusher, table);
+	tally_session_table_destroy(table);
+	counters_teardown(state);
+}
+
+static void bm_join(struct bench_state *state)
+{
+	char id[32];
+	struct tally_connection_params params = { id, "talk", "fr", 0, "192.0.2.1", 0 };
+	struct cpu_clock clock;
+	int64_t failed = 0;
+
+	snprintf(id, sizeof(id), "listener-%d", bench_thread_index(state));
+	tally_rcu_thread_register();
+	cpu_start(&clock);
+	while (bench_keep_running(state)) {
+		failed += tally_session_join(table, &params) != TALLY_OK;
+		failed += tally_session_leave(table, id) != TALLY_OK;
+	}
+	cpu_report(state, &clock);
+	bench_set_items_processed(state, bench_iterations(state));
+	if (failed)
+		bench_skip_with_error(state, "a join or leave failed");
+	if (flusher && bench_thread_index(state) == 0)
+		tally_writebehind_flush(flusher, TALLY_WRITEBEHIND_FOREVER);
+}
+
 /* ---- registration ------------------------------------------------------------------------ */
 
 static void add(const char *name, bench_fn fn, bench_hook setup, bench_hook teardown)
@@ -528,6 +593,16 @@ int main(int argc, char **argv)
 	add("BM_writebehind_noflusher", bm_noflusher, noflusher_setup, counters_teardown);
 	add("BM_writebehind_mutexmap", bm_mutexmap, mutexmap_setup, mutexmap_teardown);
 	add("BM_writebehind_naive", bm_naive, naive_setup, naive_teardown);
+	for (int attached = 1; attached >= 0; attached--) {
+		def = bench_register(attached ? "BM_writebehindjoin_tally"
+					      : "BM_writebehindjoin_nofeed", bm_join);
+		bench_def_setup(def, attached ? feed_setup : nofeed_setup);
+		bench_def_teardown(def, table_teardown);
+		bench_def_arg(def, 1);
+		bench_def_use_real_time(def);
+		bench_def_threads(def, 1);
+		bench_def_threads(def, 2);
+	}
 	def = bench_register("BM_writebehindcapacity_tally", bm_capacity);
 	bench_def_setup(def, flusher_setup);
 	bench_def_teardown(def, counters_teardown);

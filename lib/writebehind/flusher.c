@@ -338,6 +338,15 @@ static bool step(struct tally_writebehind *wb)
 	size_t tombstones;
 	int err;
 
+	/* the feeds are collected at every step, backing off or not: a queued object that was
+	 * deleted waits for its collection to be freed (F1) */
+	pthread_mutex_lock(&wb->lock);
+	tally__wb_collect(wb);
+	due = wb->backpressure_notify;
+	wb->backpressure_notify = false;
+	tombstones = wb->pending_tombstones;
+	pthread_mutex_unlock(&wb->lock);
+	notify_backpressure(wb, due, tombstones);
 	if (tally__wb_now_ms() < wb->next_try_ms)
 		return false;
 	if (!wb->writer_open) {
@@ -372,11 +381,12 @@ static bool step(struct tally_writebehind *wb)
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
-/* Lock held: sleeps until the next step is due (an interval, the backoff, a request). */
+/* Lock held: sleeps until the next step is due: an interval (also while backing off, so the
+ * feeds are collected), or a request once the backoff is over. */
 static void wait_for_step(struct tally_writebehind *wb)
 {
 	int64_t now = tally__wb_now_ms();
-	int64_t due = now < wb->next_try_ms ? wb->next_try_ms : now + wb->config.interval_ms;
+	int64_t due = now + wb->config.interval_ms;
 	struct timespec at;
 
 	while (!wb->stopping && now < due) {
