@@ -13,6 +13,9 @@
  *       LEASES acquires of BLOCK numbers on KEY through the store's lease provider, each
  *       number printed once its lease is durable ("n NUMBER"); then "done". The last lease
  *       is closed after using half of it, giving the rest back.
+ *   store_worker URL WRITER_ID records SESSION LISTENERS TTL_MS
+ *       one flush: session SESSION, a speaker connection "SESSION-speaker" and LISTENERS
+ *       listener connections "SESSION-l<i>" (languages cycling fr, de, ja); no close.
  * Exit status 0, or 2 with "error ..." on stdout.
  */
 #include <inttypes.h>
@@ -138,13 +141,74 @@ static int run_lease_mode(const char *url, const char *id, char **args)
 	return 0;
 }
 
+static struct tally_store_record connection(const char *session, const char *id, int role,
+					    const char *language)
+{
+	struct tally_store_record r = { .kind = TALLY_STORE_CONNECTION, .op = TALLY_STORE_PUT };
+
+	snprintf(r.as.connection.connection_id, sizeof(r.as.connection.connection_id), "%s", id);
+	snprintf(r.as.connection.session_id, sizeof(r.as.connection.session_id), "%s", session);
+	snprintf(r.as.connection.target_language, sizeof(r.as.connection.target_language), "%s",
+		 language);
+	strcpy(r.as.connection.client_address, "127.0.0.1:5000");
+	r.as.connection.role = role;
+	r.as.connection.connected_at = 1700000000000;
+	return r;
+}
+
+static int run_records_mode(const char *url, const char *id, char **args)
+{
+	static const char *const languages[] = { "fr", "de", "ja" };
+	struct tally_store_options options = { .writer_id = id, .writer_ttl_ms = atoll(args[2]),
+					       .create_schema = true };
+	int listeners = atoi(args[1]);
+	struct tally_store_record *records = calloc((size_t)listeners + 2, sizeof(*records));
+	struct tally_store_batch batch = { .seq = 1, .records = records,
+					   .record_count = (size_t)listeners + 2 };
+	struct tally_session_info *session = &records[0].as.session;
+	struct tally_store *store;
+	char name[TALLY_SESSION_ID_MAX + 1];
+	int err = records ? tally_store_open(&store, url, &options) : TALLY_ENOMEM;
+
+	if (err)
+		return die("open", err, NULL);
+	records[0].kind = TALLY_STORE_SESSION;
+	records[0].op = TALLY_STORE_PUT;
+	snprintf(session->session_id, sizeof(session->session_id), "%s", args[0]);
+	snprintf(session->speaker_connection_id, sizeof(session->speaker_connection_id),
+		 "%.100s-speaker", args[0]);
+	strcpy(session->speaker_user_id, "user-1");
+	strcpy(session->source_language, "en");
+	strcpy(session->quality_tier, "standard");
+	session->created_at = 1700000000000;
+	session->listener_count = listeners;
+	session->active = 1;
+	records[1] = connection(args[0], session->speaker_connection_id, TALLY_ROLE_SPEAKER, "");
+	for (int i = 0; i < listeners; i++) {
+		snprintf(name, sizeof(name), "%.100s-l%d", args[0], i);
+		records[i + 2] = connection(args[0], name, TALLY_ROLE_LISTENER, languages[i % 3]);
+	}
+	err = tally_store_writer_open(store, NULL);
+	if (!err)
+		err = tally_store_flush(store, &batch, NULL);
+	if (err)
+		return die("records", err, store);
+	free(records);
+	tally_store_close(store);
+	printf("done\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 7 && strcmp(argv[3], "flush") == 0)
 		return run_flush_mode(argv[1], argv[2], argv + 4);
 	if (argc == 7 && strcmp(argv[3], "lease") == 0)
 		return run_lease_mode(argv[1], argv[2], argv + 4);
+	if (argc == 7 && strcmp(argv[3], "records") == 0)
+		return run_records_mode(argv[1], argv[2], argv + 4);
 	fprintf(stderr, "usage: store_worker URL WRITER_ID flush TTL_MS KEYS FLUSHES\n"
-			"       store_worker URL WRITER_ID lease KEY BLOCK LEASES\n");
+			"       store_worker URL WRITER_ID lease KEY BLOCK LEASES\n"
+			"       store_worker URL WRITER_ID records SESSION LISTENERS TTL_MS\n");
 	return 1;
 }
