@@ -1129,6 +1129,43 @@ static void test_lease_processes(void)
 	free(all);
 }
 
+/* Strict and cached tally_sequence series over the store's lease provider, 3 processes of
+ * 2 threads each on one tenant, one SIGKILLed and restarted: no number twice. */
+static void test_series_processes(const char *mode)
+{
+	char path[512], url[600];
+	struct worker w[4];
+	uint64_t *all;
+	size_t total = 0, duplicates = 0;
+	bool ok = true;
+
+	new_db(path, sizeof(path), url, sizeof(url), NULL);
+	for (int i = 0; i < 3; i++)
+		start_worker(&w[i], url, "seq", "series", "acme", mode, "2000");
+	pump(w, 3, 20000, &w[1], numbers_100);
+	reap_worker(&w[1], SIGKILL);
+	start_worker(&w[3], url, "seq", "series", "acme", mode, "200");
+	for (int i = 0; i < 4; i++)
+		if (i != 1)
+			ok &= reap_worker(&w[i], 0) == 0 && w[i].done;
+	tap_ok(ok, "%s series: 3 processes, one SIGKILLed and restarted", mode);
+	for (int i = 0; i < 4; i++)
+		total += w[i].number_count;
+	all = malloc(total * sizeof(*all));
+	total = 0;
+	for (int i = 0; i < 4; i++) {
+		memcpy(all + total, w[i].numbers, w[i].number_count * sizeof(*all));
+		total += w[i].number_count;
+		free(w[i].numbers);
+	}
+	qsort(all, total, sizeof(*all), compare_u64);
+	for (size_t i = 1; i < total; i++)
+		duplicates += all[i] == all[i - 1];
+	tap_ok(total >= 100 + 2 * 2000 + 200, "%s: %zu numbers", mode, total);
+	tap_eq(duplicates, 0, "%s: zero duplicates across processes and incarnations", mode);
+	free(all);
+}
+
 int main(int argc, char **argv)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "%s/tally-store-XXXXXX",
@@ -1155,6 +1192,8 @@ int main(int argc, char **argv)
 	test_lease_reset();
 	test_processes();
 	test_lease_processes();
+	test_series_processes("strict");
+	test_series_processes("cached");
 	{
 		char cmd[300];
 
