@@ -23,6 +23,7 @@
 
 #include <tally/store.h>
 
+#include "store_records.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -198,14 +199,17 @@ struct collect {
 	uint64_t epoch;
 };
 
+static void collect_id(struct collect *col, const char *id)
+{
+	if (col->count < 16)
+		strcpy(col->ids[col->count], id);
+	col->count++;
+}
+
 static int collect_connection(const struct tally_connection_info *c, const char *writer_id,
 			      uint64_t epoch, void *arg)
 {
-	struct collect *col = arg;
-
-	if (col->count < 16)
-		strcpy(col->ids[col->count], c->connection_id);
-	col->count++;
+	collect_id(arg, c->connection_id);
 	return 0;
 }
 
@@ -214,9 +218,7 @@ static int collect_session(const struct tally_session_info *s, const char *write
 {
 	struct collect *col = arg;
 
-	if (col->count < 16)
-		strcpy(col->ids[col->count], s->session_id);
-	col->count++;
+	collect_id(col, s->session_id);
 	col->listener_count = s->listener_count;
 	snprintf(col->writer, sizeof(col->writer), "%s", writer_id);
 	col->epoch = epoch;
@@ -234,35 +236,6 @@ static int find_writer(const struct tally_store_writer_info *w, void *arg)
 		col->epoch = w->epoch;
 	}
 	return 0;
-}
-
-static struct tally_store_record session_put(const char *id, int64_t listeners)
-{
-	struct tally_store_record r = { .kind = TALLY_STORE_SESSION, .op = TALLY_STORE_PUT };
-
-	snprintf(r.as.session.session_id, sizeof(r.as.session.session_id), "%s", id);
-	strcpy(r.as.session.speaker_connection_id, "c-speaker");
-	strcpy(r.as.session.source_language, "en");
-	strcpy(r.as.session.quality_tier, "premium");
-	r.as.session.created_at = 1700000000000;
-	r.as.session.listener_count = listeners;
-	r.as.session.active = 1;
-	return r;
-}
-
-static struct tally_store_record connection_put(const char *id, const char *session, int role,
-						const char *language)
-{
-	struct tally_store_record r = { .kind = TALLY_STORE_CONNECTION, .op = TALLY_STORE_PUT };
-
-	snprintf(r.as.connection.connection_id, sizeof(r.as.connection.connection_id), "%s", id);
-	snprintf(r.as.connection.session_id, sizeof(r.as.connection.session_id), "%s", session);
-	snprintf(r.as.connection.target_language, sizeof(r.as.connection.target_language), "%s",
-		 language);
-	strcpy(r.as.connection.client_address, "[::1]:4242");
-	r.as.connection.role = role;
-	r.as.connection.connected_at = 1700000000001;
-	return r;
 }
 
 static void test_reap(void)
@@ -1092,13 +1065,36 @@ static int compare_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Every number the workers printed, sorted: how many appear more than once. Frees them. */
+static size_t count_duplicates(struct worker *w, int count, size_t *total)
+{
+	uint64_t *all;
+	size_t duplicates = 0;
+
+	*total = 0;
+	for (int i = 0; i < count; i++)
+		*total += w[i].number_count;
+	all = malloc(*total * sizeof(*all) + 1);
+	*total = 0;
+	for (int i = 0; i < count; i++) {
+		if (w[i].number_count)
+			memcpy(all + *total, w[i].numbers, w[i].number_count * sizeof(*all));
+		*total += w[i].number_count;
+		free(w[i].numbers);
+	}
+	qsort(all, *total, sizeof(*all), compare_u64);
+	for (size_t i = 1; i < *total; i++)
+		duplicates += all[i] == all[i - 1];
+	free(all);
+	return duplicates;
+}
+
 static bool numbers_100(const struct worker *w) { return w->number_count >= 100 || w->eof; }
 
 static void test_lease_processes(void)
 {
 	char path[512], url[600];
 	struct worker w[4];
-	uint64_t *all;
 	size_t total = 0, duplicates = 0;
 	bool ok = true;
 
@@ -1112,21 +1108,9 @@ static void test_lease_processes(void)
 		if (i != 1)
 			ok &= reap_worker(&w[i], 0) == 0 && w[i].done;
 	tap_ok(ok, "the others and the restarted one finish");
-	for (int i = 0; i < 4; i++)
-		total += w[i].number_count;
-	all = malloc(total * sizeof(*all));
-	total = 0;
-	for (int i = 0; i < 4; i++) {
-		memcpy(all + total, w[i].numbers, w[i].number_count * sizeof(*all));
-		total += w[i].number_count;
-		free(w[i].numbers);
-	}
-	qsort(all, total, sizeof(*all), compare_u64);
-	for (size_t i = 1; i < total; i++)
-		duplicates += all[i] == all[i - 1];
+	duplicates = count_duplicates(w, 4, &total);
 	tap_ok(total >= 100 + 2 * 2995 + 295, "%zu numbers from 4 incarnations", total);
 	tap_eq(duplicates, 0, "zero duplicates");
-	free(all);
 }
 
 /* Strict and cached tally_sequence series over the store's lease provider, 3 processes of
@@ -1135,7 +1119,6 @@ static void test_series_processes(const char *mode)
 {
 	char path[512], url[600];
 	struct worker w[4];
-	uint64_t *all;
 	size_t total = 0, duplicates = 0;
 	bool ok = true;
 
@@ -1149,21 +1132,9 @@ static void test_series_processes(const char *mode)
 		if (i != 1)
 			ok &= reap_worker(&w[i], 0) == 0 && w[i].done;
 	tap_ok(ok, "%s series: 3 processes, one SIGKILLed and restarted", mode);
-	for (int i = 0; i < 4; i++)
-		total += w[i].number_count;
-	all = malloc(total * sizeof(*all));
-	total = 0;
-	for (int i = 0; i < 4; i++) {
-		memcpy(all + total, w[i].numbers, w[i].number_count * sizeof(*all));
-		total += w[i].number_count;
-		free(w[i].numbers);
-	}
-	qsort(all, total, sizeof(*all), compare_u64);
-	for (size_t i = 1; i < total; i++)
-		duplicates += all[i] == all[i - 1];
+	duplicates = count_duplicates(w, 4, &total);
 	tap_ok(total >= 100 + 2 * 2000 + 200, "%s: %zu numbers", mode, total);
 	tap_eq(duplicates, 0, "%s: zero duplicates across processes and incarnations", mode);
-	free(all);
 }
 
 int main(int argc, char **argv)

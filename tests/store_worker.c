@@ -32,6 +32,8 @@
 #include <tally/sequence.h>
 #include <tally/store.h>
 
+#include "store_records.h"
+
 static int die(const char *what, int err, struct tally_store *store)
 {
 	printf("error %s: %s (%s)\n", what, tally_strerror(err), tally_store_last_error(store));
@@ -214,21 +216,6 @@ static int run_series_mode(const char *url, const char *id, char **args)
 	return 0;
 }
 
-static struct tally_store_record connection(const char *session, const char *id, int role,
-					    const char *language)
-{
-	struct tally_store_record r = { .kind = TALLY_STORE_CONNECTION, .op = TALLY_STORE_PUT };
-
-	snprintf(r.as.connection.connection_id, sizeof(r.as.connection.connection_id), "%s", id);
-	snprintf(r.as.connection.session_id, sizeof(r.as.connection.session_id), "%s", session);
-	snprintf(r.as.connection.target_language, sizeof(r.as.connection.target_language), "%s",
-		 language);
-	strcpy(r.as.connection.client_address, "127.0.0.1:5000");
-	r.as.connection.role = role;
-	r.as.connection.connected_at = 1700000000000;
-	return r;
-}
-
 static int run_records_mode(const char *url, const char *id, char **args)
 {
 	static const char *const languages[] = { "fr", "de", "ja" };
@@ -256,10 +243,11 @@ static int run_records_mode(const char *url, const char *id, char **args)
 	session->created_at = 1700000000000;
 	session->listener_count = listeners;
 	session->active = 1;
-	records[1] = connection(args[0], session->speaker_connection_id, TALLY_ROLE_SPEAKER, "");
+	records[1] = connection_put(session->speaker_connection_id, args[0], TALLY_ROLE_SPEAKER,
+				    "");
 	for (int i = 0; i < listeners; i++) {
 		snprintf(name, sizeof(name), "%.100s-l%d", args[0], i);
-		records[i + 2] = connection(args[0], name, TALLY_ROLE_LISTENER, languages[i % 3]);
+		records[i + 2] = connection_put(name, args[0], TALLY_ROLE_LISTENER, languages[i % 3]);
 	}
 	err = tally_store_writer_open(store, NULL);
 	if (!err)
