@@ -1137,6 +1137,107 @@ static void test_series_processes(const char *mode)
 	tap_eq(duplicates, 0, "%s: zero duplicates across processes and incarnations", mode);
 }
 
+/* ---- the backend registry, generated writer ids, error classes -------------------------- */
+
+/* A backend that is always down: enough to see the scheme dispatch reach it. */
+static int down_open(const char *url, const struct tally_store_options *options, void **impl,
+		     char *error, size_t error_size)
+{
+	snprintf(error, error_size, "down: the custom backend is down");
+	return TALLY_EUNAVAIL;
+}
+
+static void down_close(void *impl) { }
+static int down_writer_open(void *i, const char *w, int64_t t, struct tally_store_epoch_info *e)
+{ return TALLY_EUNAVAIL; }
+static int down_heartbeat(void *i, const char *w, uint64_t e, int64_t t) { return TALLY_EUNAVAIL; }
+static int down_flush(void *i, const char *w, uint64_t e, int64_t t,
+		      const struct tally_store_batch *b, struct tally_store_flush_result *r)
+{ return TALLY_EUNAVAIL; }
+static int down_writer_close(void *i, const char *w, uint64_t e) { return TALLY_EUNAVAIL; }
+static int down_read(void *i, const char *k, size_t l, int64_t *t) { return TALLY_EUNAVAIL; }
+static int down_gauge(void *i, const char *k, size_t l, int64_t *v, int64_t *n)
+{ return TALLY_EUNAVAIL; }
+static int down_counters(void *i, tally_store_counter_fn f, void *a) { return TALLY_EUNAVAIL; }
+static int down_writers(void *i, tally_store_writer_fn f, void *a) { return TALLY_EUNAVAIL; }
+static int down_sessions(void *i, const char *w, tally_store_session_fn f, void *a)
+{ return TALLY_EUNAVAIL; }
+static int down_connections(void *i, const char *s, tally_store_connection_fn f, void *a)
+{ return TALLY_EUNAVAIL; }
+static int down_reap(void *i, int64_t *r) { return TALLY_EUNAVAIL; }
+static int down_take(void *i, const char *k, size_t l, int64_t n, int64_t *r)
+{ return TALLY_EUNAVAIL; }
+
+#define DOWN_OPS(name) { .scheme = (name), .open = down_open, .close = down_close, \
+	.writer_open = down_writer_open, .heartbeat = down_heartbeat, .flush = down_flush, \
+	.writer_close = down_writer_close, .read_counter = down_read, .read_gauge = down_gauge, \
+	.counters = down_counters, .writers = down_writers, .sessions = down_sessions, \
+	.connections = down_connections, .reap = down_reap, .take = down_take, .give = down_take }
+
+static void test_registry(void)
+{
+	static const struct tally_store_ops down = DOWN_OPS("down");
+	static const struct tally_store_ops clash = DOWN_OPS("sqlite");
+	static struct tally_store_ops more[16];
+	static char names[16][16];
+	struct tally_store_ops incomplete = DOWN_OPS("half");
+	struct tally_store *store = NULL;
+	int full = TALLY_OK, added = 0;
+
+	incomplete.flush = NULL;
+	tap_eq(tally_store_register_backend(&down), TALLY_OK, "registry: register \"down\"");
+	tap_eq(try_open("down://somewhere", true), TALLY_EUNAVAIL, "its scheme reaches its open");
+	tap_ok(strcmp(tally_store_last_error(NULL), "down: the custom backend is down") == 0,
+	       "with its error text: %s", tally_store_last_error(NULL));
+	tap_eq(tally_store_register_backend(&down), TALLY_EEXIST, "the same scheme again: EEXIST");
+	tap_eq(tally_store_register_backend(&clash), TALLY_EEXIST, "a built-in scheme: EEXIST");
+	tap_eq(tally_store_register_backend(&incomplete), TALLY_EINVAL, "ops without flush: EINVAL");
+	tap_eq(tally_store_register_backend(NULL), TALLY_EINVAL, "NULL: EINVAL");
+	for (int i = 0; i < 16 && !full; i++) {
+		snprintf(names[i], sizeof(names[i]), "extra%d", i);
+		more[i] = (struct tally_store_ops)DOWN_OPS(names[i]);
+		full = tally_store_register_backend(&more[i]);
+		added += full == TALLY_OK;
+	}
+	tap_eq(added, 15, "15 more fit (16 in all)");
+	tap_eq(full, TALLY_EFULL, "the 17th: EFULL");
+	tap_eq(tally_store_open(&store, NULL, NULL), TALLY_EINVAL, "open with a NULL URL: EINVAL");
+}
+
+static void test_generated_id(void)
+{
+	char path[512], url[600], id[TALLY_STORE_WRITER_ID_MAX + 1], host[64] = "";
+	char prefix[TALLY_STORE_WRITER_ID_MAX + 1];
+	struct tally_store *a, *b;
+	uint64_t epoch;
+
+	new_db(path, sizeof(path), url, sizeof(url), NULL);
+	a = open_store(url, NULL, 0);
+	b = open_store(url, NULL, 0);
+	if (!tap_ok(a && b && !tally_store_writer_open(a, NULL) && !tally_store_writer_open(b, NULL),
+		    "generated ids: two handles without a writer id"))
+		return;
+	tally_store_writer_identity(a, id, &epoch);
+	gethostname(host, sizeof(host) - 1);
+	snprintf(prefix, sizeof(prefix), "%s-%ld-", host, (long)getpid());
+	tap_ok(strncmp(id, prefix, strlen(prefix)) == 0 && strlen(id) == strlen(prefix) + 16,
+	       "host-pid-16hex: %s", id);
+	tap_eq(epoch, 1, "a new id starts at epoch 1");
+	tally_store_writer_identity(b, prefix, &epoch);
+	tap_ok(strcmp(id, prefix) != 0 && epoch == 1, "two handles get two ids (random bits)");
+	tally_store_close(a);
+	tally_store_close(b);
+
+	for (int err = 0, wrong = 0; err <= TALLY_ERR_COUNT; err++) {
+		bool want = err == TALLY_EUNAVAIL || err == TALLY_EBUSY || err == TALLY_ETIMEDOUT ||
+			    err == TALLY_EIO;
+
+		wrong += tally_store_err_transient(err) != want;
+		if (err == TALLY_ERR_COUNT)
+			tap_eq(wrong, 0, "err_transient: exactly EUNAVAIL, EBUSY, ETIMEDOUT, EIO");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "%s/tally-store-XXXXXX",
@@ -1150,6 +1251,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	test_basics();
+	test_registry();
+	test_generated_id();
 	test_fencing();
 	test_reap();
 	test_concurrent();
