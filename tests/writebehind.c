@@ -7,6 +7,7 @@
  * written behind and coalesced, the tombstone bound, shutdown.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <tally/rcu.h>
@@ -822,6 +824,65 @@ static void test_shutdown(void)
 	tally_store_close(store);
 }
 
+/* ---- a crash (kill -9) --------------------------------------------------------------------- */
+
+#define CRASH_STEP 500
+
+/* The child: counts, and after every CRASH_STEP adds waits for a flush and reports how many
+ * adds are acknowledged. Killed by the parent at some point. */
+static void crash_child(const char *url, int report_fd)
+{
+	struct tally_store *store = open_store(url, "crash", 0);
+	struct tally_writebehind *wb = start(store, NULL);
+	struct tally_counter counter;
+
+	tally_counter_init(&counter, 4);
+	tally_writebehind_add_counter(wb, "crash", 5, &counter);
+	for (int64_t added = 1; added <= 100000000; added++) {
+		tally_counter_inc(&counter);
+		if (added % CRASH_STEP == 0 &&
+		    tally_writebehind_flush(wb, TALLY_WRITEBEHIND_FOREVER) == TALLY_OK &&
+		    write(report_fd, &added, sizeof(added)) != sizeof(added))
+			_exit(2);
+	}
+	_exit(3); /* not reached within the test's time */
+}
+
+/* Forks before any RCU use in this process (tally/rcu.h's rule for fork without exec). */
+static void test_crash(void)
+{
+	char url[512];
+	int fds[2];
+	int64_t acked = 0, value, reports = 0, total;
+	struct tally_store *store;
+	pid_t child;
+
+	new_url(url, sizeof(url), false);
+	if (pipe(fds) != 0 || (child = fork()) < 0) {
+		tap_ok(0, "crash: pipe/fork");
+		return;
+	}
+	if (child == 0) {
+		close(fds[0]);
+		crash_child(url, fds[1]);
+	}
+	close(fds[1]);
+	while (reports < 8 && read(fds[0], &value, sizeof(value)) == sizeof(value))
+		acked = value, reports++;
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	while (read(fds[0], &value, sizeof(value)) == sizeof(value))
+		acked = value; /* reports written before the kill */
+	close(fds[0]);
+	store = open_store(url, "reader", 0);
+	total = store_counter(store, "crash");
+	tap_ok(reports == 8, "crash: the child acknowledged flushes (%" PRId64 " adds)", acked);
+	tap_ok(total >= acked && total <= acked + CRASH_STEP,
+	       "kill -9: store total %" PRId64 " keeps every acknowledged add (%" PRId64
+	       ") and loses at most what came after (< %d)", total, acked, CRASH_STEP);
+	tally_store_close(store);
+}
+
 int main(void)
 {
 	char cmd[300];
@@ -836,6 +897,7 @@ int main(void)
 		printf("Bail out! fault backend\n");
 		return 1;
 	}
+	test_crash(); /* first: it forks */
 	test_basics();
 	test_many_threads();
 	test_faults();

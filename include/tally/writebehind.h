@@ -53,7 +53,8 @@
  * session only on its first change since the flusher last looked (wait-free, liburcu
  * wfcqueue). Every call here may be made from any thread; they take the flusher's mutex for
  * a bounded time (registration, stats) or block (flush, destroy, add_sessions). Callbacks run
- * on the flusher thread without the mutex held and must not call tally_writebehind_destroy.
+ * on the flusher thread without the mutex held; they may read stats but must not call
+ * tally_writebehind_flush, _destroy or _remove_sessions (they wait for that thread).
  *
  * Memory ordering. A change that happens-before tally_writebehind_flush's call is in the
  * store when it returns TALLY_OK. Changes made concurrently with the call may or may not be.
