@@ -117,13 +117,6 @@ static void note_contact(struct tally_writebehind *wb)
 
 /* ---- acknowledgement ------------------------------------------------------------------- */
 
-static void note_latency(struct tally_writebehind *wb, int64_t us)
-{
-	wb->latency_us[wb->latency_count++ % WB_LATENCY_WINDOW] = us;
-	if (us > wb->stats.flush_latency_max_us)
-		wb->stats.flush_latency_max_us = us;
-}
-
 /* Lock held: the pending batch is in the store (acknowledged now, or found to have landed). */
 static void acknowledge(struct tally_writebehind *wb, const struct tally_store_flush_result *r)
 {
@@ -285,7 +278,7 @@ static bool send(struct tally_writebehind *wb)
 	if (batch->attempts++ > 0)
 		wb->stats.retries++;
 	if (err == TALLY_OK) {
-		note_latency(wb, now_us() - started);
+		tally__wb_note_latency(wb, now_us() - started);
 		note_contact(wb);
 		acknowledge(wb, &result);
 		more = !batch->complete || wb->request_gen > wb->done_gen;
@@ -585,111 +578,7 @@ int tally_writebehind_destroy(struct tally_writebehind *wb)
 	return err;
 }
 
-/* ---- registration (the calls of tally/writebehind.h) ------------------------------------ */
-
-static int locked_call(struct tally_writebehind *wb, int (*call)(struct tally_writebehind *wb,
-								  void *arg),
-		       void *arg)
-{
-	int err;
-
-	if (!wb)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&wb->lock);
-	err = wb->stopping ? TALLY_ESTATE : call(wb, arg);
-	pthread_mutex_unlock(&wb->lock);
-	return err;
-}
-
-struct key_call {
-	enum wb_kind kind;
-	const char *key;
-	size_t key_len;
-	void *source;
-	int64_t *amount;
-};
-
-static int add_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	return tally__wb_add(wb, call->kind, call->key, call->key_len, call->source);
-}
-
-static int remove_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	return tally__wb_remove(wb, call->kind == WB_COUNTER, call->key, call->key_len);
-}
-
-static int unflushed_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	if (!call->amount || !call->key)
-		return TALLY_EINVAL;
-	return tally__wb_unflushed(wb, call->kind == WB_COUNTER, call->key, call->key_len,
-				   call->amount);
-}
-
-int tally_writebehind_add_counter(struct tally_writebehind *wb, const char *key, size_t key_len,
-				  struct tally_counter *counter)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, counter, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_add_gauge(struct tally_writebehind *wb, const char *key, size_t key_len,
-				struct tally_gauge *gauge)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, gauge, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_add_sgauge(struct tally_writebehind *wb, const char *key, size_t key_len,
-				 struct tally_sgauge *gauge)
-{
-	struct key_call call = { WB_SGAUGE, key, key_len, gauge, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_remove_counter(struct tally_writebehind *wb, const char *key,
-				     size_t key_len)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, NULL, NULL };
-
-	return locked_call(wb, remove_call, &call);
-}
-
-int tally_writebehind_remove_gauge(struct tally_writebehind *wb, const char *key,
-				   size_t key_len)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, NULL, NULL };
-
-	return locked_call(wb, remove_call, &call);
-}
-
-int tally_writebehind_unflushed_counter(struct tally_writebehind *wb, const char *key,
-					size_t key_len, int64_t *amount)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, NULL, amount };
-
-	return locked_call(wb, unflushed_call, &call);
-}
-
-int tally_writebehind_unflushed_gauge(struct tally_writebehind *wb, const char *key,
-				      size_t key_len, int64_t *amount)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, NULL, amount };
-
-	return locked_call(wb, unflushed_call, &call);
-}
-
-/* ---- flush and stats ----------------------------------------------------------------- */
+/* ---- flush ----------------------------------------------------------------- */
 
 int tally_writebehind_flush(struct tally_writebehind *wb, int64_t timeout_ms)
 {
@@ -721,45 +610,4 @@ int tally_writebehind_flush(struct tally_writebehind *wb, int64_t timeout_ms)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	return err;
-}
-
-static int compare_int64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Lock held: p50 and p99 of the latency window. */
-static void latency_percentiles(struct tally_writebehind *wb,
-				struct tally_writebehind_stats *stats)
-{
-	size_t count = wb->latency_count < WB_LATENCY_WINDOW ? (size_t)wb->latency_count
-							      : WB_LATENCY_WINDOW;
-	int64_t sorted[WB_LATENCY_WINDOW];
-
-	if (count == 0)
-		return;
-	memcpy(sorted, wb->latency_us, count * sizeof(*sorted));
-	qsort(sorted, count, sizeof(*sorted), compare_int64);
-	stats->flush_latency_p50_us = sorted[(count - 1) / 2];
-	stats->flush_latency_p99_us = sorted[(count - 1) * 99 / 100];
-}
-
-int tally_writebehind_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats)
-{
-	if (!wb || !stats)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&wb->lock);
-	*stats = wb->stats;
-	latency_percentiles(wb, stats);
-	stats->lag_ms = tally__wb_now_ms() - wb->durable_ms;
-	stats->pending_records = (int64_t)wb->pending_records;
-	stats->pending_tombstones = (int64_t)wb->pending_tombstones;
-	stats->backpressure = wb->tombstones_over;
-	stats->writer_open = wb->writer_open;
-	stats->epoch = wb->epoch;
-	stats->last_seq = wb->last_seq;
-	pthread_mutex_unlock(&wb->lock);
-	return TALLY_OK;
 }

@@ -144,6 +144,9 @@ struct tally_writebehind {
 int64_t tally__wb_now_ms(void);
 void tally__wb_wake(struct tally_writebehind *wb);
 
+/* stats.c, lock held */
+void tally__wb_note_latency(struct tally_writebehind *wb, int64_t us);
+
 /* registry.c: lock held unless said otherwise */
 int tally__wb_add(struct tally_writebehind *wb, enum wb_kind kind, const char *key,
 		  size_t key_len, void *source);
