@@ -93,6 +93,7 @@ struct tally_writebehind;
 /* Configuration; zero-initialise and set what you need. Every 0 means the default. */
 struct tally_writebehind_config {
 	int64_t interval_ms;        /* flush period; default 100 */
+	int64_t collect_ms;         /* session feeds are collected this often; default 2 */
 	int64_t heartbeat_ms;       /* lease renewal when idle; default 1000 (keep <= ttl / 3) */
 	int64_t backoff_base_ms;    /* first retry delay bound; default 10 */
 	int64_t backoff_cap_ms;     /* largest retry delay; default 5000 */

@@ -374,18 +374,25 @@ static bool step(struct tally_writebehind *wb)
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
-/* Lock held: sleeps until the next step is due: an interval (also while backing off, so the
- * feeds are collected), or a request once the backoff is over. */
+/* Lock held: sleeps until the next step is due: an interval (also while backing off), or a
+ * request once the backoff is over. With tables attached it wakes every collect_ms between
+ * steps to collect their feeds: a deleted object still in a feed waits for its collection
+ * to be freed (F1), so the collection period bounds that memory to the deletes of one
+ * period, not of one flush interval. */
 static void wait_for_step(struct tally_writebehind *wb)
 {
 	int64_t now = tally__wb_now_ms();
-	int64_t due = now + wb->config.interval_ms;
+	int64_t due = now + wb->config.interval_ms, collect_at = now + wb->config.collect_ms;
 	struct timespec at;
 
 	while (!wb->stopping && now < due) {
 		if (wb->request_gen > wb->done_gen && now >= wb->next_try_ms)
 			return;
-		at = deadline_after_ms(due - now);
+		if (wb->feeds && now >= collect_at) {
+			tally__wb_collect(wb);
+			collect_at = now + wb->config.collect_ms;
+		}
+		at = deadline_after_ms((wb->feeds && collect_at < due ? collect_at : due) - now);
 		pthread_cond_timedwait(&wb->wake, &wb->lock, &at);
 		now = tally__wb_now_ms();
 	}
@@ -461,11 +468,14 @@ static void *thread_main(void *arg)
 
 static int apply_defaults(struct tally_writebehind_config *config)
 {
-	if (config->interval_ms < 0 || config->heartbeat_ms < 0 || config->backoff_base_ms < 0 ||
+	if (config->interval_ms < 0 || config->collect_ms < 0 || config->heartbeat_ms < 0 ||
+	    config->backoff_base_ms < 0 ||
 	    config->backoff_cap_ms < 0 || config->shutdown_timeout_ms < 0)
 		return TALLY_EINVAL;
 	if (!config->interval_ms)
 		config->interval_ms = 100;
+	if (!config->collect_ms)
+		config->collect_ms = 2;
 	if (!config->heartbeat_ms)
 		config->heartbeat_ms = 1000;
 	if (!config->backoff_base_ms)
