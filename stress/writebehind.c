@@ -17,7 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <tally/counter.h>
 #include <tally/rcu.h>
+#include <tally/session.h>
 #include <tally/writebehind.h>
 
 #include "../tests/store_fault.h"

@@ -18,7 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <tally/counter.h>
+#include <tally/gauge.h>
 #include <tally/rcu.h>
+#include <tally/session.h>
 #include <tally/writebehind.h>
 
 #include "store_fault.h"

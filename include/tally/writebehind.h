@@ -78,10 +78,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <tally/counter.h>
 #include <tally/error.h>
-#include <tally/gauge.h>
-#include <tally/session.h>
 #include <tally/store.h>
 
 #ifdef __cplusplus
@@ -91,6 +88,12 @@ extern "C" {
 #define TALLY_WRITEBEHIND_FOREVER (-1) /* a timeout_ms that never expires */
 
 struct tally_writebehind;
+/* Registered objects are only pointed to (tally/counter.h, tally/gauge.h, tally/session.h),
+ * so this header needs none of their layouts. */
+struct tally_counter;
+struct tally_gauge;
+struct tally_sgauge;
+struct tally_session_table;
 
 /* Configuration; zero-initialise and set what you need. Every 0 means the default. */
 struct tally_writebehind_config {
