@@ -422,6 +422,35 @@ static void test_outage(void)
 	tally_store_close(store);
 }
 
+/* The store is down before the first writer open: create does not wait, and nothing is lost
+ * once it is back. */
+static void test_down_at_start(void)
+{
+	struct store_fault_plan down = { .mode = STORE_FAULT_BEFORE, .err = TALLY_EUNAVAIL,
+					 .count = -1, .calls = STORE_FAULT_WRITER_CALLS };
+	char url[512];
+	struct tally_store *store;
+	struct tally_writebehind *wb;
+	struct tally_counter counter;
+
+	new_url(url, sizeof(url), true);
+	store = open_store(url, "late", 0);
+	store_fault_set(&down);
+	wb = start(store, NULL);
+	tap_ok(wb != NULL, "create with the store down");
+	tally_counter_init(&counter, 4);
+	tally_writebehind_add_counter(wb, "late", 4, &counter);
+	tally_counter_add(&counter, 31);
+	tap_eq(tally_writebehind_flush(wb, 60), TALLY_ETIMEDOUT, "no writer yet: flush waits");
+	tap_ok(!stats_of(wb).writer_open, "no writer open while the store is down");
+	store_fault_set(NULL);
+	tap_eq(tally_writebehind_flush(wb, 5000), TALLY_OK, "the writer opens once it is back");
+	tap_eq(store_counter(store, "late"), 31, "nothing lost");
+	tally_writebehind_destroy(wb);
+	tally_counter_destroy(&counter);
+	tally_store_close(store);
+}
+
 /* ---- fencing ---------------------------------------------------------------------------- */
 
 static atomic_int fence_reports;
@@ -906,6 +935,7 @@ int main(void)
 	test_faults();
 	test_permanent();
 	test_outage();
+	test_down_at_start();
 	test_fencing();
 	test_gauges_writers();
 	test_sessions();
