@@ -710,6 +710,32 @@ static void test_leases(void)
 	tally_lease_provider_destroy(mem);
 }
 
+/* A refused acquire of a new key stores nothing: the key stays never-acquired. */
+static void test_lease_refused_new_key(void)
+{
+	struct tally_lease_provider *mem;
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = strict_daily();
+	struct tally_seq_recovery rec;
+	struct tally_lease_record lr;
+	uint64_t base = 7;
+
+	tally_lease_memory_create(&mem);
+	tap_eq(tally_lease_acquire(mem, "t\0INV", 5, UINT64_MAX - 5, 10, 0, &base), TALLY_EINVAL,
+	       "memory provider: acquire past UINT64_MAX on a new key: EINVAL");
+	tap_eq(base, 7, "... no base reported");
+	tap_eq(tally_lease_read(mem, "t\0INV", 5, &lr), TALLY_ENOTFOUND,
+	       "... and the key is still never acquired (ENOTFOUND)");
+	cfg.lease = mem;
+	cfg.lease_size = 10;
+	tap_eq(tally_sequence_series_create(seq, "t", "INV", &cfg, &rec), TALLY_OK,
+	       "a series on that key");
+	tap_ok(!rec.resumed && !rec.unclean && rec.count == 0,
+	       "... starts fresh, no false crash report");
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(mem);
+}
+
 /* A provider that fails on demand. */
 static int failing;
 static struct tally_lease_provider *inner;
@@ -870,6 +896,7 @@ int main(void)
 	}
 	test_leases();
 	test_lease_released();
+	test_lease_refused_new_key();
 	test_lease_failure();
 	test_remove_race();
 	test_periods();

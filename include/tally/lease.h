@@ -17,7 +17,8 @@
  * - acquire(min_start, size, issued): base = max(stored mark or 0, min_start); stores
  *   mark = base + size, issued, flags = 0; returns base. The caller owns (base, base + size].
  *   size 0 is a checkpoint: the mark only rises to min_start, issued is recorded.
- *   Blocking (one store round trip); durable before it returns.
+ *   Blocking (one store round trip); durable before it returns. A failed acquire stores
+ *   nothing: a key it would have created stays never acquired (read: TALLY_ENOTFOUND).
  * - close(leased_hi, issued): if the stored mark still equals leased_hi (no one leased after
  *   the caller), sets mark = issued = `issued` and TALLY_LEASE_CLEAN, giving back the unused
  *   part of the lease so the next owner continues without a gap. Otherwise the record
