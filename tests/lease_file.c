@@ -252,6 +252,44 @@ static void test_torn_append(void)
 	unlink(path);
 }
 
+/* Two valid records for one key (its second copy with a lower mark): damage, ECORRUPT,
+ * at open and for every call of an open provider; never "the last copy wins". */
+static void test_duplicate_keys(void)
+{
+	struct tally_lease_provider *p = NULL, *q = NULL;
+	struct tally_lease_record rec;
+	unsigned char second[256];
+	const char *path = path_of("dup.lease");
+	uint64_t base = 0, check;
+	int fd;
+
+	tally_lease_file_open(&p, path);
+	tally_lease_acquire(p, "dup", 3, 0, 1000, 0, &base);
+	tally_lease_acquire(p, "xyz", 3, 0, 5, 0, &base);
+	tally_lease_acquire(p, "other", 5, 0, 7, 0, &base);
+	/* Rename the second record to "dup" (mark 5), with a valid checksum. */
+	read_bytes(path, second, sizeof(second), 64 + 256);
+	memcpy(second + 8, "dup", 3);
+	check = fnv1a(second, 248);
+	memcpy(second + 248, &check, 8);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || pwrite(fd, second, sizeof(second), 64 + 256) != (ssize_t)sizeof(second))
+		abort();
+	close(fd);
+	tap_eq(tally_lease_file_open(&q, path), TALLY_ECORRUPT,
+	       "a key recorded twice (marks 1000 and 5): open is ECORRUPT");
+	tap_eq(tally_lease_read(p, "dup", 3, &rec), TALLY_ECORRUPT,
+	       "... read of that key by an open provider: ECORRUPT");
+	base = 77;
+	tap_eq(tally_lease_acquire(p, "dup", 3, 0, 10, 0, &base), TALLY_ECORRUPT,
+	       "... acquire: ECORRUPT, no base 5");
+	tap_eq(base, 77, "... and no base reported");
+	tap_eq(tally_lease_read(p, "other", 5, &rec), TALLY_ECORRUPT,
+	       "... and every other key's calls too");
+	tally_lease_provider_destroy(p);
+	unlink(path);
+}
+
 /* A version 1 file (no record count) is read and upgraded in place. */
 static void test_version1(void)
 {
@@ -634,6 +672,7 @@ int main(int argc, char **argv)
 	test_basics();
 	test_corruption();
 	test_torn_append();
+	test_duplicate_keys();
 	test_version1();
 	test_short_files();
 	test_create_race();

@@ -40,9 +40,10 @@
  * disk sector. A new key's record is appended, synced, and only then counted in the header
  * (a second synced 64-byte write). A crash in the middle of an append leaves an uncounted
  * tail that was never acknowledged: the next open (or call) truncates it. Any counted
- * record (or the header) that fails its checksum or is missing, or a file shorter than its
- * 64-byte header (empty included) makes every call fail with TALLY_ECORRUPT: tally never
- * guesses a mark, since a guess too low would issue numbers twice. Safe to share between
+ * record (or the header) that fails its checksum or is missing, two counted records with
+ * the same key, or a file shorter than its 64-byte header (empty included) makes every
+ * call fail with TALLY_ECORRUPT: tally never guesses a mark, since a guess too low would
+ * issue numbers twice. Safe to share between
  * processes (open it after fork, one provider per process).
  *
  * Creation is atomic: open of an absent path writes a complete empty header to a new file
@@ -100,7 +101,7 @@ struct tally_lease_provider {
 int tally_lease_memory_create(struct tally_lease_provider **out);
 
 /* Opens (creating it whole if absent, mode 0600: see above) the lease file at `path`.
- * Validates the header and every record (checksums, no short file).
+ * Validates the header and every record (checksums, no key twice, no short file).
  * Errors: EINVAL, ENOMEM, EIO (also: the directory is not writable to create the file),
  * ECORRUPT. */
 int tally_lease_file_open(struct tally_lease_provider **out, const char *path);

@@ -22,10 +22,10 @@
  * acknowledged to any caller: no lease was handed out from it. A crash between or during
  * the two steps leaves such a tail (a short or torn record, or a whole one the header does
  * not count yet); the next load under the file lock, by any process, truncates it. Every
- * counted record must pass its checksum: damage there is TALLY_ECORRUPT, never repaired,
- * because the only safe value for a lost mark is one no lower than it was. Version 1 files
- * (no count; every whole record counted, any partial tail ECORRUPT) are upgraded in place
- * by rewriting the header.
+ * counted record must pass its checksum and hold a key no other counted record holds:
+ * damage there is TALLY_ECORRUPT, never repaired, because the only safe value for a lost
+ * mark is one no lower than it was. Version 1 files (no count; every whole record counted,
+ * any partial tail ECORRUPT) are upgraded in place by rewriting the header.
  *
  * Concurrency: the mutex serialises this process's threads (an OFD lock is shared by all
  * threads using the descriptor); F_OFD_SETLKW on the whole file serialises processes.
@@ -162,6 +162,44 @@ static uint32_t header_version(const unsigned char *hdr)
 	return version == FILE_VERSION || version == FILE_VERSION_NO_COUNT ? version : 0;
 }
 
+/* Orders records by key (length, then bytes): the key part is u32 len, u32 0, key bytes. */
+static int key_order(const void *a, const void *b)
+{
+	const unsigned char *x = *(const unsigned char *const *)a;
+	const unsigned char *y = *(const unsigned char *const *)b;
+	uint32_t x_len = get32(x), y_len = get32(y);
+
+	if (x_len != y_len)
+		return x_len < y_len ? -1 : 1;
+	return memcmp(x + 8, y + 8, x_len);
+}
+
+/*
+ * TALLY_ECORRUPT if two of the n (checked) records hold the same key: appends happen only
+ * for a key not found under the file lock, so a second copy is damage, and which copy
+ * holds the true mark cannot be known (taking the lower would issue numbers twice).
+ * O(n log n): a sort of pointers to the records.
+ */
+static int check_unique_keys(const unsigned char *records, size_t n)
+{
+	const unsigned char **by_key;
+	int err = TALLY_OK;
+
+	if (n < 2)
+		return TALLY_OK;
+	by_key = malloc(n * sizeof(*by_key));
+	if (!by_key)
+		return TALLY_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		by_key[i] = records + i * RECORD_SIZE;
+	qsort(by_key, n, sizeof(*by_key), key_order);
+	for (size_t i = 1; i < n && !err; i++)
+		if (key_order(&by_key[i - 1], &by_key[i]) == 0)
+			err = TALLY_ECORRUPT;
+	free(by_key);
+	return err;
+}
+
 /* Drops an unacknowledged tail (see the top of the file): truncate, then make it durable. */
 static int truncate_tail(int fd, off_t size)
 {
@@ -227,8 +265,8 @@ static int load(struct file_provider *fp, const char *key, size_t key_len,
 		if (len == key_len && memcmp(rec + 8, key, key_len) == 0)
 			*index = (long)i;
 	}
-	err = TALLY_OK;
-	if (st.st_size != (off_t)(HEADER_SIZE + n * RECORD_SIZE))
+	err = check_unique_keys(records, n);
+	if (!err && st.st_size != (off_t)(HEADER_SIZE + n * RECORD_SIZE))
 		err = truncate_tail(fp->fd, (off_t)(HEADER_SIZE + n * RECORD_SIZE));
 	if (!err && version == FILE_VERSION_NO_COUNT) {
 		header_build(hdr, n);
