@@ -156,7 +156,9 @@ int tally_ratelimit_reset(struct tally_ratelimit *limiter, const char *key, size
  */
 int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed);
 
-/* Keys currently held (created and not yet removed). Wait-free. */
+/* Keys currently held (created and not yet removed), counting a new key from the moment
+ * its creator reserves room for it until it is removed (or its creator backs out): never
+ * above max_keys, even while creators are refused. Wait-free. */
 int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count);
 
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes

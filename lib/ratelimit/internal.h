@@ -52,7 +52,8 @@ struct tally_ratelimit {
 	void *clock_arg;
 	int64_t max_keys;                 /* 0 = no cap */
 	struct tally_rcu_map map;
-	_Atomic int64_t key_count;        /* entries inserted and not yet removed */
+	_Atomic int64_t key_count;        /* entries reserved (inserted or about to be) and not
+					   * yet removed; never above max_keys */
 	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
 	/* background sweeper (sweep.c) */
 	int64_t sweep_interval_ns;

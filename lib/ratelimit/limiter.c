@@ -12,9 +12,10 @@
  * the entry (freed after an RCU grace period). An allow that meets a dead entry helps unlink
  * it and starts over with a fresh entry, so an admission is never charged to a dead word.
  *
- * Cap. key_count is reserved (fetch_add) before an entry is inserted and released when it is
- * unlinked (or when the reserving creator loses its race), so the map never holds more than
- * max_keys entries; retired entries wait at most one grace period for their free.
+ * Cap. key_count is reserved (a CAS that never takes it past max_keys) before an entry is
+ * inserted and released when it is unlinked (or when the reserving creator loses its race),
+ * so neither the map nor the count ever holds more than max_keys; retired entries wait at
+ * most one grace period for their free.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -184,6 +185,25 @@ static void clamp_to_horizon(struct tally_ratelimit *limiter, int64_t *now)
 }
 
 /*
+ * Takes a slot for a new key: key_count + 1, unless that would pass max_keys. A CAS loop,
+ * not fetch_add and undo: the count never passes the cap even for an instant, so
+ * tally_ratelimit_key_count never reports more keys than max_keys. Relaxed: the
+ * reservation only counts; the entry is published by the map.
+ */
+static bool reserve_key(struct tally_ratelimit *limiter)
+{
+	int64_t held = atomic_load_explicit(&limiter->key_count, memory_order_relaxed);
+
+	do {
+		if (limiter->max_keys > 0 && held >= limiter->max_keys)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&limiter->key_count, &held, held + 1,
+						       memory_order_relaxed,
+						       memory_order_relaxed));
+	return true;
+}
+
+/*
  * Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err.
  * A new entry's word is built from *now clamped to the horizon read after the missed lookup,
  * but that word may still be stale: between that read and our insert, another caller can
@@ -203,10 +223,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	 * sweep raised is visible to the load below. */
 	atomic_thread_fence(memory_order_acquire);
 	clamp_to_horizon(limiter, now);
-	/* relaxed: the reservation only counts; the entry is published by the map. */
-	if (atomic_fetch_add_explicit(&limiter->key_count, 1, memory_order_relaxed) >=
-		    limiter->max_keys && limiter->max_keys > 0) {
-		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+	if (!reserve_key(limiter)) {
 		/* The slot may be held by a racing creator of this very key: use its entry if
 		 * it is in by now (else EFULL: the key was not in the map at our lookups). */
 		node = tally_rcu_map_lookup(&limiter->map, key, key_len);
