@@ -3,6 +3,7 @@
  * Template compiler and renderer for sequence numbers, and the period arithmetic
  * (tally/sequence.h, "Templates"). Pure functions: no shared state.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "sequence/internal.h"
 
@@ -23,20 +24,47 @@ static void civil_from_days(int64_t days, int *year, int *month, int *day)
 	*day = (int)d;
 }
 
-uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes)
+/* now shifted by the offset, if that lies in [0, TALLY_SEQ_CLOCK_MAX) (else false). */
+static bool local_time(int64_t now, int32_t utc_offset_minutes, int64_t *local)
 {
-	int64_t local = now + (int64_t)utc_offset_minutes * 60, days;
+	return !__builtin_add_overflow(now, (int64_t)utc_offset_minutes * 60, local) &&
+	       *local >= 0 && *local < TALLY_SEQ_CLOCK_MAX;
+}
+
+/* The period of a local time in [0, TALLY_SEQ_CLOCK_MAX). */
+static uint32_t period_of_local(int64_t local, enum tally_seq_reset reset)
+{
+	int64_t days = local / 86400;
 	int year, month, day;
 
-	if (reset == TALLY_SEQ_RESET_NEVER || local < 0)
+	if (reset == TALLY_SEQ_RESET_NEVER)
 		return 0;
-	days = local / 86400;
 	if (reset == TALLY_SEQ_RESET_DAILY)
-		return days > 0xffffff ? 0xffffff : (uint32_t)days;
+		return (uint32_t)days;
 	civil_from_days(days, &year, &month, &day);
 	if (reset == TALLY_SEQ_RESET_MONTHLY)
 		return (uint32_t)((year - 1970) * 12 + (month - 1));
 	return (uint32_t)(year - 1970);
+}
+
+int seq_period_at(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes,
+		  uint32_t *period)
+{
+	int64_t local;
+
+	if (!local_time(now, utc_offset_minutes, &local))
+		return TALLY_EOVERFLOW;
+	*period = period_of_local(local, reset);
+	return TALLY_OK;
+}
+
+uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes)
+{
+	int64_t local;
+
+	if (!local_time(now, utc_offset_minutes, &local)) /* clamp to the range's ends */
+		local = now > 0 ? TALLY_SEQ_CLOCK_MAX - 1 : 0;
+	return period_of_local(local, reset);
 }
 
 void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
@@ -72,6 +100,8 @@ static int add_piece(struct seq_template *tmpl, enum seq_piece_kind kind, size_t
 	}
 	if (tmpl->piece_count == SEQ_TEMPLATE_PIECES_MAX)
 		return TALLY_EFORMAT;
+	if (kind >= PIECE_YEAR4 && kind <= PIECE_DAY)
+		tmpl->has_date = true;
 	tmpl->pieces[tmpl->piece_count++] =
 		(struct seq_piece){ kind, (uint16_t)offset, (uint16_t)len };
 	return TALLY_OK;
@@ -256,6 +286,10 @@ int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset re
 		return TALLY_ETOOLONG;
 	if (reset != TALLY_SEQ_RESET_NEVER)
 		seq_period_date(period, reset, &year, &month, &day);
+	/* %Y is 4 digits: a date past 9999 (a period the clock never gives: see
+	 * seq_period_at) is refused rather than rendered wider or wrapped. */
+	if (year > 9999 && tmpl->has_date)
+		return TALLY_EOVERFLOW;
 	for (unsigned i = 0; i < tmpl->piece_count && !err; i++) {
 		const struct seq_piece *piece = &tmpl->pieces[i];
 
