@@ -20,8 +20,11 @@
  * - Fixed window: the admitted cost per key per window never exceeds `limit`.
  * - GCRA: over any time span S, the admitted cost per key never exceeds burst + S / T.
  * - allow is linearizable per key (one CAS on the key's word is its linearization point) and
- *   lock-free. Memory order: the key word is updated with relaxed atomics (it carries no other
- *   data); an admission does not publish the caller's writes to other threads.
+ *   lock-free. Memory order: the key word's CAS is a release and its loads acquire, for the
+ *   limiter's own bookkeeping; do not rely on an admission to publish the caller's writes.
+ * - Fixed window: a key's new window always starts at 0, however long it was idle (the
+ *   word's window index is truncated, but the entry keeps the full index of the newest
+ *   window: see docs/ratelimit.md).
  * - Keys are created on first use and removed when idle (see tally_ratelimit_sweep). Removing a
  *   key never changes a decision: only a key whose state is equivalent to a fresh key (window
  *   over; TAT in the past) can be removed, and the removal first swaps that exact state for a
