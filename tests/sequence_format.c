@@ -88,6 +88,14 @@ int main(void)
 	check_error("{date:%m}{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
 	check_error("{date:%H}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
 	check_error("{date:%}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
+	/* One spelling per width, no empty date, no braces inside a field. */
+	check_error("{counter:0000000000006}", TALLY_SEQ_RESET_NEVER, TALLY_EFORMAT);
+	check_error("{counter:006}", TALLY_SEQ_RESET_NEVER, TALLY_EFORMAT);
+	check_error("{date:}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
+	check_error("{date:%Y{%m}{counter}", TALLY_SEQ_RESET_MONTHLY, TALLY_EFORMAT);
+	check_error("{date:{{%Y}{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
+	check_error("{date:%Y-{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
+	check_render("{counter:010}", TALLY_SEQ_RESET_NEVER, 42, "0000000042");
 	check_error("{date:%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d}{counter}",
 		    TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT); /* more than 32 pieces */
 	memset(long_format, 'x', sizeof(long_format) - 1);

@@ -68,15 +68,18 @@
  *
  * Templates: literal text plus fields in braces; "{{" and "}}" are literal braces.
  *   {counter}        the counter, at most 12 digits, no padding
- *   {counter:0N}     zero-padded to N digits, N in 1..12; a counter above 10^N - 1 is never
- *                    issued (TALLY_EWIDTH): never a wider or wrapped number
+ *   {counter:0N}     zero-padded to N digits, N in 1..12 written without leading zeros
+ *                    ({counter:06}; {counter:006} is TALLY_EFORMAT); a counter above
+ *                    10^N - 1 is never issued (TALLY_EWIDTH): never a wider or wrapped number
  *   {date:SPEC}      the period's date; SPEC has %Y (4 digits: years 1970..9999, see
  *                    "Clock"), %y (2), %m, %d, %% and
  *                    literal characters. Only units down to the reset period are allowed
  *                    (%d needs daily reset, %m monthly or daily, no date with reset never)
  *   {date}           %Y%m%d, %Y%m or %Y for daily, monthly, yearly reset
  *   {tenant} {series} the ids
- * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces.
+ * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces. An empty
+ * spec ({date:}) and a brace inside a field ({date:%Y{%m}) are TALLY_EFORMAT: braces are
+ * literal only doubled, outside fields.
  *
  * Clock: the default reads CLOCK_REALTIME on every issue of a resetting series (exact at
  * midnight). tally_seq_clock_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's

@@ -115,14 +115,20 @@ static int finest_unit(enum tally_seq_reset reset)
 	return unit[reset];
 }
 
-/* Compiles the spec of {date:...} found at text[from, to). */
+/* Compiles the spec of {date:...} found at text[from, to): not empty (a date field that
+ * renders nothing is a mistake), and no '{' (braces are never literal inside a field;
+ * '}' cannot occur, it ends the field). */
 static int compile_date(struct seq_template *tmpl, size_t from, size_t to, int finest)
 {
+	if (from == to)
+		return TALLY_EFORMAT;
 	for (size_t i = from; i < to; i++) {
 		const char *text = tmpl->text;
 		enum seq_piece_kind kind;
 		int unit, err;
 
+		if (text[i] == '{')
+			return TALLY_EFORMAT;
 		if (text[i] != '%') {
 			err = add_piece(tmpl, PIECE_LITERAL, i, 1);
 			if (err)
@@ -170,7 +176,8 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 		tmpl->max_counter = max_for_digits(TALLY_SEQ_COUNTER_DIGITS_MAX);
 		return add_piece(tmpl, PIECE_COUNTER, 0, 0);
 	}
-	if (len >= 10 && memcmp(name, "counter:0", 9) == 0) {
+	/* "0" then N in 1..12 without leading zeros: one spelling per width. */
+	if (len >= 10 && len <= 11 && memcmp(name, "counter:0", 9) == 0 && name[9] != '0') {
 		unsigned width = 0;
 
 		for (size_t i = 9; i < len; i++) {
