@@ -43,6 +43,10 @@ static void test_config_errors(void)
 	tap_eq(create_err(c), TALLY_EINVAL, "window limit above the packing's maximum");
 	c = window; c.period_ns = 0;
 	tap_eq(create_err(c), TALLY_EINVAL, "period 0");
+	c = window; c.period_ns = INT64_C(1) << 62;
+	tap_eq(create_err(c), TALLY_EINVAL, "window period 2^62: above the largest");
+	c = window; c.period_ns = (INT64_C(1) << 62) - 1;
+	tap_eq(create_err(c), TALLY_OK, "window period 2^62 - 1: the largest");
 	c = window; c.burst = 3;
 	tap_eq(create_err(c), TALLY_EINVAL, "a window burst other than the limit");
 	c = gcra; c.limit = 0;
@@ -115,6 +119,8 @@ static void test_input_errors(void)
 	tap_eq(tally_ratelimit_allow(rl, "a", 1, 1, NULL), TALLY_EOVERFLOW,
 	       "a clock reading at 2^62");
 	tap_eq(tally_ratelimit_sweep(rl, NULL), TALLY_EOVERFLOW, "sweep with a bad clock");
+	tap_eq(tally_ratelimit_peek(rl, "a\0b", 3, &res), TALLY_EOVERFLOW,
+	       "peek reads the clock too: EOVERFLOW");
 	atomic_store(&shared_now, 100);
 	tap_eq(tally_ratelimit_peek(rl, "a", 1, &res), TALLY_OK, "after the clock errors...");
 	tap_eq(res.remaining, 2, "...nothing was charged");
