@@ -776,6 +776,40 @@ static void test_sessions_concurrent(void)
 	tally_store_close(store);
 }
 
+/* A table detached (and destroyed) while its changes wait for a store that is down: they
+ * were copied out at the detach and still reach the store. */
+static void test_detach_pending(void)
+{
+	struct store_fault_plan down = { .mode = STORE_FAULT_BEFORE, .count = -1,
+					 .calls = STORE_FAULT_WRITER_CALLS };
+	char url[512];
+	struct tally_store *store, *reader;
+	struct tally_writebehind *wb;
+	struct tally_session_table *table;
+
+	new_url(url, sizeof(url), true);
+	store = open_store(url, "detached", 0);
+	reader = open_store(plain(url), "reader", 0);
+	wb = start(store, NULL);
+	tally_writebehind_flush(wb, 5000); /* writer open */
+	tally_session_table_create(&table, NULL);
+	tally_writebehind_add_sessions(wb, table);
+	store_fault_set(&down);
+	create_session(table, "gone");
+	for (int i = 0; i < 3; i++)
+		join(table, "gone", i);
+	tap_eq(tally_writebehind_remove_sessions(wb, table), TALLY_OK, "detach with the store down");
+	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy the detached table");
+	store_fault_set(NULL);
+	tap_eq(tally_writebehind_flush(wb, 5000), TALLY_OK, "flush once the store is back");
+	tap_eq(sessions_in(reader).rows, 1, "the detached table's session reached the store");
+	tap_eq(sessions_in(reader).listeners, 3, "... with its listener count");
+	tap_eq(connections_in(reader, "gone"), 3, "... and its connections");
+	tally_writebehind_destroy(wb);
+	tally_store_close(reader);
+	tally_store_close(store);
+}
+
 /* ---- the tombstone bound ---------------------------------------------------------------- */
 
 static atomic_int backpressure_calls;
@@ -940,6 +974,7 @@ int main(void)
 	test_gauges_writers();
 	test_sessions();
 	test_sessions_concurrent();
+	test_detach_pending();
 	test_backpressure();
 	test_shutdown();
 	tally_rcu_barrier();
