@@ -62,9 +62,10 @@
  * Caller duties. The store handle, every registered counter, gauge and table must outlive
  * their registration (remove them, or destroy the flusher, before destroying them); no one
  * else drains a registered counter; no writer may be open on the store handle (the flusher
- * opens it); tally_store_close comes after tally_writebehind_destroy; add_sessions,
- * remove_sessions and destroy are not called inside an RCU read-side section (they wait for
- * a grace period).
+ * opens it); tally_store_close comes after tally_writebehind_destroy, which must not race
+ * any other call on the same flusher (a flush waiting in another thread included);
+ * add_sessions, remove_sessions and destroy are not called inside an RCU read-side section
+ * (they wait for a grace period).
  *
  * Errors (each call lists its own): TALLY_EINVAL (NULL, empty key, NUL in a key, bad config),
  * TALLY_ETOOLONG (key over TALLY_STORE_KEY_MAX), TALLY_EEXIST (key or table already
