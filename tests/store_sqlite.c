@@ -630,6 +630,21 @@ static void test_open_errors(void)
 			   "('lease_generation', 7)"), SQLITE_OK, "a half schema");
 	tap_eq(try_open(url, true), TALLY_ECORRUPT, "tables missing: ECORRUPT");
 
+	{
+		struct tally_store_options huge = { .writer_ttl_ms = INT64_MAX, .create_schema = true };
+		struct tally_store *store = NULL;
+
+		tap_eq(tally_store_open(&store, url, &huge), TALLY_EINVAL,
+		       "writer_ttl_ms INT64_MAX (now + ttl would overflow): EINVAL");
+		huge = (struct tally_store_options){ .timeout_ms = -1 };
+		tap_eq(tally_store_open(&store, url, &huge), TALLY_EINVAL, "timeout_ms -1: EINVAL");
+		huge = (struct tally_store_options){ .timeout_ms = TALLY_STORE_DURATION_MAX_MS,
+						     .create_schema = true };
+		new_db(path, sizeof(path), url, sizeof(url), NULL);
+		tap_eq(tally_store_open(&store, url, &huge), TALLY_OK,
+		       "timeout_ms at the ceiling (busy timeout clamped to INT32_MAX)");
+		tally_store_close(store);
+	}
 	tap_eq(try_open("sqlite://relative.db", true), TALLY_EINVAL, "relative path: EINVAL");
 	tap_eq(try_open("nosuch:///x", true), TALLY_EINVAL, "unknown scheme: EINVAL");
 	tap_eq(try_open("sqlite:///tmp/x.db?synchronous=sometimes", true), TALLY_EINVAL,

@@ -249,7 +249,9 @@ static int parse_config(const char *url, const struct tally_store_options *optio
 						     error_size);
 	if (!err)
 		err = tally__store_option_int64(&parsed, "busy_timeout_ms", 0, INT32_MAX,
-						options->timeout_ms, &config->busy_timeout_ms,
+						options->timeout_ms < INT32_MAX ? options->timeout_ms
+										: INT32_MAX,
+						&config->busy_timeout_ms,
 						"sqlite", error, error_size);
 	if (!err)
 		err = tally__store_option_choice(&parsed, "synchronous", synchronous_choices, 0,

@@ -157,8 +157,10 @@ static int copy_options(struct tally_store *store, const struct tally_store_opti
 
 	if (!options)
 		options = &defaults;
-	if (options->writer_ttl_ms < 0 || options->timeout_ms < 0)
-		return tally__store_refuse(NULL, TALLY_EINVAL, "writer_ttl_ms and timeout_ms must be >= 0");
+	if (options->writer_ttl_ms < 0 || options->writer_ttl_ms > TALLY_STORE_DURATION_MAX_MS ||
+	    options->timeout_ms < 0 || options->timeout_ms > TALLY_STORE_DURATION_MAX_MS)
+		return tally__store_refuse(NULL, TALLY_EINVAL, "writer_ttl_ms and timeout_ms must "
+					   "be in [0, 2^40] ms");
 	store->options = *options;
 	if (!store->options.writer_ttl_ms)
 		store->options.writer_ttl_ms = DEFAULT_WRITER_TTL_MS;
