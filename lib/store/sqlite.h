@@ -25,7 +25,7 @@
 
 #define TALLY__SQLITE_SCHEMA_VERSION 1
 /* Counter deltas per S_COUNTER_ADD_MANY statement: one step and one reset for 32 rows, which
- * takes about a quarter off a flush's CPU (docs/store.md, Costs). */
+ * takes 10-40 % off a flush's CPU (docs/store.md, Costs). */
 #define TALLY__SQLITE_COUNTER_ROWS 32
 
 /* writers.reaped: why a writer's contributions are gone. */
