@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include "store/dynamodb_internal.h"
+#include "store/internal.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -26,25 +27,9 @@
 #define SCHEMA_VERSION 1
 static const char schema_id[] = "\0schema"; /* writer ids are C strings: never this */
 
-/* ---- errors --------------------------------------------------------------------------- */
-
-static _Thread_local struct {
-	const void *store;
-	char text[256];
-} last_error;
-
-void tally__ddb_set_error(struct tally__ddb_store *store, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	last_error.store = store;
-	vsnprintf(last_error.text, sizeof(last_error.text), fmt, ap);
-	va_end(ap);
-}
-
 static const char *ddb_last_error(void *impl)
 {
-	return last_error.store == impl ? last_error.text : "";
+	return tally__store_error(impl);
 }
 
 /* ---- shared helpers ------------------------------------------------------------------- */
@@ -125,15 +110,13 @@ static int batch_write_chunk(struct tally__ddb_store *store, const char *table, 
 		json_array_clear(chunk);
 		json_array_extend(chunk, left);
 		json_decref(reply);
-		int64_t ceiling = store->client.backoff_base_ms << (attempt < 10 ? attempt : 10);
-		if (ceiling > store->client.backoff_cap_ms)
-			ceiling = store->client.backoff_cap_ms;
-		int64_t sleep_ms = ceiling > 0 ? random() % (ceiling + 1) : 0;
+		int64_t sleep_ms = tally__store_backoff_ms((unsigned)attempt, store->client.backoff_base_ms,
+							   store->client.backoff_cap_ms);
 		if (tally__ddb_now_ms() + sleep_ms >= deadline_ms) {
 			tally__ddb_set_error(store, "dynamodb: BatchWriteItem: items still unprocessed");
 			return TALLY_EUNAVAIL;
 		}
-		usleep((useconds_t)sleep_ms * 1000);
+		tally__store_sleep_ms(sleep_ms);
 	}
 }
 
@@ -181,117 +164,51 @@ static void options_free(struct url_options *o)
 	free(o->token);
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+static const char *const known_options[] = {
+	"endpoint", "region", "table_prefix", "access_key_id", "secret_access_key",
+	"session_token", "attempt_timeout_ms", "max_in_flight", "clock_skew_ms",
+	"cleanup_delay_ms", "backoff_base_ms", "backoff_cap_ms", NULL,
+};
 
-/* Percent-decodes [s, s + len) into a new string; NULL if malformed or out of memory. */
-static char *url_decode(const char *s, size_t len)
+static int copy_option(const struct tally__store_url *url, const char *name, char **field)
 {
-	char *out = malloc(len + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] != '%') {
-			*o++ = s[i] == '+' ? ' ' : s[i];
-			continue;
-		}
-		if (i + 2 >= len || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) {
-			free(out);
-			return NULL;
-		}
-		*o++ = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
-		i += 2;
-	}
-	*o = '\0';
-	return out;
-}
-
-static int set_number(int64_t *field, const char *value)
-{
-	char *end;
-	long long v = strtoll(value, &end, 10);
-	if (*value == '\0' || *end || v < 0)
-		return TALLY_EINVAL;
-	*field = v;
-	return TALLY_OK;
-}
-
-static int set_option(struct url_options *o, const char *name, size_t name_len, char *value)
-{
-	struct { const char *name; char **str; int64_t *num; } table[] = {
-		{"endpoint", &o->endpoint, NULL}, {"region", &o->region, NULL},
-		{"table_prefix", &o->prefix, NULL}, {"access_key_id", &o->access_key, NULL},
-		{"secret_access_key", &o->secret, NULL}, {"session_token", &o->token, NULL},
-		{"attempt_timeout_ms", NULL, &o->attempt_timeout_ms},
-		{"max_in_flight", NULL, &o->max_in_flight},
-		{"clock_skew_ms", NULL, &o->clock_skew_ms},
-		{"cleanup_delay_ms", NULL, &o->cleanup_delay_ms},
-		{"backoff_base_ms", NULL, &o->backoff_base_ms},
-		{"backoff_cap_ms", NULL, &o->backoff_cap_ms},
-	};
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		if (strlen(table[i].name) != name_len || memcmp(table[i].name, name, name_len))
-			continue;
-		if (table[i].str) {
-			if (*table[i].str) {
-				explicit_bzero(*table[i].str, strlen(*table[i].str));
-				free(*table[i].str);
-			}
-			*table[i].str = value;
-			return TALLY_OK;
-		}
-		int rc = set_number(table[i].num, value);
-		free(value);
-		return rc;
-	}
-	explicit_bzero(value, strlen(value));
-	free(value);
-	return TALLY_EINVAL;
+	const char *v = tally__store_url_option(url, name);
+	return v && *v && !(*field = strdup(v)) ? TALLY_ENOMEM : TALLY_OK;
 }
 
 static int parse_url(const char *url, struct url_options *o, char *error, size_t error_size)
 {
-	static const char scheme[] = "dynamodb://";
-	if (strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-		snprintf(error, error_size, "dynamodb: the URL must start with dynamodb://");
-		return TALLY_EINVAL;
+	struct tally__store_url u;
+	int rc = tally__store_url_parse(url, &u, error, error_size);
+	if (rc)
+		return rc;
+	if (strcmp(u.scheme, "dynamodb") != 0 || u.host[0] || u.user[0] ||
+	    (u.path[0] && strcmp(u.path, "/") != 0)) {
+		tally__store_format(error, error_size,
+				    "dynamodb: the URL takes options only (dynamodb://?endpoint=...)");
+		rc = TALLY_EINVAL;
 	}
-	const char *p = url + sizeof(scheme) - 1;
-	if (*p && *p != '?' && *p != '/') {
-		snprintf(error, error_size, "dynamodb: the URL takes options only (dynamodb://?endpoint=...)");
-		return TALLY_EINVAL;
-	}
-	p = strchr(p, '?');
-	while (p && *p) {
-		p++;
-		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
-		const char *eq = memchr(p, '=', (size_t)(end - p));
-		if (!eq) {
-			snprintf(error, error_size, "dynamodb: an option without '=' in the URL");
-			return TALLY_EINVAL;
-		}
-		char *value = url_decode(eq + 1, (size_t)(end - eq - 1));
-		if (!value) {
-			snprintf(error, error_size, "dynamodb: a malformed %%-escape in the URL");
-			return TALLY_EINVAL;
-		}
-		if (set_option(o, p, (size_t)(eq - p), value)) {
-			/* the option's name is not secret; its value may be */
-			snprintf(error, error_size, "dynamodb: unknown or malformed URL option '%.*s'",
-				 (int)(eq - p) < 64 ? (int)(eq - p) : 64, p);
-			return TALLY_EINVAL;
-		}
-		p = amp;
-	}
-	return TALLY_OK;
+	if (rc == TALLY_OK)
+		rc = tally__store_url_check_options(&u, known_options, "dynamodb", error, error_size);
+	static const char *const strings[] = {"endpoint", "region", "table_prefix", "access_key_id",
+					      "secret_access_key", "session_token"};
+	char **fields[] = {&o->endpoint, &o->region, &o->prefix, &o->access_key, &o->secret,
+			   &o->token};
+	for (size_t i = 0; rc == TALLY_OK && i < sizeof(strings) / sizeof(strings[0]); i++)
+		rc = copy_option(&u, strings[i], fields[i]);
+	static const struct { const char *name; int64_t min, max, fallback; } numbers[] = {
+		{"attempt_timeout_ms", 1, 600000, 2000}, {"max_in_flight", 1, 1024, 32},
+		{"clock_skew_ms", 0, 3600000, 1000}, {"cleanup_delay_ms", 0, INT64_MAX / 4, 60000},
+		{"backoff_base_ms", 0, 60000, 10}, {"backoff_cap_ms", 0, 600000, 1000},
+	};
+	int64_t *targets[] = {&o->attempt_timeout_ms, &o->max_in_flight, &o->clock_skew_ms,
+			      &o->cleanup_delay_ms, &o->backoff_base_ms, &o->backoff_cap_ms};
+	for (size_t i = 0; rc == TALLY_OK && i < sizeof(numbers) / sizeof(numbers[0]); i++)
+		rc = tally__store_option_int64(&u, numbers[i].name, numbers[i].min, numbers[i].max,
+					       numbers[i].fallback, targets[i], "dynamodb", error,
+					       error_size);
+	tally__store_url_free(&u);
+	return rc;
 }
 
 /* Fills what the URL left out from the environment. */
@@ -318,16 +235,16 @@ static int configure_client(struct tally__ddb_store *store, struct url_options *
 {
 	struct tally__ddb_client *c = &store->client;
 	if (!o->region) {
-		snprintf(error, error_size, "dynamodb: no region (AWS_REGION or ?region=)");
+		tally__store_format(error, error_size, "dynamodb: no region (AWS_REGION or ?region=)");
 		return TALLY_EINVAL;
 	}
 	if (!o->access_key || !o->secret) {
-		snprintf(error, error_size,
+		tally__store_format(error, error_size,
 			 "dynamodb: no credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
 		return TALLY_EPERM;
 	}
 	if (strchr(o->access_key, ':')) {
-		snprintf(error, error_size, "dynamodb: malformed access key id");
+		tally__store_format(error, error_size, "dynamodb: malformed access key id");
 		return TALLY_EPERM;
 	}
 	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%.40s:dynamodb", o->region);
@@ -347,12 +264,12 @@ static int configure_client(struct tally__ddb_store *store, struct url_options *
 	}
 	if (!c->endpoint || !c->credentials || (o->token && !c->token_header))
 		return TALLY_ENOMEM;
-	c->attempt_timeout_ms = o->attempt_timeout_ms ? o->attempt_timeout_ms : 2000;
-	c->max_in_flight = o->max_in_flight ? (int)o->max_in_flight : 32;
-	c->backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 10;
-	c->backoff_cap_ms = o->backoff_cap_ms ? o->backoff_cap_ms : 1000;
-	store->clock_skew_ms = o->clock_skew_ms ? o->clock_skew_ms : 1000;
-	store->cleanup_delay_ms = o->cleanup_delay_ms ? o->cleanup_delay_ms : 60000;
+	c->attempt_timeout_ms = o->attempt_timeout_ms;
+	c->max_in_flight = (int)o->max_in_flight;
+	c->backoff_base_ms = o->backoff_base_ms;
+	c->backoff_cap_ms = o->backoff_cap_ms;
+	store->clock_skew_ms = o->clock_skew_ms;
+	store->cleanup_delay_ms = o->cleanup_delay_ms;
 	const char *prefix = o->prefix ? o->prefix : "tally_";
 	static const char *const names[TALLY__DDB_TABLE_COUNT] = {
 		"counters", "gauges", "writers", "leases", "sessions", "connections",
@@ -360,7 +277,7 @@ static int configure_client(struct tally__ddb_store *store, struct url_options *
 	for (int t = 0; t < TALLY__DDB_TABLE_COUNT; t++)
 		if ((size_t)snprintf(store->table[t], sizeof(store->table[t]), "%s%s", prefix,
 				     names[t]) >= sizeof(store->table[t])) {
-			snprintf(error, error_size, "dynamodb: table_prefix too long");
+			tally__store_format(error, error_size, "dynamodb: table_prefix too long");
 			return TALLY_EINVAL;
 		}
 	return TALLY_OK;
@@ -404,7 +321,7 @@ static json_t *create_table_body(struct tally__ddb_store *store, enum tally__ddb
 		 * speaker without a language is indexed too (key attributes cannot be empty). */
 		json_t *index_attrs = json_array();
 		json_t *schema = key_schema("sessionId", "S", "languageKey", "S", &index_attrs);
-		json_array_append(attributes, json_array_get(index_attrs, 1));
+		json_array_extend(attributes, index_attrs);
 		json_decref(index_attrs);
 		json_object_set_new(body, "GlobalSecondaryIndexes",
 				    json_pack("[{s:s,s:o,s:{s:s}}]", "IndexName", "bySessionLanguage",
@@ -537,7 +454,7 @@ static int ddb_open(const char *url, const struct tally_store_options *options, 
 	if (rc == TALLY_OK) {
 		rc = ensure_schema(store, options && options->create_schema);
 		if (rc)
-			snprintf(error, error_size, "%s", ddb_last_error(store));
+			tally__store_format(error, error_size, "%s", ddb_last_error(store));
 	}
 	if (rc) {
 		if (client_ready)

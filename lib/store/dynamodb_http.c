@@ -238,12 +238,18 @@ static const char *const auth_types[] = {
 static void error_type_of(struct tally__ddb_call *call)
 {
 	call->error_type[0] = '\0';
+	call->message[0] = '\0';
 	json_t *j = call->reply.data ? json_loadb(call->reply.data, call->reply.len, 0, NULL) : NULL;
 	const char *type = j ? json_string_value(json_object_get(j, "__type")) : NULL;
 	if (type) {
 		const char *hash = strrchr(type, '#');
 		snprintf(call->error_type, sizeof(call->error_type), "%s", hash ? hash + 1 : type);
 	}
+	const char *message = j ? json_string_value(json_object_get(j, "message")) : NULL;
+	if (!message && j)
+		message = json_string_value(json_object_get(j, "Message"));
+	if (message)
+		snprintf(call->message, sizeof(call->message), "%s", message);
 	json_decref(j);
 }
 
@@ -304,16 +310,8 @@ static enum verdict judge(struct tally__ddb_call *call, CURLcode code, long stat
 
 static int64_t full_jitter_ms(struct tally__ddb_client *client, int attempt)
 {
-	int64_t ceiling = client->backoff_base_ms;
-	for (int i = 0; i < attempt && ceiling < client->backoff_cap_ms; i++)
-		ceiling *= 2;
-	if (ceiling > client->backoff_cap_ms)
-		ceiling = client->backoff_cap_ms;
-	/* rand_r over a per-thread seed: jitter needs spread, not cryptographic quality. */
-	static _Thread_local unsigned seed;
-	if (!seed)
-		seed = (unsigned)tally__ddb_now_ms() ^ (unsigned)(uintptr_t)&seed;
-	return ceiling > 0 ? (int64_t)(rand_r(&seed) % (ceiling + 1)) : 0;
+	return tally__store_backoff_ms((unsigned)attempt, client->backoff_base_ms,
+				       client->backoff_cap_ms);
 }
 
 static void note_peak(struct tally__ddb_client *client, long long in_flight)
@@ -463,8 +461,9 @@ int tally__ddb_call_one(struct tally__ddb_client *client, const char *target, js
 			rc = call.err;
 	}
 	if (rc && rc != TALLY__DDB_CONDITION_ERR && error && error_size)
-		snprintf(error, error_size, "dynamodb: %s: %s", target,
-			 call.error_type[0] ? call.error_type : tally_strerror(rc));
+		snprintf(error, error_size, "dynamodb: %s: %s%s%s", target,
+			 call.error_type[0] ? call.error_type : tally_strerror(rc),
+			 call.message[0] ? ": " : "", call.message);
 	if (response) {
 		*response = call.response;
 		call.response = NULL;

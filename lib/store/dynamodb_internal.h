@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <tally/store.h>
 
+#include "store/internal.h"
+
 /* ---- the HTTP client ------------------------------------------------------------------ */
 
 struct tally__ddb_multi; /* one curl multi handle and its connection cache */
@@ -60,6 +62,7 @@ struct tally__ddb_call {
 	int err;                   /* tally error when outcome is FAILED */
 	bool ambiguous;            /* some attempt may have reached the server without an answer */
 	char error_type[64];       /* DynamoDB's __type after '#', or curl's error name */
+	char message[160];         /* DynamoDB's message (names tables and rules, never secrets) */
 	/* private to dynamodb_http.c */
 	int attempts;
 	int64_t not_before_ms;
@@ -146,9 +149,9 @@ struct tally__ddb_store {
 	_Atomic uint64_t lease_generation; /* the lease table generation seen first (0 = not yet) */
 };
 
-/* Records the calling thread's last error on this store (no secrets). */
-void tally__ddb_set_error(struct tally__ddb_store *store, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* Records the calling thread's last error on this store (no secrets): lib/store/internal.h's
+ * per-thread, per-owner texts. */
+#define tally__ddb_set_error tally__store_set_error
 /* One call with the store's deadline; the error text is recorded. */
 int tally__ddb_request(struct tally__ddb_store *store, const char *target, json_t *body,
 		       json_t **response);
@@ -196,6 +199,5 @@ int tally__ddb_leases(void *impl, tally_store_lease_fn fn, void *arg);
 /* creates the lease table's generation item (schema creation only) */
 int tally__ddb_lease_generation_create(struct tally__ddb_store *store);
 
-extern const struct tally_store_ops tally__store_dynamodb_ops;
 
 #endif
