@@ -420,9 +420,13 @@ int tally__ddb_call_many(struct tally__ddb_client *client, struct tally__ddb_cal
 			break;
 		int running = 0;
 		curl_multi_perform(m->multi, &running);
+		size_t done_before = done;
+		int in_flight_before = in_flight;
 		collect(client, m->multi, deadline_ms, &in_flight, &done);
 		if (done >= count)
 			break;
+		if (done != done_before || in_flight != in_flight_before)
+			continue; /* slots freed or retries scheduled: start what can start now */
 		int64_t now = tally__ddb_now_ms();
 		int64_t wait = 20;
 		if (in_flight == 0 && next_wake != INT64_MAX)
