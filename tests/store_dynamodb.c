@@ -33,8 +33,8 @@
 #include "tap.h"
 
 #define WRITERS 3
-#define ROUNDS 25
-#define KEYS 16
+#define ROUNDS 16
+#define KEYS 12
 #define LEASE_SIZE 7
 
 static const char *self_path;
@@ -232,7 +232,25 @@ static pid_t spawn(char *const argv[], int *stdout_fd)
 
 /* ---- raw requests (to break the store from outside) ----------------------------------- */
 
-static int raw_request(const char *target, const char *body)
+struct reply_buf {
+	char *data;
+	size_t len, cap;
+};
+
+static size_t keep_reply(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct reply_buf *b = arg;
+	size_t n = size * nmemb;
+	if (b && b->len + n < b->cap) {
+		memcpy(b->data + b->len, ptr, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+	}
+	return n;
+}
+
+/* A signed request straight to dynalite; the reply (cut to `cap`) into `reply`. */
+static int raw_request_reply(const char *target, const char *body, char *reply, size_t cap)
 {
 	CURL *curl = curl_easy_init();
 	char url[64], header[96], userpwd[256], sigv4[64];
@@ -243,20 +261,27 @@ static int raw_request(const char *target, const char *body)
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:dynamodb", getenv("AWS_REGION"));
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
 	h = curl_slist_append(h, header);
-	FILE *sink = fopen("/dev/null", "w");
+	struct reply_buf buf = {reply, 0, cap};
+	if (reply && cap)
+		reply[0] = '\0';
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
 	curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_reply);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply ? &buf : NULL);
 	long status = 0;
 	CURLcode code = curl_easy_perform(curl);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	fclose(sink);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(curl);
 	return code == CURLE_OK ? (int)status : -1;
+}
+
+static int raw_request(const char *target, const char *body)
+{
+	return raw_request_reply(target, body, NULL, 0);
 }
 
 /* ---- the tests ------------------------------------------------------------------------ */
@@ -432,6 +457,40 @@ static void test_fencing(void)
 	tap_eq(connections, 0, "the fenced epoch's connections were removed");
 	tally_store_close(a);
 	tally_store_close(b);
+}
+
+/* A closed writer's flush numbers leave the counter items once cleanup_delay_ms passed
+ * (items are capped at 400 KB); the totals stay. */
+static void test_attribute_cleanup(void)
+{
+	struct tally_store *w, *reaper;
+	if (open_store(&w, "TALLY_DDB_PORT", "basic_", "short-lived", 5000, false)) {
+		tap_ok(0, "open short-lived");
+		return;
+	}
+	tally_store_writer_open(w, NULL);
+	struct tally_store_delta d = {"attr/x", 6, 9};
+	struct tally_store_batch batch = {.seq = 1, .counters = &d, .counter_count = 1};
+	tally_store_flush(w, &batch, NULL);
+	tally_store_writer_close(w);
+	tally_store_close(w);
+	static const char get[] = "{\"TableName\":\"basic_counters\",\"ConsistentRead\":true,"
+				  "\"Key\":{\"k\":{\"B\":\"YXR0ci94\"}}}"; /* base64("attr/x") */
+	char before[2048], after[2048];
+	raw_request_reply("GetItem", get, before, sizeof(before));
+	char url[1024];
+	url_for(url, sizeof(url), "TALLY_DDB_PORT", "basic_", "&cleanup_delay_ms=0");
+	int rc = tally_store_open(&reaper, url, NULL);
+	sleep_ms(5);
+	int64_t reaped = -1, total = 0;
+	if (rc == TALLY_OK)
+		rc = tally_store_reap(reaper, &reaped);
+	raw_request_reply("GetItem", get, after, sizeof(after));
+	tap_ok(rc == TALLY_OK && strstr(before, "\"w") && !strstr(after, "\"w"),
+	       "reap removed the closed writer's flush number from the counter item");
+	tally_store_read_counter(reaper, "attr/x", 6, &total);
+	tap_eq(total, 9, "the counter keeps its total");
+	tally_store_close(reaper);
 }
 
 static void test_lease_reset_and_missing_table(void)
@@ -629,6 +688,7 @@ int main(int argc, char **argv)
 	test_open_errors();
 	test_basics_and_hostile_keys();
 	test_fencing();
+	test_attribute_cleanup();
 	printf("# basics: %" PRId64 " ms\n", now_ms() - t0);
 	t0 = now_ms();
 	test_lease_reset_and_missing_table();
