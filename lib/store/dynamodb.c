@@ -121,11 +121,10 @@ static int batch_write_chunk(struct tally__ddb_store *store, const char *table, 
 }
 
 int tally__ddb_batch_write(struct tally__ddb_store *store, enum tally__ddb_table table,
-			   json_t *requests)
+			   json_t *requests, int64_t deadline)
 {
 	if (!requests)
 		return TALLY_ENOMEM;
-	int64_t deadline = tally__ddb_now_ms() + store->timeout_ms;
 	int rc = TALLY_OK;
 	size_t n = json_array_size(requests);
 	for (size_t i = 0; i < n && rc == TALLY_OK; i += 25) {

@@ -325,9 +325,11 @@ static void note_peak(struct tally__ddb_client *client, long long in_flight)
 
 /* Starts every waiting call whose backoff has passed, up to the in-flight bound. Returns
  * ENOMEM or OK; *next_wake_ms gets the earliest backoff still pending. */
+static void finish(struct tally__ddb_call *call, int err);
+
 static int start_ready(struct tally__ddb_client *client, CURLM *multi,
 		       struct tally__ddb_call *calls, size_t count, int64_t deadline_ms,
-		       int *in_flight, int64_t *next_wake_ms)
+		       int *in_flight, int64_t *next_wake_ms, size_t *done)
 {
 	int64_t now = tally__ddb_now_ms();
 	*next_wake_ms = INT64_MAX;
@@ -335,6 +337,15 @@ static int start_ready(struct tally__ddb_client *client, CURLM *multi,
 		struct tally__ddb_call *call = &calls[i];
 		if (call->easy || call->attempts < 0)
 			continue;
+		if (now >= deadline_ms) {
+			/* Nothing starts after the deadline (the fencing argument in
+			 * dynamodb_writer.c relies on it). */
+			if (!call->error_type[0])
+				snprintf(call->error_type, sizeof(call->error_type), "deadline passed");
+			finish(call, call->err ? call->err : TALLY_ETIMEDOUT);
+			(*done)++;
+			continue;
+		}
 		if (call->not_before_ms > now) {
 			if (call->not_before_ms < *next_wake_ms)
 				*next_wake_ms = call->not_before_ms;
@@ -415,8 +426,9 @@ int tally__ddb_call_many(struct tally__ddb_client *client, struct tally__ddb_cal
 	size_t done = 0;
 	while (done < count) {
 		int64_t next_wake;
-		rc = start_ready(client, m->multi, calls, count, deadline_ms, &in_flight, &next_wake);
-		if (rc)
+		rc = start_ready(client, m->multi, calls, count, deadline_ms, &in_flight, &next_wake,
+				 &done);
+		if (rc || done >= count)
 			break;
 		int running = 0;
 		curl_multi_perform(m->multi, &running);

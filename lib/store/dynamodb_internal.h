@@ -163,10 +163,10 @@ json_t *tally__ddb_body(struct tally__ddb_store *store, enum tally__ddb_table ta
 int tally__ddb_each(struct tally__ddb_store *store, const char *target, json_t *request,
 		    int (*fn)(json_t *item, void *arg), void *arg);
 /* Puts/deletes through BatchWriteItem, 25 per call, UnprocessedItems retried with
- * backoff. `requests` is an array of {"PutRequest": ...} / {"DeleteRequest": ...} for
- * `table` (consumed). */
+ * backoff until deadline_ms. `requests` is an array of {"PutRequest": ...} /
+ * {"DeleteRequest": ...} for `table` (consumed). */
 int tally__ddb_batch_write(struct tally__ddb_store *store, enum tally__ddb_table table,
-			   json_t *requests);
+			   json_t *requests, int64_t deadline_ms);
 /* The writer item {id, part 0} key */
 json_t *tally__ddb_writer_key(const char *writer_id);
 

@@ -243,7 +243,8 @@ int tally__ddb_drop_connections(struct tally__ddb_store *store, const char *writ
 			    json_pack("{s:o,s:o}", ":w", w, ":e", tally__ddb_num((int64_t)epoch)));
 	int rc = tally__ddb_each(store, "Scan", scan, visit_connection, &visit);
 	if (rc == TALLY_OK && json_array_size(visit.deletes))
-		return tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, visit.deletes);
+		return tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, visit.deletes,
+					      tally__ddb_now_ms() + store->timeout_ms);
 	json_decref(visit.deletes);
 	return rc;
 }

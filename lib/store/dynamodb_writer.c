@@ -42,7 +42,7 @@ struct writer_state {
 	bool present;
 	uint64_t slot, epoch, last_seq, pending, pending_chunks, cl_epoch;
 	int64_t expires_ms, reaped_ms; /* reaped_ms 0: not reaped */
-	bool attrs_done;
+	bool attrs_done, closed;       /* closed: ended by writer_close, not by a reaper */
 };
 
 static uint64_t get_u64(json_t *item, const char *name)
@@ -67,6 +67,7 @@ static void parse_writer(json_t *item, struct writer_state *w)
 	w->expires_ms = (int64_t)get_u64(item, "expires");
 	w->reaped_ms = (int64_t)get_u64(item, "reaped");
 	w->attrs_done = json_object_get(item, "attrs_done") != NULL;
+	w->closed = json_object_get(item, "closed") != NULL;
 }
 
 static int read_writer(struct tally__ddb_store *store, const char *id, struct writer_state *w)
@@ -312,7 +313,8 @@ static int write_intent(struct tally__ddb_store *store, const char *id, uint64_t
 		json_decref(requests);
 		return rc;
 	}
-	return tally__ddb_batch_write(store, TALLY__DDB_WRITERS, requests);
+	return tally__ddb_batch_write(store, TALLY__DDB_WRITERS, requests,
+				      tally__ddb_now_ms() + store->timeout_ms);
 }
 
 struct intent_read {
@@ -495,7 +497,7 @@ static int register_new(struct tally__ddb_store *store, const char *id, int64_t 
 
 /* Switches an existing writer to epoch + 1, if nothing moved since `w` was read. */
 static int switch_epoch(struct tally__ddb_store *store, const char *id, const struct writer_state *w,
-			uint64_t resolved_last, int64_t ttl_ms)
+			int64_t ttl_ms)
 {
 	bool clean_old = !w->reaped_ms || w->cl_epoch; /* a reaped epoch was cleaned by its reaper */
 	uint64_t cl = w->cl_epoch ? w->cl_epoch : w->epoch;
@@ -506,10 +508,9 @@ static int switch_epoch(struct tally__ddb_store *store, const char *id, const st
 				   ":exp", tally__ddb_num(tally__ddb_now_ms() + ttl_ms));
 	char update[256];
 	snprintf(update, sizeof(update), "SET epoch = :e1, last_seq = :zero, pending = :zero, "
-		 "expires = :exp%s REMOVE reaped, attrs_done, pending_chunks", clean_old ? ", cl_epoch = :cl" : "");
+		 "expires = :exp%s REMOVE reaped, closed, attrs_done, pending_chunks", clean_old ? ", cl_epoch = :cl" : "");
 	if (clean_old)
 		json_object_set_new(values, ":cl", tally__ddb_num((int64_t)cl));
-	(void)resolved_last;
 	int rc = update_writer(store, id, update,
 			       "epoch = :e0 AND last_seq = :l0 AND pending = :p0", values, NULL);
 	if (rc == TALLY_OK)
@@ -542,14 +543,14 @@ int tally__ddb_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 				return rc;
 			resolved_last = w.pending;
 		}
-		rc = switch_epoch(store, writer_id, &w, resolved_last, ttl_ms);
+		rc = switch_epoch(store, writer_id, &w, ttl_ms);
 		if (rc == TALLY__DDB_CONDITION_ERR)
 			continue; /* the old epoch moved (flushed, reaped): look again */
 		if (rc)
 			return rc;
 		if (info)
 			*info = (struct tally_store_epoch_info){w.epoch + 1, w.epoch, resolved_last,
-								w.reaped_ms != 0};
+								w.reaped_ms != 0 && !w.closed};
 		/* The old epoch's gauges and connections: a failure here leaves the obligation
 		 * recorded (cl_epoch) for the next reap; the open itself has happened. */
 		if (!w.reaped_ms || w.cl_epoch)
@@ -607,7 +608,7 @@ static int64_t writer_slot(struct tally__ddb_store *store, const char *id)
 
 /* Step 2: claims seq for the flush (fencing) and renews the lease. *done = already applied. */
 static int claim(struct tally__ddb_store *store, const char *id, uint64_t epoch, int64_t ttl_ms,
-		 uint64_t seq, uint64_t chunks, bool *done)
+		 uint64_t seq, uint64_t chunks, int64_t deadline_ms, bool *done)
 {
 	int64_t now = tally__ddb_now_ms();
 	json_t *attributes = NULL;
@@ -616,7 +617,7 @@ static int claim(struct tally__ddb_store *store, const char *id, uint64_t epoch,
 		"epoch = :e AND attribute_not_exists(reaped) AND last_seq >= :sm1",
 		json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", ":exp", tally__ddb_num(now + ttl_ms), ":s",
 			  tally__ddb_num((int64_t)seq), ":n", tally__ddb_num((int64_t)chunks), ":u",
-			  tally__ddb_num(now + store->timeout_ms), ":e", tally__ddb_num((int64_t)epoch),
+			  tally__ddb_num(deadline_ms), ":e", tally__ddb_num((int64_t)epoch),
 			  ":sm1", tally__ddb_num((int64_t)seq - 1)),
 		&attributes);
 	if (rc == TALLY__DDB_CONDITION_ERR)
@@ -666,7 +667,7 @@ static void apply_gauges(struct tally__ddb_store *store, const char *id, uint64_
 }
 
 static void apply_records(struct tally__ddb_store *store, const char *id, uint64_t epoch,
-			  const struct tally_store_batch *batch, struct applied *a)
+			  const struct tally_store_batch *batch, int64_t deadline_ms, struct applied *a)
 {
 	if (batch->record_count == 0 || a->err)
 		return;
@@ -675,9 +676,11 @@ static void apply_records(struct tally__ddb_store *store, const char *id, uint64
 					     sessions, connections);
 	size_t n = json_array_size(sessions) + json_array_size(connections);
 	if (rc == TALLY_OK)
-		rc = tally__ddb_batch_write(store, TALLY__DDB_SESSIONS, json_incref(sessions));
+		rc = tally__ddb_batch_write(store, TALLY__DDB_SESSIONS, json_incref(sessions),
+					    deadline_ms);
 	if (rc == TALLY_OK)
-		rc = tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, json_incref(connections));
+		rc = tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, json_incref(connections),
+					    deadline_ms);
 	json_decref(sessions);
 	json_decref(connections);
 	note_error(a, rc);
@@ -701,13 +704,15 @@ int tally__ddb_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t 
 	int rc = write_intent(store, writer_id, epoch, batch, &chunks);
 	a.calls += chunks ? 1 : 0;
 	bool done = false;
+	/* One deadline for the whole flush: the claim records it (pending_until), and no
+	 * request of the flush starts after it (the fencing argument leans on that). */
+	int64_t deadline = tally__ddb_now_ms() + store->timeout_ms;
 	if (rc == TALLY_OK)
-		rc = claim(store, writer_id, epoch, ttl_ms, batch->seq, chunks, &done);
+		rc = claim(store, writer_id, epoch, ttl_ms, batch->seq, chunks, deadline, &done);
 	a.calls++;
 	if (rc == TALLY_OK && !done) {
 		char flushno[TALLY__DDB_FLUSHNO_MAX];
 		tally__ddb_flushno(flushno, epoch, batch->seq);
-		int64_t deadline = tally__ddb_now_ms() + store->timeout_ms;
 		struct delta_ref *deltas = batch->counter_count
 			? malloc(batch->counter_count * sizeof(*deltas)) : NULL;
 		if (batch->counter_count && !deltas)
@@ -720,7 +725,7 @@ int tally__ddb_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t 
 				       deadline, &a);
 		free(deltas);
 		apply_gauges(store, writer_id, (uint64_t)slot, epoch, flushno, batch, deadline, &a);
-		apply_records(store, writer_id, epoch, batch, &a);
+		apply_records(store, writer_id, epoch, batch, deadline, &a);
 		rc = a.err;
 		if (rc == TALLY_OK)
 			rc = commit(store, writer_id, epoch, batch->seq);
@@ -735,7 +740,8 @@ int tally__ddb_writer_close(void *impl, const char *writer_id, uint64_t epoch)
 {
 	struct tally__ddb_store *store = impl;
 	int64_t now = tally__ddb_now_ms();
-	int rc = update_writer(store, writer_id, "SET reaped = :now, expires = :now, cl_epoch = :e",
+	int rc = update_writer(store, writer_id,
+			       "SET reaped = :now, closed = :now, expires = :now, cl_epoch = :e",
 			       "epoch = :e AND attribute_not_exists(reaped)",
 			       json_pack("{s:o,s:o}", ":now", tally__ddb_num(now), ":e",
 					 tally__ddb_num((int64_t)epoch)), NULL);
