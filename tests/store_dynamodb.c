@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tap.h"
+#include "threads.h"
 
 #define WRITERS 3
 #define ROUNDS 16
@@ -469,6 +470,63 @@ static void test_fencing(void)
 	tally_store_close(b);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Several threads on one handle: gives, takes and leases at once (the client's pool of
+ * curl multi handles, the lease generation cache). */
+#define THREAD_OPS 30
+struct thread_shared {
+	struct tally_store *store;
+	struct tally_lease_provider *leases;
+	uint64_t bases[4][THREAD_OPS];
+	int errors;
+};
+
+static void *thread_body(struct test_thread *self)
+{
+	struct thread_shared *sh = self->shared;
+	for (int i = 0; i < THREAD_OPS; i++) {
+		int rc = tally_store_give(sh->store, "thr/x", 5, 2, NULL);
+		if (rc == TALLY_OK)
+			rc = tally_store_take(sh->store, "thr/x", 5, 1, NULL);
+		if (rc == TALLY_OK)
+			rc = tally_lease_acquire(sh->leases, "thr/seq", 7, 0, 1, 0,
+						 &sh->bases[self->index][i]);
+		if (rc)
+			__atomic_fetch_add(&sh->errors, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct thread_shared sh = {0};
+	if (open_store(&sh.store, "TALLY_DDB_PORT", "basic_", NULL, 0, false) ||
+	    tally_store_lease_provider(sh.store, &sh.leases)) {
+		tap_ok(0, "open for threads");
+		return;
+	}
+	struct test_thread threads[4];
+	run_threads(4, thread_body, &sh, threads);
+	int64_t total = 0;
+	tally_store_read_counter(sh.store, "thr/x", 5, &total);
+	tap_ok(sh.errors == 0 && total == 4 * THREAD_OPS,
+	       "4 threads on one handle: %d errors, total %" PRId64, sh.errors, total);
+	uint64_t all[4 * THREAD_OPS];
+	memcpy(all, sh.bases, sizeof(all));
+	qsort(all, 4 * THREAD_OPS, sizeof(all[0]), cmp_u64);
+	bool distinct = true;
+	for (int i = 1; i < 4 * THREAD_OPS; i++)
+		distinct = distinct && all[i] != all[i - 1];
+	tap_ok(distinct, "lease blocks from 4 threads are distinct");
+	tally_lease_provider_destroy(sh.leases);
+	tally_store_close(sh.store);
+}
+
 /* A closed writer's flush numbers leave the counter items once cleanup_delay_ms passed
  * (items are capped at 400 KB); the totals stay. */
 static void test_attribute_cleanup(void)
@@ -609,12 +667,6 @@ static void test_killed_writer(void)
 	tally_store_close(store);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
-
 static void test_writers_through_faults(const char *dir)
 {
 	struct tally_store *store;
@@ -704,6 +756,7 @@ int main(int argc, char **argv)
 	test_open_errors();
 	test_basics_and_hostile_keys();
 	test_fencing();
+	test_threads();
 	if (!real_url)
 		test_attribute_cleanup();
 	printf("# basics: %" PRId64 " ms\n", now_ms() - t0);
