@@ -241,6 +241,25 @@ static pid_t spawn(char *const argv[], int *stdout_fd)
 	return pid;
 }
 
+/* Runs another program (tests/store_worker) with its stdout on a pipe. */
+static pid_t spawn_program(const char *path, char *const argv[], int *stdout_fd)
+{
+	int fds[2];
+	if (pipe(fds))
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execv(path, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	*stdout_fd = fds[0];
+	return pid;
+}
+
 /* ---- raw requests (to break the store from outside) ----------------------------------- */
 
 struct reply_buf {
@@ -527,6 +546,56 @@ static void test_threads(void)
 	tally_store_close(sh.store);
 }
 
+/* tally_sequence series (store_worker's series mode: 2 threads each, lease size 20) in three
+ * processes over this backend's lease provider, strict and cached on one tenant: every
+ * number issued once. */
+#define SERIES_COUNT 150
+static void test_series(void)
+{
+	const char *worker = getenv("TALLY_STORE_WORKER");
+	if (!worker || access(worker, X_OK)) {
+		tap_ok(1, "# SKIP tests/store_worker not built");
+		return;
+	}
+	char url[1024];
+	url_for(url, sizeof(url), "TALLY_DDB_PORT", "basic_", NULL);
+	static const char *const modes[3] = {"cached", "strict", "cached"};
+	FILE *out[3];
+	pid_t pids[3];
+	for (int i = 0; i < 3; i++) {
+		char id[32], count[16];
+		snprintf(id, sizeof(id), "series-%d", i);
+		snprintf(count, sizeof(count), "%d", SERIES_COUNT);
+		char *argv[] = {"store_worker", url, id, "series", "tenant\"1", (char *)modes[i], count, NULL};
+		int fd = -1;
+		pids[i] = spawn_program(worker, argv, &fd);
+		out[i] = fdopen(fd, "r");
+	}
+	static uint64_t numbers[3 * SERIES_COUNT];
+	size_t n = 0;
+	int done = 0;
+	char line[128];
+	for (int i = 0; i < 3; i++) {
+		while (out[i] && fgets(line, sizeof(line), out[i])) {
+			if (strncmp(line, "n ", 2) == 0 && n < 3 * SERIES_COUNT)
+				numbers[n++] = strtoull(line + 2, NULL, 10);
+			else if (strncmp(line, "done", 4) == 0)
+				done++;
+			else
+				printf("# store_worker: %s", line);
+		}
+		if (out[i])
+			fclose(out[i]);
+		waitpid(pids[i], NULL, 0);
+	}
+	qsort(numbers, n, sizeof(numbers[0]), cmp_u64);
+	size_t duplicates = 0;
+	for (size_t i = 1; i < n; i++)
+		duplicates += numbers[i] == numbers[i - 1];
+	tap_ok(done == 3 && n == 3 * SERIES_COUNT && duplicates == 0,
+	       "strict and cached series in 3 processes: %zu numbers, %zu duplicates", n, duplicates);
+}
+
 /* A closed writer's flush numbers leave the counter items once cleanup_delay_ms passed
  * (items are capped at 400 KB); the totals stay. */
 static void test_attribute_cleanup(void)
@@ -757,6 +826,7 @@ int main(int argc, char **argv)
 	test_basics_and_hostile_keys();
 	test_fencing();
 	test_threads();
+	test_series();
 	if (!real_url)
 		test_attribute_cleanup();
 	printf("# basics: %" PRId64 " ms\n", now_ms() - t0);
