@@ -7,7 +7,11 @@
  *                  connections), SigV4 by curl, retries with full-jitter backoff, the
  *                  DynamoDB error classes.
  * dynamodb_json.c  attribute values, base64 keys, the packed flush numbers.
- * dynamodb.c       the store ops: schema, writers, flush, reads, reap, take.
+ * dynamodb.c       opening (options, tables), counter reads, takes, shared helpers.
+ * dynamodb_writer.c the writer protocol: writer_open, heartbeat, flush, close.
+ * dynamodb_apply.c the conditional writes of a flush, intents, roll-forward, tombstones.
+ * dynamodb_reap.c  writers read back, gauge reads, reaping, attribute cleanup.
+ * dynamodb_records.c the Sessions and Connections tables.
  * dynamodb_lease.c the lease provider.
  */
 #ifndef TALLY_STORE_DYNAMODB_INTERNAL_H
@@ -170,13 +174,61 @@ int tally__ddb_batch_write(struct tally__ddb_store *store, enum tally__ddb_table
 /* The writer item {id, part 0} key */
 json_t *tally__ddb_writer_key(const char *writer_id);
 
-/* dynamodb_writer.c */
+/* dynamodb_writer.c: the writer item {id, part 0} */
+struct tally__ddb_writer_state {
+	bool present;
+	uint64_t slot, epoch, last_seq, pending, pending_chunks, cl_epoch;
+	int64_t expires_ms, reaped_ms; /* reaped_ms 0: not reaped */
+	bool attrs_done, closed;       /* closed: ended by writer_close, not by a reaper */
+};
+uint64_t tally__ddb_get_u64(json_t *item, const char *name);
+void tally__ddb_parse_writer(json_t *item, struct tally__ddb_writer_state *w);
+int tally__ddb_read_writer(struct tally__ddb_store *store, const char *id,
+			   struct tally__ddb_writer_state *w);
+/* An UpdateItem on the writer item (values consumed); a failed condition comes back as
+ * TALLY__DDB_CONDITION_ERR; attributes (may be NULL) gets ALL_NEW. */
+int tally__ddb_update_writer(struct tally__ddb_store *store, const char *id, const char *update,
+			     const char *condition, json_t *values, json_t **attributes);
+/* the counter attribute holding a writer slot's last flush number: "w<slot>" */
+void tally__ddb_slot_attribute(char out[32], uint64_t slot);
+/* Completes a recorded cleanup obligation (cl_epoch): gauges tombstoned, connections gone. */
+int tally__ddb_finish_cleanup(struct tally__ddb_store *store, const char *id, uint64_t slot,
+			      uint64_t cl_epoch);
 int tally__ddb_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 			   struct tally_store_epoch_info *info);
 int tally__ddb_heartbeat(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms);
 int tally__ddb_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms,
 		     const struct tally_store_batch *batch, struct tally_store_flush_result *result);
 int tally__ddb_writer_close(void *impl, const char *writer_id, uint64_t epoch);
+
+/* dynamodb_apply.c: the conditional writes of a flush */
+struct tally__ddb_applied {
+	int err;              /* the worst error so far (a permanent one outranks a transient) */
+	int64_t rows, calls;
+};
+void tally__ddb_note_error(struct tally__ddb_applied *a, int err);
+struct tally__ddb_delta { /* one counter's delta */
+	const char *key;
+	size_t key_len;
+	int64_t delta;
+};
+void tally__ddb_apply_counters(struct tally__ddb_store *store, uint64_t slot, const char *flushno,
+			       const struct tally__ddb_delta *deltas, size_t count,
+			       int64_t deadline_ms, struct tally__ddb_applied *a);
+void tally__ddb_apply_gauges(struct tally__ddb_store *store, const char *id, uint64_t slot,
+			     uint64_t epoch, const char *flushno,
+			     const struct tally_store_batch *batch, int64_t deadline_ms,
+			     struct tally__ddb_applied *a);
+/* the batch's counters as intent chunks of the writer item; *chunks = how many */
+int tally__ddb_write_intent(struct tally__ddb_store *store, const char *id, uint64_t epoch,
+			    const struct tally_store_batch *batch, uint64_t *chunks);
+/* re-applies flush (epoch, seq) from its intent: every delta lands once */
+int tally__ddb_roll_forward(struct tally__ddb_store *store, const char *id, uint64_t slot,
+			    uint64_t epoch, uint64_t seq, uint64_t chunks);
+/* fences (slot, epoch) on every gauge item: f = pack(epoch, SEQ_MAX), value removed */
+int tally__ddb_tombstone_gauges(struct tally__ddb_store *store, uint64_t slot, uint64_t epoch);
+
+/* dynamodb_reap.c */
 int tally__ddb_writers(void *impl, tally_store_writer_fn fn, void *arg);
 int tally__ddb_reap(void *impl, int64_t *reaped);
 int tally__ddb_read_gauge(void *impl, const char *key, size_t key_len, int64_t *value,
