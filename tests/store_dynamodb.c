@@ -506,6 +506,48 @@ static void test_fencing(void)
 	tally_store_close(b);
 }
 
+static long proxy_requests(void)
+{
+	char stats[128] = "";
+	long requests = -1;
+	proxy_reply("stats", stats, sizeof(stats));
+	sscanf(stats, "requests %ld", &requests);
+	return requests;
+}
+
+/* Permanent errors come back at once, after one request: never a retry loop. */
+static void test_permanent_errors(void)
+{
+	struct tally_store *store;
+	if (open_store(&store, "TALLY_DDB_PROXY_PORT", "basic_", NULL, 0, false)) {
+		tap_ok(0, "open through the proxy (%s)", tally_store_last_error(NULL));
+		return;
+	}
+	static const struct { const char *kind; int err; const char *text; } cases[] = {
+		{"denied", TALLY_EPERM, "AccessDeniedException"},
+		{"invalid", TALLY_EINVAL, "ValidationException"},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		char command[64];
+		snprintf(command, sizeof(command), "next %s 1", cases[i].kind);
+		long before = proxy_requests();
+		proxy(command);
+		int64_t total, start = now_ms();
+		int rc = tally_store_read_counter(store, "quote\"d", 7, &total);
+		int64_t took = now_ms() - start;
+		long sent = proxy_requests() - before; /* control lines are not counted */
+		tap_ok(rc == cases[i].err && sent == 1 && took < 300 &&
+		       strstr(tally_store_last_error(store), cases[i].text),
+		       "%s: %s after %ld request(s) in %" PRId64 " ms (%s)", cases[i].text,
+		       tally_strerror(rc), sent, took, tally_store_last_error(store));
+	}
+	proxy("next throttle 3");
+	int64_t total = 0;
+	int rc = tally_store_read_counter(store, "quote\"d", 7, &total);
+	tap_ok(rc == TALLY_OK && total == 1, "three throttled answers, then the read succeeds");
+	tally_store_close(store);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -849,6 +891,8 @@ int main(int argc, char **argv)
 	test_fencing();
 	test_threads();
 	test_series();
+	if (!real_url)
+		test_permanent_errors();
 	if (!real_url)
 		test_attribute_cleanup();
 	printf("# basics: %" PRId64 " ms\n", now_ms() - t0);

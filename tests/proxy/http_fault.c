@@ -10,6 +10,8 @@
  *   e500      500 InternalServerError                          (not forwarded)
  *   e503      503 ServiceUnavailable                           (not forwarded)
  *   hang      holds the request, unanswered, for hang_ms, then closes (not forwarded)
+ *   denied    400 AccessDeniedException, invalid 400 ValidationException (not forwarded;
+ *             only by "next": permanent errors the client must report, never retry)
  *   drop      forwards the request, reads dynalite's answer, closes the connection without
  *             sending it: the write happened, the client cannot know (the ambiguous case)
  *
@@ -41,10 +43,11 @@
 #include <time.h>
 #include <unistd.h>
 
-enum fault { PASS, THROTTLE, PTE, E500, E503, HANG, DROP, FAULT_KINDS };
+enum fault { PASS, THROTTLE, PTE, E500, E503, HANG, DROP, DENIED, INVALID, FAULT_KINDS };
 static const char *const fault_names[FAULT_KINDS] = {
-	"pass", "throttle", "pte", "e500", "e503", "hang", "drop",
+	"pass", "throttle", "pte", "e500", "e503", "hang", "drop", "denied", "invalid",
 };
+#define RATED_KINDS 7 /* the kinds "rates" sets (DENIED and INVALID only come by "next") */
 
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static int rates[FAULT_KINDS];   /* per mille, guarded by control_lock */
@@ -63,7 +66,7 @@ static enum fault choose_fault(unsigned *seed)
 		f = next_kind;
 	} else {
 		int roll = rand_r(seed) % 1000, acc = 0;
-		for (int k = 1; k < FAULT_KINDS && f == PASS; k++) {
+		for (int k = 1; k < RATED_KINDS && f == PASS; k++) {
 			acc += rates[k];
 			if (roll < acc)
 				f = (enum fault)k;
@@ -171,6 +174,10 @@ static void answer_error(int client, enum fault f)
 			  "The request processing has failed because of an unknown error."},
 		[E503] = {503, "Service Unavailable", "com.amazon.coral.service#ServiceUnavailableException",
 			  "Service unavailable"},
+		[DENIED] = {400, "Bad Request", "com.amazon.coral.service#AccessDeniedException",
+			    "User is not authorized to perform: dynamodb:GetItem"},
+		[INVALID] = {400, "Bad Request", "com.amazon.coral.validate#ValidationException",
+			     "One or more parameter values were invalid"},
 	};
 	char body[256], head[256];
 	int blen = snprintf(body, sizeof(body), "{\"__type\":\"%s\",\"message\":\"%s\"}", e[f].type,
