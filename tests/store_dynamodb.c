@@ -379,6 +379,34 @@ static int find_counter(const char *key, size_t key_len, int64_t total, void *ar
 	return 0;
 }
 
+struct record_seen {
+	char languages[4][TALLY_SESSION_LANGUAGE_MAX + 1];
+	int connections, sessions;
+	struct tally_session_info session;
+	char writer[TALLY_STORE_WRITER_ID_MAX + 1];
+};
+
+static int see_connection(const struct tally_connection_info *c, const char *writer_id,
+			  uint64_t epoch, void *arg)
+{
+	struct record_seen *seen = arg;
+	if (seen->connections < 4)
+		snprintf(seen->languages[seen->connections], sizeof(seen->languages[0]), "%s",
+			 c->target_language);
+	seen->connections++;
+	return 0;
+}
+
+static int see_session(const struct tally_session_info *session, const char *writer_id,
+		       uint64_t epoch, void *arg)
+{
+	struct record_seen *seen = arg;
+	seen->session = *session;
+	snprintf(seen->writer, sizeof(seen->writer), "%s", writer_id);
+	seen->sessions++;
+	return 0;
+}
+
 static void test_basics_and_hostile_keys(void)
 {
 	struct tally_store *store;
@@ -462,6 +490,16 @@ static void test_basics_and_hostile_keys(void)
 	struct tally_store_batch rb = {.seq = 2, .records = records, .record_count = 3};
 	tap_eq(tally_store_flush(store, &rb, NULL), TALLY_OK, "flush of records (%s)",
 	       tally_store_last_error(store));
+	struct record_seen seen = {0};
+	tally_store_connections(store, "s\"1", see_connection, &seen);
+	tap_ok(seen.connections == 2 && strcmp(seen.languages[0], "de") == 0 &&
+	       strcmp(seen.languages[1], "fr") == 0,
+	       "the session's connections, in language order (%d)", seen.connections);
+	tally_store_sessions(store, "basic-writer", see_session, &seen);
+	tap_ok(seen.sessions == 1 && strcmp(seen.session.session_id, "s\"1") == 0 &&
+	       strcmp(seen.session.source_language, "en") == 0 && seen.session.active == 1 &&
+	       seen.session.listener_count == 2 && strcmp(seen.writer, "basic-writer") == 0,
+	       "the writer's session reads back with its fields");
 	tap_eq(tally_store_writer_close(store), TALLY_OK, "writer_close");
 	tally_store_close(store);
 }

@@ -458,6 +458,7 @@ static int ddb_open(const char *url, const struct tally_store_options *options, 
 	if (rc) {
 		if (client_ready)
 			tally__ddb_client_destroy(&store->client);
+		tally__store_clear_error(store);
 		free(store);
 		return rc;
 	}
@@ -471,6 +472,7 @@ static void ddb_close(void *impl)
 	if (!store)
 		return;
 	tally__ddb_client_destroy(&store->client);
+	tally__store_clear_error(store);
 	free(store);
 }
 
