@@ -501,6 +501,14 @@ static void test_basics_and_hostile_keys(void)
 	       seen.session.listener_count == 2 && strcmp(seen.writer, "basic-writer") == 0,
 	       "the writer's session reads back with its fields");
 	tap_eq(tally_store_writer_close(store), TALLY_OK, "writer_close");
+	if (!real_url) {
+		static char scan[65536];
+		raw_request_reply("Scan", "{\"TableName\":\"basic_writers\"}", scan, sizeof(scan));
+		int items = 0;
+		for (const char *p = scan; (p = strstr(p, "YmFzaWMtd3JpdGVy")); p++)
+			items++; /* base64("basic-writer") */
+		tap_eq(items, 1, "a closed writer keeps its writer item, no intent chunks");
+	}
 	tally_store_close(store);
 }
 
@@ -542,6 +550,33 @@ static void test_fencing(void)
 	tap_eq(connections, 0, "the fenced epoch's connections were removed");
 	tally_store_close(a);
 	tally_store_close(b);
+
+	/* A live writer stalled past its lease is reaped, then fenced; it re-registers. */
+	struct tally_store *slow, *reaper;
+	open_store(&slow, "TALLY_DDB_PORT", "basic_", "stalled", 300, false);
+	open_store(&reaper, "TALLY_DDB_PORT", "basic_", NULL, 0, false);
+	tally_store_writer_open(slow, NULL);
+	struct tally_store_gauge sg = {"stall/gauge", 11, 3};
+	struct tally_store_batch sb = {.seq = 1, .gauges = &sg, .gauge_count = 1};
+	tally_store_flush(slow, &sb, NULL);
+	sleep_ms(450); /* ttl 300 + clock_skew_ms 100 */
+	int64_t reaped = 0;
+	tally_store_reap(reaper, &reaped);
+	tally_store_read_gauge(reaper, "stall/gauge", 11, &value, &live);
+	tap_ok(reaped >= 1 && value == 0, "a writer stalled past its lease is reaped, its gauge gone");
+	sb.seq = 2;
+	tap_eq(tally_store_flush(slow, &sb, NULL), TALLY_EFENCED, "its next flush is fenced");
+	struct tally_store_epoch_info info = {0};
+	int rc = tally_store_writer_open(slow, &info);
+	tap_ok(rc == TALLY_OK && info.prior_reaped && info.prior_epoch == 1 && info.prior_last_seq == 1,
+	       "it re-registers: epoch %" PRIu64 ", prior reaped, prior last seq %" PRIu64,
+	       info.epoch, info.prior_last_seq);
+	sb.seq = 1;
+	tally_store_flush(slow, &sb, NULL);
+	tally_store_read_gauge(reaper, "stall/gauge", 11, &value, &live);
+	tap_ok(value == 3 && live == 1, "and republishes its gauge");
+	tally_store_close(slow);
+	tally_store_close(reaper);
 }
 
 static long proxy_requests(void)

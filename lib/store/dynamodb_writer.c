@@ -102,12 +102,43 @@ void tally__ddb_slot_attribute(char out[32], uint64_t slot)
 }
 
 /* Completes a recorded cleanup obligation (cl_epoch) of writer `id`. */
+static int collect_intent_key(json_t *item, void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:{s:{s:O,s:O}}}", "DeleteRequest", "Key", "id",
+					     json_object_get(item, "id"), "part",
+					     json_object_get(item, "part")));
+	return 0;
+}
+
+/* Deletes an epoch's intent chunks: its pending flush, if any, was rolled forward before
+ * the epoch was switched, reaped or closed. */
+static int drop_intents(struct tally__ddb_store *store, const char *id, uint64_t epoch)
+{
+	json_t *deletes = json_array();
+	json_t *q = tally__ddb_body(store, TALLY__DDB_WRITERS);
+	json_object_set_new(q, "KeyConditionExpression",
+			    json_string("id = :id AND part BETWEEN :lo AND :hi"));
+	json_object_set_new(q, "ProjectionExpression", json_string("id, part"));
+	json_object_set_new(q, "ExpressionAttributeValues",
+			    json_pack("{s:o,s:o,s:o}", ":id", tally__ddb_bin(id, strlen(id)), ":lo",
+				      tally__ddb_num((int64_t)(epoch * TALLY__DDB_INTENT_PART + 1)), ":hi",
+				      tally__ddb_num((int64_t)((epoch + 1) * TALLY__DDB_INTENT_PART - 1))));
+	int rc = tally__ddb_each(store, "Query", q, collect_intent_key, deletes);
+	if (rc == TALLY_OK && json_array_size(deletes))
+		return tally__ddb_batch_write(store, TALLY__DDB_WRITERS, deletes,
+					      tally__ddb_now_ms() + store->timeout_ms);
+	json_decref(deletes);
+	return rc;
+}
+
 int tally__ddb_finish_cleanup(struct tally__ddb_store *store, const char *id, uint64_t slot,
 			  uint64_t cl_epoch)
 {
 	int rc = tally__ddb_tombstone_gauges(store, slot, cl_epoch);
 	if (rc == TALLY_OK)
 		rc = tally__ddb_drop_connections(store, id, cl_epoch);
+	if (rc == TALLY_OK)
+		rc = drop_intents(store, id, cl_epoch);
 	if (rc == TALLY_OK) {
 		rc = tally__ddb_update_writer(store, id, "REMOVE cl_epoch", "cl_epoch = :c",
 				   json_pack("{s:o}", ":c", tally__ddb_num((int64_t)cl_epoch)), NULL);
@@ -200,7 +231,7 @@ int tally__ddb_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 		}
 		/* A flush in progress under the old epoch is finished before the switch. */
 		uint64_t resolved_last = w.last_seq;
-		if (w.pending > w.last_seq && !w.reaped_ms) {
+		if (w.pending > w.last_seq) { /* a reaper sets last_seq = pending: never reaped */
 			rc = tally__ddb_roll_forward(store, writer_id, w.slot, w.epoch, w.pending, w.pending_chunks);
 			if (rc)
 				return rc;
@@ -378,17 +409,35 @@ int tally__ddb_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t 
 int tally__ddb_writer_close(void *impl, const char *writer_id, uint64_t epoch)
 {
 	struct tally__ddb_store *store = impl;
-	int64_t now = tally__ddb_now_ms();
-	int rc = tally__ddb_update_writer(store, writer_id,
-			       "SET reaped = :now, closed = :now, expires = :now, cl_epoch = :e",
-			       "epoch = :e AND attribute_not_exists(reaped)",
-			       json_pack("{s:o,s:o}", ":now", tally__ddb_num(now), ":e",
-					 tally__ddb_num((int64_t)epoch)), NULL);
-	if (rc == TALLY__DDB_CONDITION_ERR)
-		return explain_refusal(store, writer_id, epoch, 0);
+	struct tally__ddb_writer_state w;
+	int rc = tally__ddb_read_writer(store, writer_id, &w);
 	if (rc)
 		return rc;
-	int64_t slot = writer_slot(store, writer_id);
-	return tally__ddb_finish_cleanup(store, writer_id, (uint64_t)slot, epoch);
+	if (!w.present || w.epoch != epoch || w.reaped_ms)
+		return explain_refusal(store, writer_id, epoch, 0);
+	/* A flush left half-way (its answer lost, then the caller gave up) is finished first,
+	 * so a closed epoch never stays half applied. */
+	uint64_t last = w.last_seq;
+	if (w.pending > w.last_seq) {
+		rc = tally__ddb_roll_forward(store, writer_id, w.slot, epoch, w.pending,
+					     w.pending_chunks);
+		if (rc)
+			return rc;
+		last = w.pending;
+	}
+	int64_t now = tally__ddb_now_ms();
+	rc = tally__ddb_update_writer(
+		store, writer_id,
+		"SET reaped = :now, closed = :now, expires = :now, cl_epoch = :e, last_seq = :last",
+		"epoch = :e AND attribute_not_exists(reaped) AND last_seq = :l0 AND pending = :p0",
+		json_pack("{s:o,s:o,s:o,s:o,s:o}", ":now", tally__ddb_num(now), ":e",
+			  tally__ddb_num((int64_t)epoch), ":last", tally__ddb_num((int64_t)last),
+			  ":l0", tally__ddb_num((int64_t)w.last_seq), ":p0",
+			  tally__ddb_num((int64_t)w.pending)), NULL);
+	if (rc == TALLY__DDB_CONDITION_ERR)
+		return explain_refusal(store, writer_id, epoch, 0); /* fenced, or it moved: EUNAVAIL */
+	if (rc)
+		return rc;
+	return tally__ddb_finish_cleanup(store, writer_id, w.slot, epoch);
 }
 
