@@ -614,6 +614,34 @@ static void test_permanent_errors(void)
 		       "%s: %s after %ld request(s) in %" PRId64 " ms (%s)", cases[i].text,
 		       tally_strerror(rc), sent, took, tally_store_last_error(store));
 	}
+	/* A take whose answer is lost after dynalite applied it: EUNAVAIL, and it happened
+	 * once (a silent retry would have taken twice). */
+	int64_t before_total = 0, after_total = 0;
+	tally_store_give(store, "take/lost", 9, 10, &before_total);
+	proxy("next drop 1");
+	int rc0 = tally_store_take(store, "take/lost", 9, 3, NULL);
+	tally_store_read_counter(store, "take/lost", 9, &after_total);
+	tap_ok(tally_store_err_transient(rc0) && after_total == before_total - 3,
+	       "a take with its answer lost: %s, taken once (%" PRId64 " -> %" PRId64 ")",
+	       tally_strerror(rc0), before_total, after_total);
+	/* writer_open whose epoch switch landed but whose answer was lost: the re-sent switch
+	 * fails its condition, and the token shows it was this call's: one new epoch, and the
+	 * prior epoch's state (not a ghost epoch's). */
+	struct tally_store *first, *second;
+	struct tally_store_epoch_info info = {0};
+	open_store(&first, "TALLY_DDB_PORT", "basic_", "ambiguous", 5000, false);
+	open_store(&second, "TALLY_DDB_PROXY_PORT", "basic_", "ambiguous", 5000, false);
+	tally_store_writer_open(first, NULL);
+	struct tally_store_delta d = {"ambiguous/x", 11, 1};
+	struct tally_store_batch batch = {.seq = 1, .counters = &d, .counter_count = 1};
+	tally_store_flush(first, &batch, NULL);
+	proxy("next drop 1 1"); /* the GetItem passes, the switch's answer is dropped */
+	int rc1 = tally_store_writer_open(second, &info);
+	tap_ok(rc1 == TALLY_OK && info.epoch == 2 && info.prior_epoch == 1 && info.prior_last_seq == 1,
+	       "writer_open with its answer lost: epoch %" PRIu64 ", prior %" PRIu64 "/%" PRIu64
+	       " (%s)", info.epoch, info.prior_epoch, info.prior_last_seq, tally_strerror(rc1));
+	tally_store_close(first);
+	tally_store_close(second);
 	proxy("next throttle 3");
 	int64_t total = 0;
 	int rc = tally_store_read_counter(store, "quote\"d", 7, &total);

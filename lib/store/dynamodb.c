@@ -34,16 +34,28 @@ static const char *ddb_last_error(void *impl)
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
-int tally__ddb_request(struct tally__ddb_store *store, const char *target, json_t *body,
-		       json_t **response)
+static int request(struct tally__ddb_store *store, const char *target, json_t *body, bool once,
+		   json_t **response)
 {
 	char text[256];
-	int rc = tally__ddb_call_one(&store->client, target, body,
+	int rc = tally__ddb_call_one(&store->client, target, body, once,
 				     tally__ddb_now_ms() + store->timeout_ms, response, text,
 				     sizeof(text));
 	if (rc && rc != TALLY__DDB_CONDITION_ERR)
 		tally__ddb_set_error(store, "%s", text);
 	return rc;
+}
+
+int tally__ddb_request(struct tally__ddb_store *store, const char *target, json_t *body,
+		       json_t **response)
+{
+	return request(store, target, body, false, response);
+}
+
+int tally__ddb_request_once(struct tally__ddb_store *store, const char *target, json_t *body,
+			    json_t **response)
+{
+	return request(store, target, body, true, response);
 }
 
 json_t *tally__ddb_body(struct tally__ddb_store *store, enum tally__ddb_table table)
@@ -95,7 +107,7 @@ static int batch_write_chunk(struct tally__ddb_store *store, const char *table, 
 		json_t *body = json_pack("{s:{s:O}}", "RequestItems", table, chunk);
 		json_t *reply = NULL;
 		char text[256];
-		int rc = tally__ddb_call_one(&store->client, "BatchWriteItem", body, deadline_ms,
+		int rc = tally__ddb_call_one(&store->client, "BatchWriteItem", body, false, deadline_ms,
 					     &reply, text, sizeof(text));
 		if (rc) {
 			tally__ddb_set_error(store, "%s", text);
@@ -542,7 +554,8 @@ static int add_to_counter(struct tally__ddb_store *store, const char *key, size_
 	}
 	json_object_set_new(body, "ExpressionAttributeValues", values);
 	json_object_set_new(body, "ReturnValues", json_string("UPDATED_NEW"));
-	int rc = tally__ddb_request(store, "UpdateItem", body, &reply);
+	/* A take is not idempotent: a retry after a lost answer could take twice. */
+	int rc = tally__ddb_request_once(store, "UpdateItem", body, &reply);
 	if (rc == TALLY__DDB_CONDITION_ERR)
 		return TALLY_EFLOOR;
 	if (rc)

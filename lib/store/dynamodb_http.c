@@ -12,6 +12,11 @@
  * through CURLOPT_POSTFIELDS: curl hashes only that (a read callback's body is hashed as
  * empty). The secret lives in one buffer, given to curl per request and wiped at close.
  *
+ * libcurl itself may send a request a second time (a reused connection found dead before
+ * any answer): every request the backend makes is idempotent by its condition or harmless
+ * twice (a lease block wasted), except takes, which go on a fresh connection and are never
+ * retried after an attempt that may have been applied.
+ *
  * Retries: throttling (ProvisionedThroughputExceeded, Throttling, RequestLimitExceeded),
  * 5xx and connection errors are retried after U(0, min(cap, base * 2^attempt)) ms (full
  * jitter) until the caller's deadline. Everything else is final: a conditional-check
@@ -203,6 +208,11 @@ static CURL *easy_for(struct tally__ddb_client *client, struct tally__ddb_call *
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, call);
+	/* libcurl re-sends a request by itself when a reused connection turns out closed
+	 * before any answer ("Connection died, retrying a fresh connect"): harmless for the
+	 * conditional writes, not for a take, which therefore gets a connection of its own. */
+	if (call->once)
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 	return easy;
 }
 
@@ -397,7 +407,13 @@ static void collect(struct tally__ddb_client *client, CURLM *multi, int64_t dead
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		easy_release(call);
 		(*in_flight)--;
-		if (judge(call, code, status) == DONE) {
+		enum verdict verdict = judge(call, code, status);
+		if (verdict == RETRY && call->once && call->ambiguous) {
+			finish(call, call->err ? call->err : TALLY_EUNAVAIL);
+			(*done)++;
+			continue;
+		}
+		if (verdict == DONE) {
 			finish(call, 0);
 			(*done)++;
 			continue;
@@ -464,10 +480,12 @@ int tally__ddb_call_many(struct tally__ddb_client *client, struct tally__ddb_cal
 }
 
 int tally__ddb_call_one(struct tally__ddb_client *client, const char *target, json_t *body,
-			int64_t deadline_ms, json_t **response, char *error, size_t error_size)
+			bool once, int64_t deadline_ms, json_t **response, char *error,
+			size_t error_size)
 {
 	struct tally__ddb_call call;
 	int rc = tally__ddb_call_set(&call, target, body);
+	call.once = once;
 	if (rc == TALLY_OK)
 		rc = tally__ddb_call_many(client, &call, 1, deadline_ms);
 	if (rc == TALLY_OK) {

@@ -65,6 +65,8 @@ struct tally__ddb_call {
 	enum tally__ddb_outcome outcome;
 	int err;                   /* tally error when outcome is FAILED */
 	bool ambiguous;            /* some attempt may have reached the server without an answer */
+	bool once;                 /* not idempotent (take, give): no retry after an attempt that
+				    * may have been applied (timeout, cut connection, 5xx) */
 	char error_type[64];       /* DynamoDB's __type after '#', or curl's error name */
 	char message[160];         /* DynamoDB's message (names tables and rules, never secrets) */
 	/* private to dynamodb_http.c */
@@ -93,10 +95,11 @@ int tally__ddb_call_many(struct tally__ddb_client *client, struct tally__ddb_cal
 			 size_t count, int64_t deadline_ms);
 
 /* One call; returns its tally error (0 for OK) and writes a description into error.
- * CONDITION gives TALLY__DDB_CONDITION_ERR. */
+ * CONDITION gives TALLY__DDB_CONDITION_ERR. once: see struct tally__ddb_call. */
 #define TALLY__DDB_CONDITION_ERR (-1)
 int tally__ddb_call_one(struct tally__ddb_client *client, const char *target, json_t *body,
-			int64_t deadline_ms, json_t **response, char *error, size_t error_size);
+			bool once, int64_t deadline_ms, json_t **response, char *error,
+			size_t error_size);
 
 int64_t tally__ddb_now_ms(void);
 
@@ -159,6 +162,10 @@ struct tally__ddb_store {
 /* One call with the store's deadline; the error text is recorded. */
 int tally__ddb_request(struct tally__ddb_store *store, const char *target, json_t *body,
 		       json_t **response);
+/* The same for a request that is not idempotent: an ambiguous failure is returned
+ * (EUNAVAIL/ETIMEDOUT: it may have happened), never retried. */
+int tally__ddb_request_once(struct tally__ddb_store *store, const char *target, json_t *body,
+			    json_t **response);
 /* {"TableName": table} */
 json_t *tally__ddb_body(struct tally__ddb_store *store, enum tally__ddb_table table);
 /* Scans (or, with a key condition, queries) a whole table page by page, ConsistentRead,
@@ -189,6 +196,11 @@ int tally__ddb_read_writer(struct tally__ddb_store *store, const char *id,
  * TALLY__DDB_CONDITION_ERR; attributes (may be NULL) gets ALL_NEW. */
 int tally__ddb_update_writer(struct tally__ddb_store *store, const char *id, const char *update,
 			     const char *condition, json_t *values, json_t **attributes);
+/* A state change of the writer item (epoch switch, reap, close) that must not be mistaken
+ * for a refusal when its answer was lost: it also sets a random token "op", and a failed
+ * condition is OK if the item holds that token. values consumed. */
+int tally__ddb_transition(struct tally__ddb_store *store, const char *id, const char *update,
+			  const char *condition, json_t *values);
 /* the counter attribute holding a writer slot's last flush number: "w<slot>" */
 void tally__ddb_slot_attribute(char out[32], uint64_t slot);
 /* Completes a recorded cleanup obligation (cl_epoch): gauges tombstoned, connections gone. */

@@ -144,7 +144,7 @@ static int reap_one(struct tally__ddb_store *store, const char *id, const struct
 			return rc;
 		last = w->pending;
 	}
-	int rc = tally__ddb_update_writer(store, id, "SET reaped = :now, last_seq = :last, cl_epoch = :e",
+	int rc = tally__ddb_transition(store, id, "SET reaped = :now, last_seq = :last, cl_epoch = :e",
 			       "epoch = :e AND expires = :exp AND last_seq = :l0 AND pending = :p0 "
 			       "AND attribute_not_exists(reaped)",
 			       json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", ":now", tally__ddb_num(tally__ddb_now_ms()),
@@ -152,7 +152,7 @@ static int reap_one(struct tally__ddb_store *store, const char *id, const struct
 					 tally__ddb_num((int64_t)w->epoch), ":exp",
 					 tally__ddb_num(w->expires_ms), ":l0",
 					 tally__ddb_num((int64_t)w->last_seq), ":p0",
-					 tally__ddb_num((int64_t)w->pending)), NULL);
+					 tally__ddb_num((int64_t)w->pending)));
 	if (rc == TALLY__DDB_CONDITION_ERR)
 		return 0; /* renewed, flushed or reaped by someone else meanwhile */
 	if (rc)

@@ -96,6 +96,37 @@ int tally__ddb_update_writer(struct tally__ddb_store *store, const char *id, con
 	return rc;
 }
 
+int tally__ddb_transition(struct tally__ddb_store *store, const char *id, const char *update,
+			  const char *condition, json_t *values)
+{
+	/* The update also writes a random token: if the answer is lost and the re-sent
+	 * request (ours, or libcurl's own) fails the condition because the first one landed,
+	 * the token read back says so. */
+	char digits[24], expression[512];
+	snprintf(digits, sizeof(digits), "%" PRIu64, tally__store_random64() >> 2);
+	const char *remove = strstr(update, " REMOVE ");
+	int head = remove ? (int)(remove - update) : (int)strlen(update);
+	if ((size_t)snprintf(expression, sizeof(expression), "%.*s, op = :op%s", head, update,
+			     remove ? remove : "") >= sizeof(expression)) {
+		json_decref(values);
+		return TALLY_EINVAL;
+	}
+	json_object_set_new(values, ":op", tally__ddb_num_str(digits));
+	int rc = tally__ddb_update_writer(store, id, expression, condition, values, NULL);
+	if (rc != TALLY__DDB_CONDITION_ERR)
+		return rc;
+	json_t *body = tally__ddb_body(store, TALLY__DDB_WRITERS), *reply = NULL;
+	json_object_set_new(body, "Key", tally__ddb_writer_key(id));
+	json_object_set_new(body, "ConsistentRead", json_true());
+	int read = tally__ddb_request(store, "GetItem", body, &reply);
+	const char *seen = read ? NULL : tally__ddb_get_num_str(json_object_get(reply, "Item"), "op");
+	bool ours = seen && strcmp(seen, digits) == 0;
+	json_decref(reply);
+	if (read)
+		return read;
+	return ours ? TALLY_OK : TALLY__DDB_CONDITION_ERR;
+}
+
 void tally__ddb_slot_attribute(char out[32], uint64_t slot)
 {
 	snprintf(out, 32, "w%" PRIu64, slot);
@@ -181,9 +212,24 @@ static int register_new(struct tally__ddb_store *store, const char *id, int64_t 
 	json_object_set_new(item, "last_seq", tally__ddb_num(0));
 	json_object_set_new(item, "pending", tally__ddb_num(0));
 	json_object_set_new(item, "expires", tally__ddb_num(tally__ddb_now_ms() + ttl_ms));
+	char token[24];
+	snprintf(token, sizeof(token), "%" PRIu64, tally__store_random64() >> 2);
+	json_object_set_new(item, "op", tally__ddb_num_str(token));
 	json_object_set_new(body, "Item", item);
 	json_object_set_new(body, "ConditionExpression", json_string("attribute_not_exists(id)"));
 	rc = tally__ddb_request(store, "PutItem", body, NULL);
+	if (rc == TALLY__DDB_CONDITION_ERR) {
+		/* Registered by this very call (a lost answer, re-sent)? The token says. */
+		json_t *get = tally__ddb_body(store, TALLY__DDB_WRITERS), *reply = NULL;
+		json_object_set_new(get, "Key", tally__ddb_writer_key(id));
+		json_object_set_new(get, "ConsistentRead", json_true());
+		if (tally__ddb_request(store, "GetItem", get, &reply) == TALLY_OK) {
+			const char *seen = tally__ddb_get_num_str(json_object_get(reply, "Item"), "op");
+			if (seen && strcmp(seen, token) == 0)
+				rc = TALLY_OK;
+		}
+		json_decref(reply);
+	}
 	if (rc == TALLY_OK)
 		atomic_store(&store->slot, (int64_t)slot);
 	return rc;
@@ -205,8 +251,8 @@ static int switch_epoch(struct tally__ddb_store *store, const char *id, const st
 		 "expires = :exp%s REMOVE reaped, closed, attrs_done, pending_chunks", clean_old ? ", cl_epoch = :cl" : "");
 	if (clean_old)
 		json_object_set_new(values, ":cl", tally__ddb_num((int64_t)cl));
-	int rc = tally__ddb_update_writer(store, id, update,
-			       "epoch = :e0 AND last_seq = :l0 AND pending = :p0", values, NULL);
+	int rc = tally__ddb_transition(store, id, update,
+				       "epoch = :e0 AND last_seq = :l0 AND pending = :p0", values);
 	if (rc == TALLY_OK)
 		atomic_store(&store->slot, (int64_t)w->slot);
 	return rc;
@@ -426,14 +472,14 @@ int tally__ddb_writer_close(void *impl, const char *writer_id, uint64_t epoch)
 		last = w.pending;
 	}
 	int64_t now = tally__ddb_now_ms();
-	rc = tally__ddb_update_writer(
+	rc = tally__ddb_transition(
 		store, writer_id,
 		"SET reaped = :now, closed = :now, expires = :now, cl_epoch = :e, last_seq = :last",
 		"epoch = :e AND attribute_not_exists(reaped) AND last_seq = :l0 AND pending = :p0",
 		json_pack("{s:o,s:o,s:o,s:o,s:o}", ":now", tally__ddb_num(now), ":e",
 			  tally__ddb_num((int64_t)epoch), ":last", tally__ddb_num((int64_t)last),
 			  ":l0", tally__ddb_num((int64_t)w.last_seq), ":p0",
-			  tally__ddb_num((int64_t)w.pending)), NULL);
+			  tally__ddb_num((int64_t)w.pending)));
 	if (rc == TALLY__DDB_CONDITION_ERR)
 		return explain_refusal(store, writer_id, epoch, 0); /* fenced, or it moved: EUNAVAIL */
 	if (rc)

@@ -17,7 +17,8 @@
  *
  * Control: one line per TCP connection to the control port:
  *   "rates T P E500 E503 HANG DROP"  per-mille chances for each fault on every request
- *   "next KIND N"                    the next N requests get fault KIND (before the rates)
+ *   "next KIND N [SKIP]"             after SKIP requests (default 0) pass, the next N get
+ *                                    fault KIND (before the rates)
  *   "hang_ms N"                      how long a hang lasts (default 3000)
  *   "clear"                          no faults
  *   "stats"                          replies "requests R faults F dropped D"
@@ -53,6 +54,7 @@ static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static int rates[FAULT_KINDS];   /* per mille, guarded by control_lock */
 static enum fault next_kind;     /* guarded by control_lock */
 static long next_left;           /* guarded by control_lock */
+static long next_skip;           /* requests that pass before next_left starts; same lock */
 static int hang_ms = 3000;       /* guarded by control_lock */
 static atomic_long requests, faults, dropped;
 static int upstream_port;
@@ -61,7 +63,9 @@ static enum fault choose_fault(unsigned *seed)
 {
 	pthread_mutex_lock(&control_lock);
 	enum fault f = PASS;
-	if (next_left > 0) {
+	if (next_skip > 0) {
+		next_skip--;
+	} else if (next_left > 0) {
 		next_left--;
 		f = next_kind;
 	} else {
@@ -284,6 +288,8 @@ static void control_command(int fd)
 			rates[k + 1] = r[k];
 	} else if (sscanf(line, "next %31s %ld", kind, &count) == 2) {
 		next_left = 0;
+		next_skip = 0;
+		sscanf(line, "next %*s %*d %ld", &next_skip);
 		for (int k = 0; k < FAULT_KINDS; k++)
 			if (strcmp(kind, fault_names[k]) == 0) {
 				next_kind = (enum fault)k;
