@@ -6,7 +6,9 @@ Usage: summary.py RESULTS_DIR FILE.json...
 
 Benchmarks are named BM_<family>_<impl>[/<arg>][/real_time]/threads:N (see mk/bench.am).
 Impls starting with "tally" are ours; the rest are peers, those starting with "naive" the
-first thing a user would write (kept for reference, rarely the strongest).
+first thing a user would write (kept for reference, rarely the strongest). A tally impl is
+compared with the peers that share its suffix when there are any (tally_gcra with
+striped_gcra), else with every peer; the strongest is the one with the highest median.
 
 Repetitions whose threads did not all get a CPU are flagged and left out: a threaded
 repetition is flagged when its cpu_per_real (CPU time summed over threads / real time, from
@@ -112,6 +114,14 @@ def load(paths):
     return table, cpus or 1, failures
 
 
+def same_kind(impl, peers):
+    """The peers an impl is compared with: those sharing its suffix (tally_gcra with
+    striped_gcra, not striped_window) when any does, else every peer."""
+    suffix = impl[len("tally"):]
+    alike = [p for p in peers if suffix and p.endswith(suffix)]
+    return alike or peers
+
+
 def strongest(cell, peers):
     ranked = [(cell[p].median(), p) for p in peers if p in cell and cell[p].median()]
     return max(ranked)[1] if ranked else None
@@ -164,10 +174,10 @@ def family_section(title, by_threads, ours, peers):
     rows = []
     for threads in sorted(by_threads):
         cell = by_threads[threads]
-        best = strongest(cell, peers)
         for impl in ours:
             if impl not in cell:
                 continue
+            best = strongest(cell, same_kind(impl, peers))
             mine = cell[impl].median()
             row = [str(threads), impl, human(mine) if mine else "flagged",
                    "%d/%d" % (cell[impl].flagged, cell[impl].count())]
@@ -197,10 +207,10 @@ def strongest_section(table):
         for threads in sorted(by_threads):
             cell = by_threads[threads]
             peers = [i for i in cell if not i.startswith("tally")]
-            best = strongest(cell, peers)
-            if not best:
-                continue
             for impl in sorted(i for i in cell if i.startswith("tally")):
+                best = strongest(cell, same_kind(impl, peers))
+                if not best:
+                    continue
                 mine, theirs = cell[impl].median(), cell[best].median()
                 if not mine:
                     continue
