@@ -32,8 +32,6 @@
  * setup's 65,537 keys, per key (tally's bucket array comes from mmap: 16 bytes per bucket on
  * top, see docs/bench.md).
  */
-#include <dlfcn.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdbool.h>
@@ -42,6 +40,7 @@
 #include <string.h>
 #include <time.h>
 #include "harness.h"
+#include "heap.h"
 #include "tally/ratelimit.h"
 #include "tally/rcu.h"
 
@@ -137,22 +136,6 @@ static int mutex_bucket_allow(const char *key, size_t len)
 	return admitted ? 0 : -1;
 }
 
-/* Bytes allocated and not freed: glibc malloc's plus jemalloc's when libtally brought it (its
- * records: lib/internal/alloc.c), looked up at run time. */
-static size_t heap_in_use(void)
-{
-	typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
-	mallctl_fn mallctl = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
-	struct mallinfo2 info = mallinfo2();
-	size_t total = info.uordblks + info.hblkhd, allocated = 0, size = sizeof(allocated);
-	uint64_t epoch = 1;
-
-	if (mallctl && mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)) == 0 &&
-	    mallctl("stats.allocated", &allocated, &size, NULL, 0) == 0)
-		total += allocated;
-	return total;
-}
-
 typedef int (*allow_fn)(const char *key, size_t len);
 
 static double heap_per_key; /* measured by the last setup */
@@ -160,12 +143,12 @@ static double heap_per_key; /* measured by the last setup */
 /* Creates every key with one check each, measuring the bytes that added per key. */
 static void create_keys(allow_fn allow)
 {
-	size_t before = heap_in_use();
+	size_t before = bench_heap_bytes();
 
 	allow(hot_key, sizeof(hot_key) - 1);
 	for (int i = 0; i < COLD_KEYS; i++)
 		allow(cold_keys[i], cold_lens[i]);
-	heap_per_key = (double)(heap_in_use() - before) / (COLD_KEYS + 1);
+	heap_per_key = (double)(bench_heap_bytes() - before) / (COLD_KEYS + 1);
 }
 
 static void set_rule(bool refused)

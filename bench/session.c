@@ -61,8 +61,6 @@
  * BM_sessionend_tally/<listeners>
  *	speaker disconnect: marking inactive, notifying and deleting <listeners> listeners.
  */
-#include <dlfcn.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdalign.h>
@@ -76,6 +74,7 @@
 #include <tally/rcu.h>
 #include <tally/session.h>
 #include "harness.h"
+#include "heap.h"
 
 #define KEYS 10000
 #define BIG_KEYS 262144
@@ -155,28 +154,6 @@ static unsigned thread_seed(const struct bench_state *state)
 static int is_write(unsigned pick, int percent)
 {
 	return (pick >> 20) % 100 < (unsigned)percent;
-}
-
-/* Bytes allocated and not freed (for the memory counters): glibc malloc's (the peers', and
- * liburcu's) plus jemalloc's when libtally brought it (tally's own records, lib/internal/
- * alloc.c: mallocx), looked up at run time so a build without jemalloc needs nothing. */
-static size_t heap_in_use(void)
-{
-	typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
-	static mallctl_fn mallctl;
-	static bool looked;
-	struct mallinfo2 info = mallinfo2();
-	size_t total = info.uordblks + info.hblkhd, allocated = 0, size = sizeof(allocated);
-	uint64_t epoch = 1;
-
-	if (!looked) {
-		mallctl = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
-		looked = true;
-	}
-	if (mallctl && mallctl("epoch", NULL, NULL, &epoch, sizeof(epoch)) == 0 &&
-	    mallctl("stats.allocated", &allocated, &size, NULL, 0) == 0)
-		total += allocated;
-	return total;
 }
 
 static double heap_per_session, heap_per_connection; /* measured by the sessionbig setups */
@@ -1128,7 +1105,7 @@ static void bm_end_tally(struct bench_state *state)
 static void setup_load(const struct bench_state *state, int keys_wanted, bool hints, bool zipf,
 		       bench_hook setup, flip_fn flip)
 {
-	size_t before = heap_in_use(), after;
+	size_t before = bench_heap_bytes(), after;
 
 	load.key_count = keys_wanted;
 	load.hints = hints;
@@ -1137,18 +1114,18 @@ static void setup_load(const struct bench_state *state, int keys_wanted, bool hi
 	setup(state);
 	if (keys_wanted != BIG_KEYS)
 		return;
-	after = heap_in_use();
+	after = bench_heap_bytes();
 	heap_per_session = (double)(after - before) / keys_wanted;
 	{
 		static struct slot memory_slots[MEMORY_CONNECTIONS];
-		size_t joined_from = heap_in_use();
+		size_t joined_from = bench_heap_bytes();
 
 		for (int i = 0; i < MEMORY_CONNECTIONS; i++) {
 			snprintf(memory_slots[i].id, sizeof(memory_slots[i].id), "mem-%d", i);
 			memory_slots[i].live = 0;
 			flip(&memory_slots[i], (unsigned)i * 2654435761u);
 		}
-		heap_per_connection = (double)(heap_in_use() - joined_from) / MEMORY_CONNECTIONS;
+		heap_per_connection = (double)(bench_heap_bytes() - joined_from) / MEMORY_CONNECTIONS;
 		for (int i = 0; i < MEMORY_CONNECTIONS; i++)
 			flip(&memory_slots[i], 0);
 	}
