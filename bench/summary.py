@@ -75,10 +75,20 @@ class Cell:
     """One impl at one family, variant and thread count: its repetitions."""
 
     def __init__(self):
-        self.kept, self.flagged = [], 0
+        self.kept, self.left_out = [], []
+
+    @property
+    def flagged(self):
+        return len(self.left_out)
 
     def median(self, key="items_per_second"):
         values = [run[key] for run in self.kept if key in run]
+        return statistics.median(values) if values else None
+
+    def median_all(self, key="items_per_second"):
+        """The median over every repetition, flagged ones included (shown in parentheses
+        only, when no repetition of one side was unflagged)."""
+        values = [run[key] for run in self.kept + self.left_out if key in run]
         return statistics.median(values) if values else None
 
     def count(self):
@@ -108,7 +118,7 @@ def load(paths):
             cell = table.setdefault((family, variant), {}).setdefault(threads, {})
             cell = cell.setdefault(impl, Cell())
             if deprived(run, threads, cpus or 1):
-                cell.flagged += 1
+                cell.left_out.append(run)
             else:
                 cell.kept.append(run)
     return table, cpus or 1, failures
@@ -123,14 +133,39 @@ def same_kind(impl, peers):
 
 
 def strongest(cell, peers):
-    ranked = [(cell[p].median(), p) for p in peers if p in cell and cell[p].median()]
+    """The peer with the highest median: of its unflagged repetitions, or of all of them
+    when every one was flagged (so a peer is not passed over because the machine was busy
+    while it ran; the comparison with it is then shown in parentheses)."""
+    ranked = [(cell[p].median() or cell[p].median_all(), p) for p in peers
+              if p in cell and (cell[p].median() or cell[p].median_all())]
     return max(ranked)[1] if ranked else None
+
+
+def ratio_text(mine, theirs, key="items_per_second", invert=False):
+    """tally / peer from the unflagged medians, or in parentheses from every repetition when
+    one side has no unflagged repetition ("-" when there is nothing at all)."""
+    a, b = mine.median(key), theirs.median(key)
+    if a and b:
+        return "%.2fx" % (a / b)
+    a, b = mine.median_all(key), theirs.median_all(key)
+    return "(%.2fx)" % (a / b) if a and b else "-"
 
 
 def latency_ops(cell):
     ops = set()
     for impl in cell.values():
         for run in impl.kept:
+            for key in run:
+                match = LATENCY.match(key)
+                if match:
+                    ops.add(match.group(1))
+    return sorted(ops)
+
+
+def latency_ops_all(cell):
+    ops = set()
+    for impl in cell.values():
+        for run in impl.kept + impl.left_out:
             for key in run:
                 match = LATENCY.match(key)
                 if match:
@@ -147,16 +182,50 @@ def print_table(header, rows):
 
 def write_dat(results, title, by_threads, impls):
     with open(os.path.join(results, "%s.dat" % title.replace("/", "_")), "w") as dat:
-        dat.write("# threads " + " ".join(impls) + "  (items/s)\n")
+        dat.write("# threads " + " ".join(impls) + "  (items/s; median of the unflagged"
+                  " repetitions, of all of them where every one was flagged)\n")
         for threads in sorted(by_threads):
             dat.write("%d %s\n" % (threads, " ".join(
-                "%.6g" % (by_threads[threads][i].median() or float("nan"))
+                "%.6g" % (by_threads[threads][i].median() or by_threads[threads][i].median_all()
+                          or float("nan"))
                 if i in by_threads[threads] else "nan" for i in impls)))
 
 
-def write_lat(results, title, by_threads, cpus):
+def plot_threads(by_threads, cpus):
+    """The thread count latency is shown at: the highest that is not above the CPU count."""
     fitting = [t for t in by_threads if t <= cpus] or list(by_threads)
-    threads = max(fitting)
+    return max(fitting)
+
+
+def write_plot_data(results, title, by_threads, ours, peers, cpus):
+    """<title>.sel.dat (items/s against threads) and <title>.latp (latency percentiles at
+    plot_threads) for plot-family.gp: every tally impl and the strongest peer of each."""
+    threads = plot_threads(by_threads, cpus)
+    cell = by_threads[threads]
+    chosen = [i for i in ours if i in cell]
+    for impl in list(chosen):
+        best = strongest(cell, same_kind(impl, peers))
+        if best and best not in chosen:
+            chosen.append(best)
+    base = os.path.join(results, title.replace("/", "_"))
+    write_dat(results, title.replace("/", "_") + ".sel", by_threads, chosen)
+    def value(impl, key):
+        return cell[impl].median(key) or cell[impl].median_all(key)
+
+    columns = [(impl, op) for impl in chosen for op in latency_ops_all(cell)
+               if value(impl, "%s_p50_ns" % op) is not None]
+    if not columns:
+        return
+    with open(base + ".latp", "w") as latp:
+        latp.write("# percentile(1=p50,2=p99,3=p99.9) %s  (ns, threads:%d)\n"
+                   % (" ".join("%s:%s" % c for c in columns), threads))
+        for x, name in ((1, "p50"), (2, "p99"), (3, "p999")):
+            latp.write("%d %s\n" % (x, " ".join(
+                "%.6g" % value(impl, "%s_%s_ns" % (op, name)) for impl, op in columns)))
+
+
+def write_lat(results, title, by_threads, cpus):
+    threads = plot_threads(by_threads, cpus)
     cell = by_threads[threads]
     ops = latency_ops(cell)
     if not ops:
@@ -179,15 +248,16 @@ def family_section(title, by_threads, ours, peers):
                 continue
             best = strongest(cell, same_kind(impl, peers))
             mine = cell[impl].median()
-            row = [str(threads), impl, human(mine) if mine else "flagged",
+            row = [str(threads), impl,
+                   human(mine) if mine else "(%s)" % human(cell[impl].median_all()),
                    "%d/%d" % (cell[impl].flagged, cell[impl].count())]
             for peer in peers:
-                theirs = cell[peer].median() if peer in cell else None
                 mark = "*" if peer == best else ""
-                row.append("%.2fx%s" % (mine / theirs, mark) if mine and theirs else "-")
+                row.append((ratio_text(cell[impl], cell[peer]) if peer in cell else "-") + mark)
             rows.append(row)
     peer_line = ", ".join("%s %s" % (peer, "/".join(
-        (human(by_threads[t][peer].median()) if by_threads[t][peer].median() else "flagged")
+        (human(by_threads[t][peer].median()) if by_threads[t][peer].median()
+         else "(%s)" % human(by_threads[t][peer].median_all()))
         + ("" if not by_threads[t][peer].flagged else
            " (%d/%d flagged)" % (by_threads[t][peer].flagged, by_threads[t][peer].count()))
         for t in sorted(by_threads) if peer in by_threads[t])) for peer in peers)
@@ -211,19 +281,24 @@ def strongest_section(table):
                 best = strongest(cell, same_kind(impl, peers))
                 if not best:
                     continue
-                mine, theirs = cell[impl].median(), cell[best].median()
-                if not mine:
+                mine, theirs = cell[impl], cell[best]
+                clean = mine.median() and theirs.median()
+                get = (lambda c, k="items_per_second": c.median(k)) if clean else \
+                    (lambda c, k="items_per_second": c.median_all(k))
+                if not get(mine) or not get(theirs):
                     continue
                 notes = []
-                for op in latency_ops(cell):
-                    p99 = [cell[i].median("%s_p99_ns" % op) for i in (impl, best)]
+                for op in latency_ops_all(cell):
+                    p99 = [get(c, "%s_p99_ns" % op) for c in (mine, theirs)]
                     if None not in p99:
                         notes.append("%s p99 %.0f/%.0f ns %.2fx" % (op, p99[0], p99[1],
                                                                    p99[0] / p99[1]))
-                flags = "%d+%d/%d" % (cell[impl].flagged, cell[best].flagged,
-                                      cell[impl].count() + cell[best].count())
-                rows.append([title, impl, str(threads), best, human(mine), human(theirs),
-                             "%.2fx" % (mine / theirs), flags, "; ".join(notes)])
+                flags = "%d+%d/%d" % (mine.flagged, theirs.flagged,
+                                      mine.count() + theirs.count())
+                wrap = (lambda text: text) if clean else (lambda text: "(%s)" % text)
+                rows.append([title, impl, str(threads), best, wrap(human(get(mine))),
+                             wrap(human(get(theirs))), wrap("%.2fx" % (get(mine) / get(theirs))),
+                             flags, "; ".join(notes)])
     print_table(["family", "impl", "threads", "strongest peer", "tally", "peer", "ratio",
                  "flagged", "latency"], rows)
 
@@ -237,8 +312,10 @@ def main():
     print("tally vs peers: items/s (median of the unflagged repetitions); ratio = tally / peer,"
           " same run, > 1 = tally faster; * = the strongest peer at that thread count;")
     print("flagged = repetitions left out because the threads did not all get a CPU"
-          " (cpu_per_real < %.3g x min(threads, %d CPUs), the shortfall spent in the run queue)"
+          " (cpu_per_real < %.3g x min(threads, %d CPUs), the shortfall spent in the run queue);"
           % (CPU_SHARE, cpus))
+    print("(parentheses) = from every repetition, flagged ones included, where one side had"
+          " no unflagged repetition: not a measurement of contention")
     for (family, variant), by_threads in sorted(table.items()):
         impls = sorted({impl for cell in by_threads.values() for impl in cell})
         ours = [impl for impl in impls if impl.startswith("tally")]
@@ -247,6 +324,7 @@ def main():
         write_dat(results, title, by_threads, impls)
         write_lat(results, title, by_threads, cpus)
         if ours and peers:
+            write_plot_data(results, title, by_threads, ours, peers, cpus)
             family_section(title, by_threads, ours, peers)
     strongest_section(table)
     if failures:
