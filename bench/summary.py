@@ -182,8 +182,9 @@ def print_table(header, rows):
 
 def write_dat(results, title, by_threads, impls):
     with open(os.path.join(results, "%s.dat" % title.replace("/", "_")), "w") as dat:
-        dat.write("# threads " + " ".join(impls) + "  (items/s; median of the unflagged"
-                  " repetitions, of all of them where every one was flagged)\n")
+        dat.write("# threads " + " ".join(impls) + "  (items/s)\n")
+        dat.write("# median of the unflagged repetitions, of all of them where every one was"
+                  " flagged\n")
         for threads in sorted(by_threads):
             dat.write("%d %s\n" % (threads, " ".join(
                 "%.6g" % (by_threads[threads][i].median() or by_threads[threads][i].median_all()
