@@ -14,7 +14,8 @@
  * BM_sequencebyname_{tally,mutex_map,striped_map}/<tenants>/real_time/threads:N
  *	what a multi-tenant invoice service calls: the next strict number of (tenant, "INV") by
  *	name, tally_sequence_next(seq, tenant, series), with 1 tenant or 10,000 (each thread
- *	picks the tenant at random). Peers: a name map a good engineer writes in a day, a chained
+ *	picks the tenant at random). tally: a registry created without a size hint, grown as
+ *	the series are created; tally_sized: created with expected_series = the tenant count. Peers: a name map a good engineer writes in a day, a chained
  *	hash table (FNV-1a over tenant, NUL, series; doubling at load 1) of entries holding the
  *	two names and the counter, the counter advanced under the lock that found it:
  *	  mutex_map    one pthread_mutex_t for the map
@@ -422,18 +423,29 @@ static void byname_teardown_map(const struct bench_state *state)
 	}
 }
 
-static void byname_setup_tally(const struct bench_state *state)
+static void byname_setup(const struct bench_state *state, bool sized)
 {
 	struct tally_series_config cfg = { .format = "INV-{counter:012}", .mode = TALLY_SEQ_STRICT };
+	struct tally_sequence_options options = { .expected_series = (size_t)bench_range(state, 0) };
 	size_t before = bench_heap_bytes();
 
-	if (tally_sequence_create(&seq, NULL))
+	if (tally_sequence_create(&seq, sized ? &options : NULL))
 		abort();
 	tenant_count = (int)bench_range(state, 0);
 	for (int i = 0; i < tenant_count; i++)
 		if (tally_sequence_series_create(seq, tenants[i], "INV", &cfg, NULL))
 			abort(); /* bench only */
 	heap_per_series = (double)(bench_heap_bytes() - before) / tenant_count;
+}
+
+static void byname_setup_tally(const struct bench_state *state)
+{
+	byname_setup(state, false);
+}
+
+static void byname_setup_tally_sized(const struct bench_state *state)
+{
+	byname_setup(state, true);
 }
 
 static void byname_teardown_tally(const struct bench_state *state)
@@ -579,6 +591,8 @@ int main(int argc, char **argv)
 	bench_def_threads(def, 1);
 	bench_def_use_real_time(def);
 	register_byname("tally", bm_byname_tally, byname_setup_tally, byname_teardown_tally);
+	register_byname("tally_sized", bm_byname_tally, byname_setup_tally_sized,
+			byname_teardown_tally);
 	register_byname("mutex_map", bm_byname_mutex_map, byname_setup_mutex,
 			byname_teardown_map);
 	register_byname("striped_map", bm_byname_striped_map, byname_setup_striped,
