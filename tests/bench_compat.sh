@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # tests/bench_compat.sh: the bench harness behaves like Google Benchmark 1.7 where tools and
 # people notice: flags and exit statuses, JSON fields, aggregates, CSV, and Google
-# Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files.
+# Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files; and
+# what the harness adds (cpu_per_real, runqueue_per_real, latency percentiles).
 # TAP output; the compare.py checks are skipped (not failed) when compare.py or scipy is
 # absent. Runs in about 5 seconds: every benchmark uses --benchmark_min_time=0.01.
 set -u
