@@ -21,21 +21,7 @@
 #define OID_TEXT 25
 #define TOKEN_BYTES 16
 
-struct number_text {
-	char text[24];
-};
 
-static const char *u64_text(struct number_text *buf, uint64_t value)
-{
-	snprintf(buf->text, sizeof(buf->text), "%" PRIu64, value);
-	return buf->text;
-}
-
-static const char *i64_text(struct number_text *buf, int64_t value)
-{
-	snprintf(buf->text, sizeof(buf->text), "%" PRId64, value);
-	return buf->text;
-}
 
 /* A one-element text[] for the drop statements. */
 static int one_text_array(struct pg_array *array, const char *text)
@@ -113,8 +99,8 @@ static int find_registration(struct pg_call *call, struct open_arg *open, bool *
 static int writer_open_body(struct pg_call *call, void *arg)
 {
 	struct open_arg *open = arg;
-	struct number_text ttl;
-	const char *values[3] = { open->writer_id, i64_text(&ttl, open->ttl_ms), open->token };
+	struct pg_number ttl;
+	const char *values[3] = { open->writer_id, tally__pg_i64_text(&ttl, open->ttl_ms), open->token };
 	int lengths[3] = { 0, 0, TOKEN_BYTES }, formats[3] = { 0, 0, 1 };
 	PGresult *result;
 	bool found;
@@ -165,8 +151,8 @@ int tally__pg_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 
 int tally__pg_heartbeat(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms)
 {
-	struct number_text epoch_text, ttl;
-	const char *values[3] = { writer_id, u64_text(&epoch_text, epoch), i64_text(&ttl, ttl_ms) };
+	struct pg_number epoch_text, ttl;
+	const char *values[3] = { writer_id, tally__pg_u64_text(&epoch_text, epoch), tally__pg_i64_text(&ttl, ttl_ms) };
 	PGresult *result;
 	int err = tally__pg_query(impl, "tally_heartbeat", 3, values, NULL, NULL, &result);
 
@@ -204,8 +190,8 @@ struct close_arg {
 static int writer_close_body(struct pg_call *call, void *arg)
 {
 	struct close_arg *close = arg;
-	struct number_text epoch_text;
-	const char *values[2] = { close->writer_id, u64_text(&epoch_text, close->epoch) };
+	struct pg_number epoch_text;
+	const char *values[2] = { close->writer_id, tally__pg_u64_text(&epoch_text, close->epoch) };
 	uint64_t epoch = 0, last_seq;
 	bool reaped = false;
 	PGresult *result;
@@ -418,10 +404,10 @@ static int classify_unmatched_flush(struct pg_call *call, struct flush_arg *flus
 static int flush_body(struct pg_call *call, void *arg)
 {
 	struct flush_arg *flush = arg;
-	struct number_text epoch, seq, ttl;
-	const char *values[FLUSH_PARAMS] = { flush->writer_id, u64_text(&epoch, flush->epoch),
-					     u64_text(&seq, flush->seq),
-					     i64_text(&ttl, flush->ttl_ms) };
+	struct pg_number epoch, seq, ttl;
+	const char *values[FLUSH_PARAMS] = { flush->writer_id, tally__pg_u64_text(&epoch, flush->epoch),
+					     tally__pg_u64_text(&seq, flush->seq),
+					     tally__pg_i64_text(&ttl, flush->ttl_ms) };
 	int lengths[FLUSH_PARAMS] = { 0 }, formats[FLUSH_PARAMS] = { 0 };
 	PGresult *result;
 	int err = TALLY_OK;
@@ -474,8 +460,8 @@ struct take_arg {
 static int take_body(struct pg_call *call, void *arg)
 {
 	struct take_arg *take = arg;
-	struct number_text n;
-	const char *values[2] = { take->key, i64_text(&n, take->n) };
+	struct pg_number n;
+	const char *values[2] = { take->key, tally__pg_i64_text(&n, take->n) };
 	int lengths[2] = { (int)take->key_len, 0 }, formats[2] = { 1, 0 };
 	PGresult *result;
 	int err = TALLY_OK;
