@@ -458,6 +458,7 @@ static void sqlite_close(void *impl)
 
 	if (!s)
 		return;
+	sqlite_close(s->reader);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
@@ -467,19 +468,52 @@ static void sqlite_close(void *impl)
 	free(s);
 }
 
+static struct tally__sqlite *new_connection(void)
+{
+	struct tally__sqlite *s = calloc(1, sizeof(*s));
+
+	if (s)
+		pthread_mutex_init(&s->lock, NULL);
+	return s;
+}
+
+/* The read connection: the same file, after the writing one made sure of the schema. */
+static int open_reader(struct tally__sqlite *s, const struct tally_store_options *options,
+		       const struct sqlite_config *config)
+{
+	struct tally_store_options read_options = *options;
+	struct tally__sqlite *r = new_connection();
+	int err;
+
+	if (!r || !(r->path = strdup(s->path))) {
+		sqlite_close(r);
+		return TALLY_ENOMEM;
+	}
+	read_options.create_schema = false;
+	err = open_db(r, &read_options, config);
+	if (err) {
+		tally__store_set_error(s, "%s", tally__store_error(r));
+		sqlite_close(r);
+		return err;
+	}
+	s->reader = r;
+	return TALLY_OK;
+}
+
 static int sqlite_open(const char *url, const struct tally_store_options *options, void **impl,
 		       char *error, size_t error_size)
 {
 	struct sqlite_config config;
-	struct tally__sqlite *s = calloc(1, sizeof(*s));
+	struct tally__sqlite *s = new_connection();
 	int err;
 
 	if (!s)
 		return TALLY_ENOMEM;
-	pthread_mutex_init(&s->lock, NULL);
 	err = parse_config(url, options, &config, &s->path, error, error_size);
 	if (!err) {
 		err = open_db(s, options, &config);
+		if (!err)
+			err = open_reader(s, options, &config);
 		if (err)
 			tally__store_format(error, error_size, "%s", tally__store_error(s));
 	}

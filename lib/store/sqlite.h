@@ -4,11 +4,12 @@
  * writers, flushes, reaping, takes) and sqlite_read.c (reads, visitors, leases). Never
  * installed. docs/store.md gives the schema and why each choice was made.
  *
- * One connection per handle, behind `lock`: a SQLite connection runs one transaction at a
- * time, and every op is one short transaction (BEGIN IMMEDIATE for writes, so a write never
- * has to upgrade a read lock and hit SQLITE_BUSY_SNAPSHOT). Processes on one host share the
- * file through SQLite's own locking (WAL); the busy timeout bounds the wait for another
- * process's write lock.
+ * Two connections per handle, each behind its own `lock`. One writes: every op that writes is
+ * one short BEGIN IMMEDIATE transaction, so a write never has to upgrade a read lock and hit
+ * SQLITE_BUSY_SNAPSHOT. The other (`reader`) serves reads and visitors, so a read never
+ * waits behind a flush of the same handle. Processes on one host share the file through
+ * SQLite's own locking (WAL); the busy timeout bounds the wait for another process's write
+ * lock.
  */
 #ifndef TALLY_STORE_SQLITE_H
 #define TALLY_STORE_SQLITE_H
@@ -56,7 +57,25 @@ struct tally__sqlite {
 	bool sync_normal;     /* synchronous=normal was asked for (leases still sync) */
 	bool read_only;
 	int64_t lease_generation; /* meta.lease_generation seen at open */
+	struct tally__sqlite *reader; /* the handle's read connection (NULL in the reader) */
 };
+
+/* The connection reads and visitors use: the reader of s, or s itself if it has none. */
+static inline struct tally__sqlite *tally__sqlite_reader(void *impl)
+{
+	struct tally__sqlite *s = impl;
+
+	return s->reader ? s->reader : s;
+}
+
+/* Ends a read on connection r of handle impl: a failure's text moves to the handle, where
+ * ops->last_error looks for it. */
+static inline int tally__sqlite_read_done(void *impl, struct tally__sqlite *r, int err)
+{
+	if (err && r != impl)
+		tally__store_set_error(impl, "%s", tally__store_error(r));
+	return err;
+}
 
 /* Maps a SQLite result code to a tally_err (docs/store.md, "SQLite errors"). */
 int tally__sqlite_map(int rc);

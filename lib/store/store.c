@@ -550,6 +550,9 @@ static int check_seq(const struct tally_store *store, uint64_t seq)
 		return fail(store, TALLY_ESTATE, "no writer open");
 	if (seq == 0)
 		return fail(store, TALLY_EINVAL, "seq 0 (the first flush of an epoch is 1)");
+	if (store->last_seq == 0 && seq != 1)
+		return fail(store, TALLY_EINVAL, "seq %" PRIu64 " where 1 (the first flush of "
+			    "this epoch) is expected", seq);
 	if (seq > store->last_seq + 1 || seq < store->last_seq)
 		return fail(store, TALLY_EINVAL,
 			    "seq %" PRIu64 " where %" PRIu64 " (re-send) or %" PRIu64
