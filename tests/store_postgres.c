@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -535,6 +535,7 @@ static bool proxy_start(struct proxy *proxy)
 	snprintf(proxy->control, sizeof(proxy->control), "%s/control", proxy->dir);
 	proxy->pid = fork();
 	if (proxy->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed test leaves no proxy behind */
 		dup2(out[1], 1);
 		close(out[0]);
 		execl(getenv("TALLY_TCP_FAULT"), "tcp_fault", proxy->control, "127.0.0.1",

@@ -422,6 +422,13 @@ int tally__pg_command(struct pg_call *call, const char *sql)
 	return TALLY_OK;
 }
 
+int tally__pg_rollback_with(struct pg_call *call, int err)
+{
+	if (call->conn && PQtransactionStatus(call->conn) == PQTRANS_INTRANS)
+		tally__pg_command(call, "ROLLBACK");
+	return err;
+}
+
 /* ---- the call loop ---------------------------------------------------------------------- */
 
 int tally__pg_run(struct pg_store *store, pg_body_fn body, void *arg)

@@ -75,6 +75,9 @@ int tally__pg_query(struct pg_store *store, const char *name, int count,
 /* Runs a plain SQL command without parameters (BEGIN, COMMIT, ROLLBACK). */
 int tally__pg_command(struct pg_call *call, const char *sql);
 
+/* Ends the body's transaction after a failure that left it open and healthy; returns err. */
+int tally__pg_rollback_with(struct pg_call *call, int err);
+
 /* Records `text` (scrubbed of the password) as the calling thread's last error. */
 void tally__pg_set_error(struct pg_store *store, const char *text);
 void tally__pg_set_errorf(struct pg_store *store, const char *format, ...)

@@ -83,22 +83,16 @@ static int count_new_key(struct pg_call *call)
 	return err ? err : check_sentinel(call);
 }
 
-static int end_transaction(struct pg_call *call, int err)
-{
-	if (!err)
-		return tally__pg_command(call, "COMMIT");
-	if (call->conn && PQtransactionStatus(call->conn) == PQTRANS_INTRANS)
-		tally__pg_command(call, "ROLLBACK");
-	return err;
-}
 
 static int acquire_body(struct pg_call *call, void *arg)
 {
 	struct acquire_arg *acquire = arg;
 	struct pg_number min_start, size, issued, generation;
-	const char *values[5] = { acquire->key, tally__pg_u64_text(&min_start, acquire->min_start),
-				  tally__pg_u64_text(&size, acquire->size), tally__pg_u64_text(&issued, acquire->issued),
-				  tally__pg_u64_text(&generation, call->store->lease_generation) };
+	const char *values[5] = {
+		acquire->key, tally__pg_u64_text(&min_start, acquire->min_start),
+		tally__pg_u64_text(&size, acquire->size), tally__pg_u64_text(&issued, acquire->issued),
+		tally__pg_u64_text(&generation, call->store->lease_generation),
+	};
 	int lengths[5] = { (int)acquire->key_len }, formats[5] = { 1 };
 	PGresult *result;
 	int err = tally__pg_command(call, "BEGIN");
@@ -116,7 +110,7 @@ static int acquire_body(struct pg_call *call, void *arg)
 			err = count_new_key(call);
 	}
 	PQclear(result);
-	return end_transaction(call, err);
+	return err ? tally__pg_rollback_with(call, err) : tally__pg_command(call, "COMMIT");
 }
 
 static int pg_lease_acquire(void *impl, const char *key, size_t key_len, uint64_t min_start,
@@ -145,7 +139,8 @@ static int pg_lease_close(void *impl, const char *key, size_t key_len, uint64_t 
 {
 	struct pg_store *store = impl;
 	struct pg_number hi, done;
-	const char *values[3] = { key, tally__pg_u64_text(&hi, leased_hi), tally__pg_u64_text(&done, issued) };
+	const char *values[3] = { key, tally__pg_u64_text(&hi, leased_hi),
+				  tally__pg_u64_text(&done, issued) };
 	int lengths[3] = { (int)key_len }, formats[3] = { 1 };
 	PGresult *result;
 	int err;
