@@ -199,6 +199,8 @@ static int connect_until(struct pg_store *store, int64_t deadline_ms, PGconn **o
 
 	if (!conn)
 		return TALLY_ENOMEM;
+	/* Before the handshake: a server shutting down sends its WARNING during it. */
+	PQsetNoticeProcessor(conn, ignore_notice, NULL);
 	if (PQstatus(conn) == CONNECTION_BAD) {
 		/* Refused before any network step: an option libpq cannot use. */
 		PQfinish(conn);
@@ -222,7 +224,6 @@ static int connect_until(struct pg_store *store, int64_t deadline_ms, PGconn **o
 		PQfinish(conn);
 		return err;
 	}
-	PQsetNoticeProcessor(conn, ignore_notice, NULL);
 	*out = conn;
 	return TALLY_OK;
 }
