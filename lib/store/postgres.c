@@ -492,19 +492,17 @@ int tally__pg_query(struct pg_store *store, const char *name, int count,
 
 /* ---- open and close --------------------------------------------------------------------- */
 
-/* "postgresql://..." and "postgres://..." go to libpq as URLs; "postgresql:KEY=VALUE ..."
- * is a libpq conninfo string. */
+/* "postgresql://..." goes to libpq as a URL; "postgresql:KEY=VALUE ..." is a libpq conninfo
+ * string. */
 static int split_url(const char *url, char **conninfo, char **password)
 {
 	PQconninfoOption *options;
 	const char *rest = url;
 
-	if (!strncmp(url, "postgresql:", 11))
-		rest = strncmp(url + 11, "//", 2) ? url + 11 : url;
-	else if (!strncmp(url, "postgres:", 9))
-		rest = strncmp(url + 9, "//", 2) ? url + 9 : url;
-	else
+	if (strncmp(url, "postgresql:", 11))
 		return TALLY_EINVAL;
+	if (strncmp(url + 11, "//", 2))
+		rest = url + 11;
 	options = PQconninfoParse(rest, NULL);
 	if (!options)
 		return TALLY_EINVAL;
