@@ -933,6 +933,21 @@ static void test_refusals(void)
 	err = tally_store_open(&store, bad, &options);
 	tap_eq(err, TALLY_EINVAL, "an unknown conninfo option: EINVAL (%s)", tally_store_last_error(NULL));
 
+	/* The conninfo form, and a libpq option passing through (sslmode). */
+	snprintf(bad, sizeof(bad), "postgresql:host=127.0.0.1 port=%s user=tally_test password=%s"
+		 " dbname=tally_test application_name=conninfo-test", port,
+		 getenv("TALLY_PG_PASSWORD"));
+	store = open_store(bad, NULL, 5000, 3000);
+	tap_ok(store && counter_of(store, "basic/x") == 5, "a libpq conninfo after postgresql:");
+	tally_store_close(store);
+	store = NULL;
+	snprintf(bad, sizeof(bad), "postgresql://tally_test:%s@127.0.0.1:%s/tally_test?sslmode=require",
+		 getenv("TALLY_PG_PASSWORD"), port);
+	err = tally_store_open(&store, bad, &options);
+	tap_ok(err == TALLY_EPERM && strstr(tally_store_last_error(NULL), "SSL"),
+	       "sslmode=require reaches libpq: this server has no TLS (%s)",
+	       tally_store_last_error(NULL));
+
 	store = open_store(ro_url, "read-only", 5000, 3000);
 	tap_ok(store != NULL, "the read-only role opens the existing schema");
 	if (store) {
