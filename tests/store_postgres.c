@@ -152,10 +152,14 @@ static int cluster(const char *action)
 
 /* ---- basics: flush, re-send, fencing, records ------------------------------------------ */
 
+static char first_language[TALLY_SESSION_LANGUAGE_MAX + 1];
+static struct tally_session_info session_seen;
+
 static int count_rows(const struct tally_connection_info *c, const char *writer, uint64_t epoch,
 		      void *arg)
 {
-	(*(int *)arg)++;
+	if ((*(int *)arg)++ == 0)
+		snprintf(first_language, sizeof(first_language), "%s", c->target_language);
 	return 0;
 }
 
@@ -163,6 +167,7 @@ static int session_rows(const struct tally_session_info *s, const char *writer, 
 			void *arg)
 {
 	(*(int *)arg)++;
+	session_seen = *s;
 	return 0;
 }
 
@@ -216,9 +221,12 @@ static void test_basics(void)
 	tap_eq(tally_store_connections(a, "sess-1", count_rows, &rows), TALLY_OK,
 	       "list connections");
 	tap_eq(rows, 2, "two connections of the session");
+	tap_ok(!strcmp(first_language, "de"), "in (session, language) order");
 	rows = 0;
 	tally_store_sessions(a, "basic-writer", session_rows, &rows);
 	tap_eq(rows, 1, "one session written by this writer");
+	tap_ok(!strcmp(session_seen.source_language, "en-US") && session_seen.active &&
+	       session_seen.listener_count == 2, "its fields read back");
 
 	/* A second handle with the same writer id opens the next epoch and fences the first. */
 	b = open_store(url, "basic-writer", 5000, 5000);
