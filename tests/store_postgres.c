@@ -454,15 +454,15 @@ static void test_processes_and_takes(void)
 	pid_t pids[MP_PROCESSES];
 	struct tally_store *store = open_store(url, "taker", 5000, 5000);
 	struct shared_handle shared = { .store = store };
-	struct test_thread threads[4];
+	struct test_thread threads[6]; /* more threads than the handle has connections */
 	int64_t remaining = -1, total = 0;
 
 	if (!store)
 		return;
 	run_writer_processes(MP_PROCESSES, "mp", 0, pids);
 	tap_eq(tally_store_give(store, "take/pool", 9, 1000, &total), TALLY_OK, "give 1000");
-	run_threads(4, take_one_at_a_time, &shared, threads);
-	tap_eq(shared.failures, 0, "takes from 4 threads on one handle: no errors");
+	run_threads(6, take_one_at_a_time, &shared, threads);
+	tap_eq(shared.failures, 0, "takes from 6 threads on one handle (4 connections): no errors");
 	tap_eq(shared.taken, 999, "999 taken in steps of 3, never below zero");
 	tap_eq(tally_store_take(store, "take/pool", 9, 2, &remaining), TALLY_EFLOOR,
 	       "take 2 of the 1 left: EFLOOR");

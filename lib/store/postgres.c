@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "postgres_internal.h"
@@ -252,9 +253,12 @@ static int open_connection(struct pg_store *store, int64_t deadline_ms, bool sch
 	return err;
 }
 
-static struct pg_slot *checkout(struct pg_store *store)
+/* A free slot (connected ones first), waiting at most until the deadline: a call is bounded
+ * by timeout_ms even when every connection of the pool is busy. NULL on timeout. */
+static struct pg_slot *checkout(struct pg_store *store, int64_t deadline_ms)
 {
 	struct pg_slot *found = NULL;
+	struct timespec until = { (time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000 };
 
 	pthread_mutex_lock(&store->lock);
 	for (;;) {
@@ -264,11 +268,12 @@ static struct pg_slot *checkout(struct pg_store *store)
 			if (!slot->in_use && (!found || (!found->conn && slot->conn)))
 				found = slot;
 		}
-		if (found)
+		if (found || pthread_cond_timedwait(&store->slot_free, &store->lock, &until) ==
+				     ETIMEDOUT)
 			break;
-		pthread_cond_wait(&store->slot_free, &store->lock);
 	}
-	found->in_use = true;
+	if (found)
+		found->in_use = true;
 	pthread_mutex_unlock(&store->lock);
 	return found;
 }
@@ -435,9 +440,14 @@ int tally__pg_rollback_with(struct pg_call *call, int err)
 int tally__pg_run(struct pg_store *store, pg_body_fn body, void *arg)
 {
 	struct pg_call call = { .store = store, .deadline_ms = monotonic_ms() + store->timeout_ms };
-	struct pg_slot *slot = checkout(store);
+	struct pg_slot *slot = checkout(store, call.deadline_ms);
 	int err;
 
+	if (!slot) {
+		tally__pg_set_error(store, "every connection of the handle stayed busy until the"
+					   " timeout");
+		return TALLY_ETIMEDOUT;
+	}
 	for (;; call.attempt++) {
 		call.retry = call.ambiguous = false;
 		if (!slot->conn) {
@@ -595,6 +605,7 @@ static int pg_open(const char *url, const struct tally_store_options *options, v
 		   char *error, size_t error_size)
 {
 	struct pg_store *store = calloc(1, sizeof(*store));
+	pthread_condattr_t condattr;
 	PGconn *conn = NULL;
 	int64_t deadline_ms;
 	int err;
@@ -602,7 +613,10 @@ static int pg_open(const char *url, const struct tally_store_options *options, v
 	if (!store)
 		return TALLY_ENOMEM;
 	pthread_mutex_init(&store->lock, NULL);
-	pthread_cond_init(&store->slot_free, NULL);
+	pthread_condattr_init(&condattr);
+	pthread_condattr_setclock(&condattr, CLOCK_MONOTONIC); /* deadlines are monotonic */
+	pthread_cond_init(&store->slot_free, &condattr);
+	pthread_condattr_destroy(&condattr);
 	store->timeout_ms = options && options->timeout_ms > 0 ? options->timeout_ms
 							    : DEFAULT_TIMEOUT_MS;
 	err = split_url(url, &store->conninfo, &store->password);
