@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
+#include <tally/store.h>
 #include "../tests/threads.h"
 #include "stress.h"
 
@@ -59,17 +60,32 @@ static struct path path_of(const char *name, int index)
 /* ---- the lease store: a lease file per phase, or the store's provider (--store) ---- */
 
 struct lease_store {
+	struct tally_store *store; /* NULL: the lease file */
 	struct tally_lease_provider *provider;
 };
 
 static int lease_open(struct lease_store *lease, const char *path)
 {
-	return tally_lease_file_open(&lease->provider, path);
+	struct tally_store_options options = { .create_schema = true };
+	int err;
+
+	lease->store = NULL;
+	if (!stress.opt.store)
+		return tally_lease_file_open(&lease->provider, path);
+	if ((err = tally_store_open(&lease->store, stress.opt.store, &options)) != TALLY_OK) {
+		fprintf(stderr, "sequence: store open: %s (%s)\n", tally_strerror(err),
+			tally_store_last_error(NULL));
+		return err;
+	}
+	if ((err = tally_store_lease_provider(lease->store, &lease->provider)) != TALLY_OK)
+		tally_store_close(lease->store);
+	return err;
 }
 
 static void lease_close(struct lease_store *lease)
 {
 	tally_lease_provider_destroy(lease->provider);
+	tally_store_close(lease->store);
 }
 
 /* The durable record of the phase's series (tenant, "INV"). */
