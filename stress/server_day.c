@@ -45,6 +45,26 @@ void day_lease_path(const struct day_config *config, char *out, size_t size)
 	snprintf(out, size, "%s/leases", config->dir);
 }
 
+void day_fleet_views_key(const struct day_config *config, char *out, size_t size)
+{
+	snprintf(out, size, "views/%s", config->run_tag);
+}
+
+void day_views_key(const struct day_config *config, int incarnation, char *out, size_t size)
+{
+	snprintf(out, size, "views/%s/incarnation-%d", config->run_tag, incarnation);
+}
+
+void day_listeners_key(const struct day_config *config, char *out, size_t size)
+{
+	snprintf(out, size, "listeners/%s", config->run_tag);
+}
+
+void day_writer_id(const struct day_config *config, int slot, char *out, size_t size)
+{
+	snprintf(out, size, "%s-worker-%d", config->run_tag, slot);
+}
+
 static pid_t start_incarnation(struct stress_run *run, struct day_config *config, int slot,
 			       int number)
 {
@@ -63,11 +83,13 @@ static pid_t start_incarnation(struct stress_run *run, struct day_config *config
 	return pid;
 }
 
-/* With a store, waits up to a second for the slot's flusher to be inside a flush. */
-static bool aim_at_flush(struct stress_run *run, struct day_slot *slot)
+/* With a store, waits up to a second for the incarnation's flusher to be inside a flush
+ * (phase 1, before the store call, or 2, committed but not acknowledged: whichever
+ * `phase` asks). */
+static bool aim_at_flush(struct day_incarnation *victim, int phase)
 {
 	for (double give_up = stress_now() + 1.0; stress_now() < give_up;) {
-		if (atomic_load(&slot->flushing))
+		if (atomic_load(&victim->watch.flushing) == phase)
 			return true;
 		usleep(200);
 	}
@@ -95,7 +117,7 @@ static void chaos(struct stress_run *run, struct day_config *config, int *kills,
 		struct day_slot *state = &shared->slots[slot];
 		struct day_incarnation *victim = &shared->incarnations[atomic_load(&state->current)];
 		bool aimed = config->store_url && stress_rng_below(&rng, 2) &&
-			     aim_at_flush(run, state);
+			     aim_at_flush(victim, 1 + (int)stress_rng_below(&rng, 2));
 		int status;
 
 		kill(atomic_load(&state->pid), SIGKILL);
@@ -110,12 +132,34 @@ static void chaos(struct stress_run *run, struct day_config *config, int *kills,
 	}
 }
 
+/* A server that never comes back: the last slot is killed and not restarted, so its writer
+ * must be reaped once its lease expires. */
+static void abandon(struct stress_run *run, struct day_config *config, int *kills)
+{
+	struct day_slot *state = &config->shared->slots[config->workers - 1];
+	struct day_incarnation *victim = &config->shared->incarnations[atomic_load(&state->current)];
+
+	for (double give_up = stress_now() + 30; stress_now() < give_up;)
+		if (atomic_load(&victim->started) && atomic_load(&victim->watch.flushes) > 0)
+			break; /* registered and flushed once: it has something to reap */
+		else
+			usleep(1000);
+	kill(atomic_load(&state->pid), SIGKILL);
+	waitpid(atomic_load(&state->pid), NULL, 0);
+	atomic_store(&victim->killed, 1);
+	atomic_store(&state->abandoned, 1);
+	atomic_store(&state->pid, 0);
+	(*kills)++;
+}
+
 static void wait_quiesced(struct stress_run *run, struct day_config *config)
 {
 	for (int slot = 0; slot < config->workers; slot++) {
 		struct day_slot *state = &config->shared->slots[slot];
 		double give_up = stress_now() + 120;
 
+		if (atomic_load(&state->abandoned))
+			continue;
 		while (!atomic_load(&state->quiesced) && stress_now() < give_up) {
 			int status;
 
@@ -171,6 +215,7 @@ static void check_invoices(struct stress_run *run, struct day_config *config)
 		if (tenant < DAY_TENANTS && counter > highest[tenant])
 			highest[tenant] = counter;
 	}
+	memcpy(config->highest_invoice, highest, sizeof(highest));
 	free(all);
 	stress_field_int(run, "invoice_numbers", (int64_t)len);
 	stress_field_int(run, "duplicate_numbers", (int64_t)duplicates);
@@ -239,13 +284,15 @@ int main(int argc, char **argv)
 		start_incarnation(&run, &config, slot, 0);
 	chaos(&run, &config, &kills, &mid_flush);
 	double elapsed = stress_elapsed(&run);
+	if (config.store_url && kill_every_s > 0 && config.workers > 1)
+		abandon(&run, &config, &kills);
 	atomic_store(&config.shared->stop, 1);
 	wait_quiesced(&run, &config);
+	check_invoices(&run, &config);
 	if (config.store_url)
 		day_store_check_fleet(&run, &config);
 	atomic_store(&config.shared->release, 1);
 	reap_workers(&run, &config);
-	check_invoices(&run, &config);
 	summarise(&run, &config, kills, mid_flush, elapsed);
 	stress_tmpdir_remove(&run);
 	return stress_finish(&run);

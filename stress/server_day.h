@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include "stress.h"
+#include "store_proxy.h"
 
 #define DAY_INCARNATIONS_MAX 512
 #define DAY_TENANTS 4
@@ -43,16 +44,18 @@ struct day_incarnation {
 	 * the add and the accounting leaves either applied or applied + pending in memory. */
 	_Atomic int64_t applied[STRESS_THREADS_MAX];
 	_Atomic int64_t pending[STRESS_THREADS_MAX];
-	/* The flusher's bookkeeping: the views total of the last acknowledged flush. */
-	_Atomic int64_t acked_views;
-	_Atomic int64_t flushes;
-	int64_t final_listeners;  /* its listener gauge after the final flush (live ones) */
+	/* The store proxy's view of this incarnation's flushes: phase, epoch, acknowledged
+	 * views (acked[0] its own key, acked[1] the fleet key). */
+	struct store_proxy_watch watch;
+	int64_t final_listeners;  /* after the final flush (live ones): its listener gauge */
+	int64_t final_connections; /* ... and its table's connections */
+	int64_t final_sessions;    /* ... and its table's sessions */
 };
 
 struct day_slot {
 	_Atomic int pid;
 	_Atomic int current;      /* index of its live incarnation in day_shared.incarnations */
-	_Atomic int flushing;     /* 1 while a store flush is in flight (chaos aims here) */
+	_Atomic int abandoned;    /* killed at the end and never restarted: must be reaped */
 	_Atomic int quiesced;     /* stopped, final checks done, final flush acknowledged */
 };
 
@@ -74,7 +77,14 @@ struct day_config {
 	int64_t flush_interval_ms;
 	int64_t session_ttl_ms;
 	char run_tag[24];         /* names the run's keys and ids: runs sharing a store never meet */
+	uint64_t highest_invoice[DAY_TENANTS]; /* parent: from the logs, for the lease check */
 };
+
+/* Store keys and writer ids of a run. */
+void day_fleet_views_key(const struct day_config *config, char *out, size_t size);
+void day_views_key(const struct day_config *config, int incarnation, char *out, size_t size);
+void day_listeners_key(const struct day_config *config, char *out, size_t size);
+void day_writer_id(const struct day_config *config, int slot, char *out, size_t size);
 
 /* The worker process body (stress_spawn): arg is the struct day_config, index the slot. */
 int day_worker(struct stress_run *run, void *arg, int slot);

@@ -14,17 +14,20 @@
 
 struct day_store;
 
-/* Worker side. open registers a new epoch of the slot's writer id and records it in me. */
+/* Worker side. open connects incarnation `incarnation` of `slot` to the store through the
+ * proxy (its writer opens with the flusher). Returns 0 or a worker exit status. */
 int day_store_open(struct day_store **out, struct stress_run *run,
-		   const struct day_config *config, int slot, struct day_incarnation *me);
+		   const struct day_config *config, int slot, int incarnation);
 /* The store's (write-through) lease provider, for the invoice series. */
 struct tally_lease_provider *day_store_lease_provider(struct day_store *store);
 /* Starts writing behind: views (a counter, under the fleet key and the incarnation's own
  * key), listeners (a gauge) and the table's session and connection records. */
 int day_store_register(struct day_store *store, struct tally_session_table *table,
-		       struct tally_counter *views, struct tally_gauge *listeners);
-/* The final flush after the worker quiesced; blocks until durable. */
-void day_store_final_flush(struct day_store *store);
+		       struct tally_counter *views, struct tally_counter *views_fleet,
+		       struct tally_gauge *listeners);
+/* The final flush after the worker quiesced; blocks until durable, then checks that
+ * nothing of `views` is unflushed and that the store holds exactly what was applied. */
+void day_store_final_flush(struct day_store *store, struct tally_counter *views);
 /* Closes the writer cleanly (its gauge and records leave the store) and the handle. */
 void day_store_close(struct day_store *store);
 

@@ -29,7 +29,7 @@
 
 #define SESSION_POOL 64
 #define RING 256
-#define ID_MAX 96
+#define ID_MAX (TALLY_SESSION_ID_MAX + 1)
 
 static const char *const languages[] = { "en", "fr", "de", "es", "it", "pt-BR", "ja",
 					 "zh-Hant-TW", "ar", "hi", "ko", "ru", "sw", "tr" };
@@ -43,7 +43,8 @@ struct worker {
 	int slot;
 	struct tally_session_table *table;
 	struct tally_gauge listeners;
-	struct tally_counter views;
+	struct tally_counter views;       /* this incarnation's own key */
+	struct tally_counter views_fleet; /* the fleet's key, every worker adds to it */
 	struct tally_sequence *seq;
 	struct tally_lease_provider *lease;
 	struct day_store *store;   /* NULL without --store */
@@ -100,7 +101,7 @@ static void create_session(struct thread_state *t)
 {
 	struct worker *w = t->w;
 	int64_t n = atomic_fetch_add(&w->sessions_created, 1) + 1;
-	char id[ID_MAX], speaker[ID_MAX];
+	char id[ID_MAX], speaker[ID_MAX + 16];
 
 	session_id(w, n, id);
 	snprintf(speaker, sizeof(speaker), "%s-speaker", id);
@@ -121,6 +122,7 @@ static void add_view(struct thread_state *t)
 
 	atomic_store_explicit(&me->pending[t->index], 1, memory_order_relaxed);
 	tally_counter_inc(&t->w->views);
+	tally_counter_inc(&t->w->views_fleet);
 	atomic_store_explicit(&me->applied[t->index], ++t->views, memory_order_relaxed);
 	atomic_store_explicit(&me->pending[t->index], 0, memory_order_relaxed);
 }
@@ -318,10 +320,14 @@ static void *request_thread(void *arg)
 		for (int64_t i = 0; i < batch; i++)
 			serve(t, pick(&t->rng));
 		stress_ops(w->run, batch);
+		/* published per batch: a killed worker's requests count too */
+		for (int k = 0; k < DAY_REQUEST_KINDS; k++) {
+			atomic_fetch_add_explicit(&w->config->shared->requests[k], t->requests[k],
+						  memory_order_relaxed);
+			t->requests[k] = 0;
+		}
 		stress_pace(&pacer, batch);
 	}
-	for (int k = 0; k < DAY_REQUEST_KINDS; k++)
-		atomic_fetch_add(&w->config->shared->requests[k], t->requests[k]);
 	return NULL;
 }
 
@@ -414,6 +420,12 @@ static void final_checks(struct worker *w, int threads)
 		applied += atomic_load(&w->me->applied[t]);
 	stress_check(w->run, views == applied, "worker %d: views %lld in memory, threads "
 		     "applied %lld", w->slot, (long long)views, (long long)applied);
+	tally_counter_read(&w->views_fleet, &views);
+	stress_check(w->run, views == applied, "worker %d: fleet views %lld in memory, threads "
+		     "applied %lld", w->slot, (long long)views, (long long)applied);
+	w->me->final_listeners = gauge;
+	w->me->final_connections = connections;
+	tally_session_table_counts(w->table, &w->me->final_sessions, NULL);
 	w->windows_checked = 0; /* again, all of them: late admissions included */
 	check_windows(w, w->windows);
 }
@@ -436,11 +448,13 @@ static int setup(struct worker *w)
 	w->admitted = calloc((size_t)(DAY_CLIENTS * w->windows), sizeof(*w->admitted));
 	if (!w->admitted || tally_session_table_create(&w->table, &table) ||
 	    tally_gauge_init(&w->listeners, 0, 0, TALLY_GAUGE_NO_CEILING) ||
-	    tally_counter_init(&w->views, 0) || tally_ratelimit_create(&limit, &w->limiter) ||
+	    tally_counter_init(&w->views, 0) || tally_counter_init(&w->views_fleet, 0) ||
+	    tally_ratelimit_create(&limit, &w->limiter) ||
 	    tally_sequence_create(&w->seq, NULL))
 		return 10;
 	if (w->config->store_url) {
-		int err = day_store_open(&w->store, w->run, w->config, w->slot, w->me);
+		int err = day_store_open(&w->store, w->run, w->config, w->slot,
+					 (int)(w->me - w->config->shared->incarnations));
 
 		if (err)
 			return err;
@@ -457,7 +471,8 @@ static int setup(struct worker *w)
 			return 12;
 	}
 	if (w->store)
-		return day_store_register(w->store, w->table, &w->views, &w->listeners);
+		return day_store_register(w->store, w->table, &w->views, &w->views_fleet,
+					  &w->listeners);
 	return 0;
 }
 
@@ -472,6 +487,7 @@ static void teardown(struct worker *w)
 	tally_ratelimit_destroy(w->limiter);
 	tally_session_table_destroy(w->table);
 	tally_counter_destroy(&w->views);
+	tally_counter_destroy(&w->views_fleet);
 	tally_gauge_destroy(&w->listeners);
 	tally_rcu_barrier();
 	free(w->admitted);
@@ -491,7 +507,7 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	int threads = run->opt.threads;
 	struct thread_state *states = calloc((size_t)threads, sizeof(*states));
 	pthread_t handles[STRESS_THREADS_MAX], sweep_thread, check_thread;
-	int err;
+	int err = 0;
 
 	w = (struct worker){ .run = run, .config = config, .slot = slot,
 			     .slot_state = &shared->slots[slot] };
@@ -526,8 +542,7 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	pthread_join(check_thread, NULL);
 	final_checks(&w, threads);
 	if (w.store)
-		day_store_final_flush(w.store);
-	tally_gauge_read(&w.listeners, &w.me->final_listeners);
+		day_store_final_flush(w.store, &w.views);
 	atomic_store(&w.slot_state->quiesced, 1);
 	wait_for(&shared->release);
 	teardown(&w);
