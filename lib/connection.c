@@ -96,7 +96,23 @@ void tally_connection_free(struct tally_rcu_map_node *node)
 
 static void reclaim_connection(struct tally_rcu_head *rcu)
 {
-	tally_free_aligned(caa_container_of(rcu, struct connection, rcu));
+	struct connection *connection = caa_container_of(rcu, struct connection, rcu);
+
+	/* F1 (session/internal.h): a queued connection is the flusher's to free */
+	if (atomic_fetch_or_explicit(&connection->feed_flags, TALLY_FEED_ZOMBIE,
+				     memory_order_acq_rel) &
+	    TALLY_FEED_QUEUED)
+		return;
+	tally_free_aligned(connection);
+}
+
+void tally_connection_feed_done(struct connection *connection)
+{
+	/* acq_rel: acquires the removal whose OR saw QUEUED (F2); ZOMBIE: reclaim ran (F1) */
+	if (atomic_fetch_and_explicit(&connection->feed_flags, (uint8_t)~TALLY_FEED_QUEUED,
+				      memory_order_acq_rel) &
+	    TALLY_FEED_ZOMBIE)
+		tally_free_aligned(connection);
 }
 
 struct connection *tally_connection_find(struct tally_session_table *table, const char *id,
@@ -122,6 +138,7 @@ int tally_connection_remove(struct tally_session_table *table, struct connection
 	if (!list_locked)
 		tally_lock_release(&session->list_lock);
 	tally_counter_sub(&table->connection_total, 1); /* cannot leave int64: ignored */
+	tally_session_feed_connection(table, connection);
 	tally_rcu_retire(&connection->rcu, reclaim_connection);
 	return TALLY_OK;
 }
@@ -199,6 +216,7 @@ static struct connection *new_connection(struct tally_session_table *table,
 	connection->expires_at = tally_session_expiry(connection->connected_at, params->ttl_ms,
 						      table->config.connection_ttl_ms);
 	connection->session = session;
+	atomic_init(&connection->feed_flags, 0);
 	tally_rcu_map_node_init(&connection->node, connection->text, len->id);
 	return connection;
 }
@@ -255,6 +273,7 @@ static int create_connection(struct tally_session_table *table,
 		tally_free_aligned(connection); /* never published */
 	} else {
 		tally_counter_inc(&table->connection_total);
+		tally_session_feed_connection(table, connection); /* after the lock: F2 holds */
 	}
 	tally_rcu_read_unlock();
 	return err;
