@@ -18,7 +18,7 @@
 #include "server_day.h"
 #include "server_day_store.h"
 
-static double kill_every_s = 2.0, writer_ttl_ms = 1000, flush_ms = 100, session_ttl_ms = 3000;
+static double kill_every_s = 2.0, writer_ttl_ms = 2000, flush_ms = 100, session_ttl_ms = 3000;
 
 static const struct stress_flag flags[] = {
 	{ "kill-every", "mean seconds between two SIGKILLs of a worker (0: no kills)",

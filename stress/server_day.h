@@ -50,17 +50,20 @@ struct day_incarnation {
 	int64_t final_listeners;  /* after the final flush (live ones): its listener gauge */
 	int64_t final_connections; /* ... and its table's connections */
 	int64_t final_sessions;    /* ... and its table's sessions */
+	_Atomic int64_t fenced;    /* its flusher was fenced (its lease ran out while alive) */
 };
 
 struct day_slot {
 	_Atomic int pid;
 	_Atomic int current;      /* index of its live incarnation in day_shared.incarnations */
 	_Atomic int abandoned;    /* killed at the end and never restarted: must be reaped */
+	_Atomic int reflushed;    /* flushed again after the parent's reap */
 	_Atomic int quiesced;     /* stopped, final checks done, final flush acknowledged */
 };
 
 struct day_shared {
 	_Atomic int stop;         /* parent: stop issuing, quiesce, flush */
+	_Atomic int reflush;      /* parent: reaped; flush again (a fenced writer republishes) */
 	_Atomic int release;      /* parent: store checks done, close and exit */
 	_Atomic int incarnation_count;
 	_Atomic int64_t requests[DAY_REQUEST_KINDS];

@@ -28,6 +28,9 @@ int day_store_register(struct day_store *store, struct tally_session_table *tabl
 /* The final flush after the worker quiesced; blocks until durable, then checks that
  * nothing of `views` is unflushed and that the store holds exactly what was applied. */
 void day_store_final_flush(struct day_store *store, struct tally_counter *views);
+/* Flushes again after the parent's reap (a writer reaped while alive has re-registered
+ * and republishes). */
+void day_store_reflush(struct day_store *store);
 /* Closes the writer cleanly (its gauge and records leave the store) and the handle. */
 void day_store_close(struct day_store *store);
 

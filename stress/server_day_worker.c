@@ -493,12 +493,6 @@ static void teardown(struct worker *w)
 	free(w->admitted);
 }
 
-static void wait_for(_Atomic int *flag)
-{
-	while (!atomic_load(flag))
-		nap_ms(5);
-}
-
 int day_worker(struct stress_run *run, void *arg, int slot)
 {
 	const struct day_config *config = arg;
@@ -531,7 +525,8 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	}
 	pthread_create(&sweep_thread, NULL, sweeper, &w);
 	pthread_create(&check_thread, NULL, checker, &w);
-	wait_for(&shared->stop);
+	while (!atomic_load(&shared->stop))
+		nap_ms(5);
 	atomic_store(&w.stop_threads, 1);
 	for (int t = 0; t < threads; t++) {
 		pthread_join(handles[t], NULL);
@@ -544,7 +539,13 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	if (w.store)
 		day_store_final_flush(w.store, &w.views);
 	atomic_store(&w.slot_state->quiesced, 1);
-	wait_for(&shared->release);
+	while (!atomic_load(&shared->release)) {
+		if (w.store && atomic_load(&shared->reflush) && !atomic_load(&w.slot_state->reflushed)) {
+			day_store_reflush(w.store);
+			atomic_store(&w.slot_state->reflushed, 1);
+		}
+		nap_ms(5);
+	}
 	teardown(&w);
 	atomic_store(&w.me->finished, 1);
 	free(states);
