@@ -10,9 +10,7 @@
  * lease marks cover every number, exact totals less the measured loss, dead writers reaped
  * (stress/server_day_store.c), and each worker's own invariants. docs/stress.md has them all.
  */
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <tally/lease.h>
 #include "server_day.h"
@@ -65,136 +63,11 @@ void day_writer_id(const struct day_config *config, int slot, char *out, size_t 
 	snprintf(out, size, "%s-worker-%d", config->run_tag, slot);
 }
 
-static pid_t start_incarnation(struct stress_run *run, struct day_config *config, int slot,
-			       int number)
-{
-	struct day_shared *shared = config->shared;
-	int index = atomic_fetch_add(&shared->incarnation_count, 1);
-
-	if (index >= DAY_INCARNATIONS_MAX) {
-		stress_violation(run, "more than %d incarnations", DAY_INCARNATIONS_MAX);
-		exit(stress_finish(run));
-	}
-	shared->incarnations[index].slot = slot;
-	shared->incarnations[index].number = number;
-	atomic_store(&shared->slots[slot].current, index);
-	pid_t pid = stress_spawn(run, day_worker, config, slot);
-	atomic_store(&shared->slots[slot].pid, pid);
-	return pid;
-}
-
-/* With a store, waits up to a second for the incarnation's flusher to be inside a flush
- * (phase 1, before the store call, or 2, committed but not acknowledged: whichever
- * `phase` asks). */
-static bool aim_at_flush(struct day_incarnation *victim, int phase)
-{
-	for (double give_up = stress_now() + 1.0; stress_now() < give_up;) {
-		if (atomic_load(&victim->watch.flushing) == phase)
-			return true;
-		usleep(200);
-	}
-	return false;
-}
-
-/* The chaos loop: kill a random worker at random moments, restart it as a new epoch. */
-static void chaos(struct stress_run *run, struct day_config *config, int *kills,
-		  int *mid_flush)
-{
-	struct day_shared *shared = config->shared;
-	struct stress_rng rng;
-	int numbers[STRESS_PROCESSES_MAX] = { 0 };
-
-	stress_rng_init(&rng, run->opt.seed, UINT64_C(0xc4a05));
-	while (stress_running(run)) {
-		if (kill_every_s <= 0) {
-			stress_wait(run, NULL);
-			break;
-		}
-		stress_sleep(run, kill_every_s * (0.25 + 1.5 * stress_rng_unit(&rng)));
-		if (!stress_running(run))
-			break;
-		int slot = (int)stress_rng_below(&rng, (uint64_t)config->workers);
-		struct day_slot *state = &shared->slots[slot];
-		struct day_incarnation *victim = &shared->incarnations[atomic_load(&state->current)];
-		bool aimed = config->store_url && stress_rng_below(&rng, 2) &&
-			     aim_at_flush(victim, 1 + (int)stress_rng_below(&rng, 2));
-		int status;
-
-		kill(atomic_load(&state->pid), SIGKILL);
-		waitpid(atomic_load(&state->pid), &status, 0);
-		stress_check(run, WIFSIGNALED(status), "worker %d ended before its kill (status "
-			     "%d)", slot, status);
-		atomic_store(&victim->killed, 1);
-		atomic_store(&victim->killed_mid_flush, aimed);
-		(*kills)++;
-		*mid_flush += aimed;
-		start_incarnation(run, config, slot, ++numbers[slot]);
-	}
-}
-
-/* A server that never comes back: the last slot is killed and not restarted, so its writer
- * must be reaped once its lease expires. */
-static void abandon(struct stress_run *run, struct day_config *config, int *kills)
-{
-	struct day_slot *state = &config->shared->slots[config->workers - 1];
-	struct day_incarnation *victim = &config->shared->incarnations[atomic_load(&state->current)];
-
-	for (double give_up = stress_now() + 30; stress_now() < give_up;)
-		if (atomic_load(&victim->started) && atomic_load(&victim->watch.flushes) > 0)
-			break; /* registered and flushed once: it has something to reap */
-		else
-			usleep(1000);
-	kill(atomic_load(&state->pid), SIGKILL);
-	waitpid(atomic_load(&state->pid), NULL, 0);
-	atomic_store(&victim->killed, 1);
-	atomic_store(&state->abandoned, 1);
-	atomic_store(&state->pid, 0);
-	(*kills)++;
-}
-
-static void wait_quiesced(struct stress_run *run, struct day_config *config)
-{
-	for (int slot = 0; slot < config->workers; slot++) {
-		struct day_slot *state = &config->shared->slots[slot];
-		double give_up = stress_now() + 120;
-
-		if (atomic_load(&state->abandoned))
-			continue;
-		while (!atomic_load(&state->quiesced) && stress_now() < give_up) {
-			int status;
-
-			if (waitpid(atomic_load(&state->pid), &status, WNOHANG) > 0) {
-				stress_violation(run, "worker %d died before quiescing (status %d)",
-						 slot, status);
-				atomic_store(&state->pid, 0);
-				break;
-			}
-			usleep(2000);
-		}
-		if (!atomic_load(&state->quiesced) && atomic_load(&state->pid))
-			stress_violation(run, "worker %d did not quiesce in 120 s", slot);
-	}
-}
-
-static void reap_workers(struct stress_run *run, struct day_config *config)
-{
-	for (int slot = 0; slot < config->workers; slot++) {
-		pid_t pid = atomic_load(&config->shared->slots[slot].pid);
-		int status;
-
-		if (!pid)
-			continue;
-		waitpid(pid, &status, 0);
-		stress_check(run, WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker %d exited "
-			     "with status %d", slot, status);
-	}
-}
-
 /* Zero duplicate invoice numbers across every process, incarnation and thread; the lease
  * marks (file or store) cover the highest number of each tenant. */
 static void check_invoices(struct stress_run *run, struct day_config *config)
 {
-	int incarnations = atomic_load(&config->shared->incarnation_count);
+	int incarnations = atomic_load(&config->shared->fleet.incarnation_count);
 	uint64_t *all = NULL, highest[DAY_TENANTS] = { 0 };
 	size_t len = 0, cap = 0;
 	char path[256];
@@ -243,15 +116,11 @@ static void check_invoices(struct stress_run *run, struct day_config *config)
 	tally_lease_provider_destroy(leases);
 }
 
-static void summarise(struct stress_run *run, struct day_config *config, int kills,
-		      int mid_flush, double elapsed)
+static void summarise(struct stress_run *run, struct day_config *config, double elapsed)
 {
 	int64_t total = 0;
 
-	stress_field_int(run, "workers", config->workers);
-	stress_field_int(run, "incarnations", atomic_load(&config->shared->incarnation_count));
-	stress_field_int(run, "kills_survived", kills);
-	stress_field_int(run, "kills_mid_flush", mid_flush);
+	fleet_summarise(&config->fleet);
 	for (int k = 0; k < DAY_REQUEST_KINDS; k++) {
 		int64_t n = atomic_load(&config->shared->requests[k]);
 
@@ -259,15 +128,14 @@ static void summarise(struct stress_run *run, struct day_config *config, int kil
 		total += n;
 	}
 	stress_field_real(run, "requests_per_s", (double)total / elapsed);
-	if (run->opt.rate > 0)
-		stress_field_real(run, "seeds_bar_x", (double)total / elapsed / 1000.0);
+	/* the seeds' bar: 0 collisions at <= 1,000 requests/s */
+	stress_field_real(run, "seeds_bar_x", (double)total / elapsed / 1000.0);
 }
 
 int main(int argc, char **argv)
 {
 	static struct stress_run run;
 	static struct day_config config;
-	int kills = 0, mid_flush = 0;
 
 	stress_init(&run, "server_day", argc, argv, flags);
 	config = (struct day_config){
@@ -280,20 +148,18 @@ int main(int argc, char **argv)
 		.session_ttl_ms = session_ttl_ms < 10 ? 10 : (int64_t)session_ttl_ms,
 	};
 	snprintf(config.run_tag, sizeof(config.run_tag), "r%d", (int)getpid());
-	for (int slot = 0; slot < config.workers; slot++)
-		start_incarnation(&run, &config, slot, 0);
-	chaos(&run, &config, &kills, &mid_flush);
+	fleet_start(&config.fleet, &config.shared->fleet, &run, config.workers, day_worker,
+		    &config, config.writer_ttl_ms, config.store_url != NULL);
+	fleet_chaos(&config.fleet, kill_every_s);
 	double elapsed = stress_elapsed(&run);
 	if (config.store_url && kill_every_s > 0 && config.workers > 1)
-		abandon(&run, &config, &kills);
-	atomic_store(&config.shared->stop, 1);
-	wait_quiesced(&run, &config);
+		fleet_abandon_last(&config.fleet);
+	fleet_stop(&config.fleet);
 	check_invoices(&run, &config);
 	if (config.store_url)
 		day_store_check_fleet(&run, &config);
-	atomic_store(&config.shared->release, 1);
-	reap_workers(&run, &config);
-	summarise(&run, &config, kills, mid_flush, elapsed);
+	fleet_release(&config.fleet);
+	summarise(&run, &config, elapsed);
 	stress_tmpdir_remove(&run);
 	return stress_finish(&run);
 }

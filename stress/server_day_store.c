@@ -36,7 +36,8 @@
 struct day_store {
 	struct stress_run *run;
 	const struct day_config *config;
-	struct day_incarnation *me;
+	struct fleet_incarnation *me;
+	struct fleet_error_sink errors;
 	int slot;
 	struct store_proxy *proxy;
 	struct tally_store *outer, *inner;
@@ -60,7 +61,8 @@ int day_store_open(struct day_store **out, struct stress_run *run,
 	if (!s)
 		return 20;
 	*s = (struct day_store){ .run = run, .config = config, .slot = slot,
-				 .me = &config->shared->incarnations[incarnation] };
+				 .me = &config->shared->fleet.incarnations[incarnation] };
+	s->errors = (struct fleet_error_sink){ run, s->me };
 	day_views_key(config, incarnation, s->views_key, sizeof(s->views_key));
 	day_fleet_views_key(config, s->fleet_key, sizeof(s->fleet_key));
 	day_listeners_key(config, s->listeners_key, sizeof(s->listeners_key));
@@ -83,21 +85,6 @@ struct tally_lease_provider *day_store_lease_provider(struct day_store *store)
 }
 
 #if DAY_HAVE_WRITEBEHIND
-static void on_error(int err, const char *text, void *arg)
-{
-	struct day_store *s = arg;
-
-	/* A live writer is fenced when its lease ran out (a flusher starved past the TTL on a
-	 * loaded machine, and a reaper ran): by design it re-registers and republishes, so
-	 * it is counted, and the checks after the reflush hold it to the new epoch. */
-	if (err == TALLY_EFENCED) {
-		atomic_fetch_add(&s->me->fenced, 1);
-		return;
-	}
-	stress_violation(s->run, "worker %d: flusher reports %s: %s", s->slot,
-			 tally_strerror(err), text);
-}
-
 int day_store_register(struct day_store *s, struct tally_session_table *table,
 		       struct tally_counter *views, struct tally_counter *views_fleet,
 		       struct tally_gauge *listeners)
@@ -105,7 +92,7 @@ int day_store_register(struct day_store *s, struct tally_session_table *table,
 	struct tally_writebehind_config config = {
 		.interval_ms = s->config->flush_interval_ms,
 		.heartbeat_ms = s->config->writer_ttl_ms / 4,
-		.on_error = on_error, .callback_arg = s,
+		.on_error = fleet_flusher_error, .callback_arg = &s->errors,
 		.jitter_seed = s->run->opt.seed ^ (uint64_t)s->slot };
 	int err = tally_writebehind_create(&s->wb, s->outer, &config);
 
@@ -195,9 +182,10 @@ struct stored_session {
 	bool active;
 };
 
-struct fleet {
+struct audit {
 	struct stress_run *run;
 	const struct day_config *config;
+	struct fleet *fleet;
 	struct tally_store *store;
 	size_t tag_len;
 	char tag[32];
@@ -209,78 +197,58 @@ struct fleet {
 	int64_t connections_by_slot[STRESS_PROCESSES_MAX];
 };
 
-static bool ours(const struct fleet *f, const char *id)
+static bool ours(const struct audit *f, const char *id)
 {
 	return !strncmp(id, f->tag, f->tag_len);
 }
 
-static int64_t stored_counter(struct fleet *f, const char *key)
+static void views_key_of(void *arg, int incarnation, char *out, size_t size)
 {
-	int64_t total;
-
-	return tally_store_read_counter(f->store, key, strlen(key), &total) == TALLY_OK ? total : 0;
+	day_views_key(arg, incarnation, out, size);
 }
 
-/* Views: per incarnation, then the fleet key. */
-static void check_counters(struct fleet *f)
+/* Views: each incarnation's own key (fleet_check_counter), then the fleet key, which every
+ * worker adds to in the same flushes: it agrees with the sum of the incarnations' keys
+ * exactly for those that lived, within what was unacknowledged for those killed (a batch
+ * drains the two counters one after the other). */
+static void check_counters(struct audit *f)
 {
-	struct day_shared *shared = f->config->shared;
+	struct fleet_shared *shared = &f->config->shared->fleet;
 	int incarnations = atomic_load(&shared->incarnation_count);
-	int64_t applied_all = 0, stored_all = 0, loss = 0, bound = 0, slack = 0, killed = 0;
-	int64_t fleet_acked = 0, fleet_applied_hi = 0;
+	int64_t fleet_acked = 0, applied_hi = 0, slack = 0, fleet_total = 0;
 	char key[TALLY_STORE_KEY_MAX + 1];
 
+	int64_t stored_all = fleet_check_counter(f->fleet, f->store,
+						 "views", views_key_of, (void *)f->config);
 	for (int i = 0; i < incarnations; i++) {
-		struct day_incarnation *in = &shared->incarnations[i];
+		struct fleet_incarnation *in = &shared->incarnations[i];
 		int64_t applied = 0, pending = 0;
 
 		for (int t = 0; t < f->run->opt.threads; t++) {
 			applied += atomic_load(&in->applied[t]);
 			pending += atomic_load(&in->pending[t]);
 		}
-		day_views_key(f->config, i, key, sizeof(key));
-		int64_t stored = stored_counter(f, key), acked = atomic_load(&in->watch.acked[0]);
-		applied_all += applied;
-		stored_all += stored;
-		fleet_acked += atomic_load(&in->watch.acked[1]);
-		fleet_applied_hi += applied + pending;
-		if (!atomic_load(&in->killed)) {
-			stress_check(f->run, stored == applied, "incarnation %d (worker %d) lived: "
-				     "store %lld views, applied %lld", i, in->slot,
-				     (long long)stored, (long long)applied);
-			continue;
-		}
-		killed++;
-		stress_check(f->run, acked <= stored && stored <= applied + pending,
-			     "incarnation %d (worker %d) killed: store %lld views outside "
-			     "[acknowledged %lld, applied %lld + in progress %lld]", i, in->slot,
-			     (long long)stored, (long long)acked, (long long)applied,
-			     (long long)pending);
-		int64_t lost = applied - stored > 0 ? applied - stored : 0;
-		loss += lost;
-		bound += applied + pending - acked;
-		int64_t fleet_low = atomic_load(&in->watch.acked[1]);
-		slack += applied + pending - (acked < fleet_low ? acked : fleet_low);
+		int64_t mine = atomic_load(&in->watch.acked[0]), all = atomic_load(&in->watch.acked[1]);
+		fleet_acked += all;
+		applied_hi += applied + pending;
+		if (atomic_load(&in->killed))
+			slack += applied + pending - (mine < all ? mine : all);
 	}
 	day_fleet_views_key(f->config, key, sizeof(key));
-	int64_t fleet = stored_counter(f, key);
-	stress_check(f->run, fleet >= fleet_acked && fleet <= fleet_applied_hi,
+	if (tally_store_read_counter(f->store, key, strlen(key), &fleet_total) != TALLY_OK)
+		fleet_total = 0;
+	stress_check(f->run, fleet_total >= fleet_acked && fleet_total <= applied_hi,
 		     "fleet views %lld outside [acknowledged %lld, applied %lld]",
-		     (long long)fleet, (long long)fleet_acked, (long long)fleet_applied_hi);
-	stress_check(f->run, llabs(fleet - stored_all) <= slack, "fleet views %lld, the "
-		     "incarnations' keys sum to %lld (killed ones allow %lld)", (long long)fleet,
-		     (long long)stored_all, (long long)slack);
-	stress_field_int(f->run, "views_applied", applied_all);
-	stress_field_int(f->run, "views_in_store", stored_all);
-	stress_field_int(f->run, "killed_incarnations", killed);
-	stress_field_int(f->run, "views_lost_measured", loss);
-	stress_field_int(f->run, "views_lost_bound", bound);
+		     (long long)fleet_total, (long long)fleet_acked, (long long)applied_hi);
+	stress_check(f->run, llabs(fleet_total - stored_all) <= slack, "fleet views %lld, the "
+		     "incarnations' keys sum to %lld (killed ones allow %lld)",
+		     (long long)fleet_total, (long long)stored_all, (long long)slack);
 }
 
 /* Reap the abandoned writer once its lease ran out; then the writers and the gauge. */
 static int check_writer(const struct tally_store_writer_info *writer, void *arg)
 {
-	struct fleet *f = arg;
+	struct audit *f = arg;
 	int slot;
 	char id[TALLY_STORE_WRITER_ID_MAX + 1];
 
@@ -293,9 +261,9 @@ static int check_writer(const struct tally_store_writer_info *writer, void *arg)
 	}
 	if (slot == f->config->workers)
 		return 0;
-	struct day_slot *state = &f->config->shared->slots[slot];
-	struct day_incarnation *in = &f->config->shared->incarnations[atomic_load(&state->current)];
-	if (atomic_load(&state->abandoned))
+	const struct fleet *fleet = &f->config->fleet;
+	struct fleet_incarnation *in = fleet_current(fleet, slot);
+	if (fleet_abandoned(fleet, slot))
 		stress_check(f->run, !writer->live && writer->reaped, "writer %s of the abandoned "
 			     "worker is %s after the reap", writer->writer_id,
 			     writer->live ? "live" : "not reaped");
@@ -307,54 +275,21 @@ static int check_writer(const struct tally_store_writer_info *writer, void *arg)
 	return 0;
 }
 
-/* Waits out the abandoned writer's lease and reaps it; then every other worker flushes
- * again, so a live writer that was reaped too (a starved heartbeat) has republished. */
-static void reap(struct fleet *f)
+static void check_gauge(struct audit *f)
 {
-	struct day_shared *shared = f->config->shared;
-	int64_t reaped = 0, abandoned = 0;
-
-	for (int slot = 0; slot < f->config->workers; slot++)
-		abandoned += atomic_load(&shared->slots[slot].abandoned);
-	if (abandoned) {
-		usleep((useconds_t)(f->config->writer_ttl_ms * 1000 + 300000));
-		int err = tally_store_reap(f->store, &reaped);
-		stress_check(f->run, err == TALLY_OK && reaped >= abandoned, "reap: %s, %lld "
-			     "writers reaped, %lld abandoned", tally_strerror(err),
-			     (long long)reaped, (long long)abandoned);
-	}
-	atomic_store(&shared->reflush, 1);
-	for (int slot = 0; slot < f->config->workers; slot++) {
-		double give_up = stress_now() + 60;
-
-		while (!atomic_load(&shared->slots[slot].abandoned) &&
-		       !atomic_load(&shared->slots[slot].reflushed) && stress_now() < give_up)
-			usleep(2000);
-	}
-	stress_field_int(f->run, "writers_reaped", reaped);
-}
-
-static void check_gauge(struct fleet *f)
-{
-	int64_t value = 0, live_writers = 0, expected = 0, fenced = 0;
+	const struct fleet *fleet = &f->config->fleet;
+	int64_t value = 0, live_writers = 0, expected = 0;
 	char key[TALLY_STORE_KEY_MAX + 1];
 
-	for (int slot = 0; slot < f->config->workers; slot++) {
-		struct day_slot *state = &f->config->shared->slots[slot];
-
-		if (!atomic_load(&state->abandoned))
-			expected += f->config->shared->incarnations[atomic_load(&state->current)]
-					    .final_listeners;
-	}
-	for (int i = 0; i < atomic_load(&f->config->shared->incarnation_count); i++)
-		fenced += atomic_load(&f->config->shared->incarnations[i].fenced);
+	for (int slot = 0; slot < f->config->workers; slot++)
+		if (!fleet_abandoned(fleet, slot))
+			expected += fleet_current(fleet, slot)->final[DAY_FINAL_LISTENERS];
 	tally_store_writers(f->store, check_writer, f);
 	day_listeners_key(f->config, key, sizeof(key));
 	tally_store_read_gauge(f->store, key, strlen(key), &value, &live_writers);
 	stress_check(f->run, value == expected, "global listener gauge %lld after the reap, the "
 		     "live workers hold %lld", (long long)value, (long long)expected);
 	stress_field_int(f->run, "listeners_global", value);
-	stress_field_int(f->run, "live_writers_fenced", fenced);
 }
 
 /* ---- records -------------------------------------------------------------------------- */
@@ -375,7 +310,7 @@ static void *grow(void *array, size_t *cap, size_t len, size_t size)
 static int gather_session(const struct tally_session_info *session, const char *writer_id,
 			  uint64_t epoch, void *arg)
 {
-	struct fleet *f = arg;
+	struct audit *f = arg;
 	struct stored_session *stored;
 
 	if (!ours(f, session->session_id))
@@ -391,7 +326,7 @@ static int gather_session(const struct tally_session_info *session, const char *
 static int gather_connection(const struct tally_connection_info *connection,
 			     const char *writer_id, uint64_t epoch, void *arg)
 {
-	struct fleet *f = arg;
+	struct audit *f = arg;
 	char id[TALLY_STORE_WRITER_ID_MAX + 1];
 
 	if (!ours(f, connection->connection_id))
@@ -429,7 +364,7 @@ static int64_t occurrences(char (*sorted)[ID_MAX], size_t len, const char *id)
 	return n;
 }
 
-static void check_records(struct fleet *f)
+static void check_records(struct audit *f)
 {
 	tally_store_sessions(f->store, NULL, gather_session, f);
 	tally_store_connections(f->store, NULL, gather_connection, f);
@@ -445,10 +380,9 @@ static void check_records(struct fleet *f)
 			     "inactive with %lld connections", stored->id, (long long)present);
 	}
 	for (int slot = 0; slot < f->config->workers; slot++) {
-		struct day_slot *state = &f->config->shared->slots[slot];
-		struct day_incarnation *in =
-			&f->config->shared->incarnations[atomic_load(&state->current)];
-		int64_t expected = atomic_load(&state->abandoned) ? 0 : in->final_connections;
+		const struct fleet *fleet = &f->config->fleet;
+		int64_t expected = fleet_abandoned(fleet, slot)
+					   ? 0 : fleet_current(fleet, slot)->final[DAY_FINAL_CONNECTIONS];
 
 		stress_check(f->run, f->connections_by_slot[slot] == expected, "worker %d: the "
 			     "store holds %lld of its connections, its table %lld", slot,
@@ -465,7 +399,7 @@ static void check_records(struct fleet *f)
 static int check_lease(const char *key, size_t key_len, const struct tally_lease_record *record,
 		       void *arg)
 {
-	struct fleet *f = arg;
+	struct audit *f = arg;
 	char name[64];
 
 	for (unsigned tenant = 0; tenant < DAY_TENANTS; tenant++) {
@@ -483,16 +417,16 @@ static int check_lease(const char *key, size_t key_len, const struct tally_lease
 	return 0;
 }
 
-void day_store_check_fleet(struct stress_run *run, const struct day_config *config)
+void day_store_check_fleet(struct stress_run *run, struct day_config *config)
 {
-	struct fleet f = { .run = run, .config = config };
+	struct audit f = { .run = run, .config = config, .fleet = &config->fleet };
 
 	f.tag_len = (size_t)snprintf(f.tag, sizeof(f.tag), "%s-", config->run_tag);
 	if (!stress_check(run, store_proxy_open_reader(config->store_url, &f.store) == TALLY_OK,
 			  "the parent cannot open the store"))
 		return;
 	check_counters(&f);
-	reap(&f);
+	fleet_reap(f.fleet, f.store);
 	check_gauge(&f);
 	check_records(&f);
 	tally_store_leases(f.store, check_lease, &f);

@@ -36,5 +36,5 @@ void day_store_close(struct day_store *store);
 
 /* Parent side, after every worker quiesced (and before they close): counters, gauges,
  * records, leases and writers against what the incarnations applied. Adds summary fields. */
-void day_store_check_fleet(struct stress_run *run, const struct day_config *config);
+void day_store_check_fleet(struct stress_run *run, struct day_config *config);
 #endif

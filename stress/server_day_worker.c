@@ -38,8 +38,8 @@ static const char *const languages[] = { "en", "fr", "de", "es", "it", "pt-BR", 
 struct worker {
 	struct stress_run *run;
 	const struct day_config *config;
-	struct day_incarnation *me;
-	struct day_slot *slot_state;
+	struct fleet_incarnation *me;
+	int index;                 /* of me, in the fleet's incarnations */
 	int slot;
 	struct tally_session_table *table;
 	struct tally_gauge listeners;
@@ -118,13 +118,10 @@ static void create_session(struct thread_state *t)
 
 static void add_view(struct thread_state *t)
 {
-	struct day_incarnation *me = t->w->me;
-
-	atomic_store_explicit(&me->pending[t->index], 1, memory_order_relaxed);
+	fleet_apply_begin(t->w->me, t->index, 1);
 	tally_counter_inc(&t->w->views);
 	tally_counter_inc(&t->w->views_fleet);
-	atomic_store_explicit(&me->applied[t->index], ++t->views, memory_order_relaxed);
-	atomic_store_explicit(&me->pending[t->index], 0, memory_order_relaxed);
+	fleet_apply_end(t->w->me, t->index, ++t->views);
 }
 
 static void ring_push(struct thread_state *t, int64_t n);
@@ -423,9 +420,9 @@ static void final_checks(struct worker *w, int threads)
 	tally_counter_read(&w->views_fleet, &views);
 	stress_check(w->run, views == applied, "worker %d: fleet views %lld in memory, threads "
 		     "applied %lld", w->slot, (long long)views, (long long)applied);
-	w->me->final_listeners = gauge;
-	w->me->final_connections = connections;
-	tally_session_table_counts(w->table, &w->me->final_sessions, NULL);
+	w->me->final[DAY_FINAL_LISTENERS] = gauge;
+	w->me->final[DAY_FINAL_CONNECTIONS] = connections;
+	tally_session_table_counts(w->table, &w->me->final[DAY_FINAL_SESSIONS], NULL);
 	w->windows_checked = 0; /* again, all of them: late admissions included */
 	check_windows(w, w->windows);
 }
@@ -453,8 +450,7 @@ static int setup(struct worker *w)
 	    tally_sequence_create(&w->seq, NULL))
 		return 10;
 	if (w->config->store_url) {
-		int err = day_store_open(&w->store, w->run, w->config, w->slot,
-					 (int)(w->me - w->config->shared->incarnations));
+		int err = day_store_open(&w->store, w->run, w->config, w->slot, w->index);
 
 		if (err)
 			return err;
@@ -493,6 +489,11 @@ static void teardown(struct worker *w)
 	free(w->admitted);
 }
 
+static void reflush(void *arg)
+{
+	day_store_reflush(((struct worker *)arg)->store);
+}
+
 int day_worker(struct stress_run *run, void *arg, int slot)
 {
 	const struct day_config *config = arg;
@@ -503,9 +504,9 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	pthread_t handles[STRESS_THREADS_MAX], sweep_thread, check_thread;
 	int err = 0;
 
-	w = (struct worker){ .run = run, .config = config, .slot = slot,
-			     .slot_state = &shared->slots[slot] };
-	w.me = &shared->incarnations[atomic_load(&shared->slots[slot].current)];
+	w = (struct worker){ .run = run, .config = config, .slot = slot };
+	w.me = fleet_worker_me(&shared->fleet, slot);
+	w.index = (int)(w.me - shared->fleet.incarnations);
 	if (!states || (err = setup(&w)) != 0)
 		return err ? err : 10;
 	atomic_store(&w.me->started, 1);
@@ -516,8 +517,7 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 		stress_rng_init(&states[t].rng, run->opt.seed,
 				((uint64_t)slot << 40) | ((uint64_t)w.me->number << 16) |
 					(uint64_t)t);
-		day_invoice_log_path(config, (int)(w.me - shared->incarnations), t, path,
-				     sizeof(path));
+		day_invoice_log_path(config, w.index, t, path, sizeof(path));
 		states[t].log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (states[t].log_fd < 0)
 			return 13;
@@ -525,7 +525,7 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	}
 	pthread_create(&sweep_thread, NULL, sweeper, &w);
 	pthread_create(&check_thread, NULL, checker, &w);
-	while (!atomic_load(&shared->stop))
+	while (!fleet_worker_stopping(&shared->fleet))
 		nap_ms(5);
 	atomic_store(&w.stop_threads, 1);
 	for (int t = 0; t < threads; t++) {
@@ -538,16 +538,8 @@ int day_worker(struct stress_run *run, void *arg, int slot)
 	final_checks(&w, threads);
 	if (w.store)
 		day_store_final_flush(w.store, &w.views);
-	atomic_store(&w.slot_state->quiesced, 1);
-	while (!atomic_load(&shared->release)) {
-		if (w.store && atomic_load(&shared->reflush) && !atomic_load(&w.slot_state->reflushed)) {
-			day_store_reflush(w.store);
-			atomic_store(&w.slot_state->reflushed, 1);
-		}
-		nap_ms(5);
-	}
+	fleet_worker_idle(&shared->fleet, slot, w.store ? reflush : NULL, &w);
 	teardown(&w);
-	atomic_store(&w.me->finished, 1);
 	free(states);
 	return 0;
 }
