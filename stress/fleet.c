@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <tally/writebehind.h>
 
 static void start_incarnation(struct fleet *fleet, int slot, int number)
 {
@@ -71,6 +72,7 @@ static void kill_slot(struct fleet *fleet, int slot, bool aimed)
 		     "%d)", slot, status);
 	atomic_store(&victim->killed, 1);
 	atomic_store(&victim->killed_mid_flush, aimed);
+	atomic_store(&victim->killed_at_ms, (int64_t)(stress_now() * 1000));
 	fleet->kills++;
 	fleet->kills_mid_flush += aimed;
 }
@@ -213,7 +215,7 @@ int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, cons
 {
 	struct stress_run *run = fleet->run;
 	int incarnations = atomic_load(&fleet->shared->incarnation_count);
-	int64_t applied_all = 0, stored_all = 0, lost_all = 0, bound_all = 0;
+	int64_t applied_all = 0, stored_all = 0, lost_all = 0, bound_all = 0, age_max = 0;
 	char key[TALLY_STORE_KEY_MAX + 1], field[64];
 
 	for (int i = 0; i < incarnations; i++) {
@@ -240,6 +242,9 @@ int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, cons
 			     (long long)pending);
 		lost_all += applied > stored ? applied - stored : 0;
 		bound_all += applied + pending - acked;
+		int64_t last_ack = atomic_load(&in->watch.last_ack_ms);
+		if (last_ack && atomic_load(&in->killed_at_ms) - last_ack > age_max)
+			age_max = atomic_load(&in->killed_at_ms) - last_ack;
 	}
 	snprintf(field, sizeof(field), "%s_applied", name);
 	stress_field_int(run, field, applied_all);
@@ -249,6 +254,7 @@ int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, cons
 	stress_field_int(run, field, lost_all);
 	snprintf(field, sizeof(field), "%s_lost_bound", name);
 	stress_field_int(run, field, bound_all);
+	stress_field_int(run, "unacked_age_ms_max", age_max);
 	return stored_all;
 }
 
@@ -290,4 +296,98 @@ void fleet_flusher_error(int err, const char *text, void *arg)
 	}
 	stress_violation(sink->run, "worker %d: flusher reports %s: %s", sink->me->slot,
 			 tally_strerror(err), text);
+}
+
+/* ---- a worker's write-behind ---------------------------------------------------------- */
+
+#define PROXY_HOLD_US 300 /* each flush phase lasts this long, so aimed kills land in it */
+
+int fleet_writer_open(struct fleet_writer *writer, struct stress_run *run,
+		      struct fleet_incarnation *me, const char *url, const char *writer_id,
+		      int64_t writer_ttl_ms, int64_t flush_ms, const char *const *watched,
+		      int count)
+{
+	struct tally_writebehind_config config = {
+		.interval_ms = flush_ms, .heartbeat_ms = writer_ttl_ms / 4,
+		.on_error = fleet_flusher_error, .callback_arg = &writer->errors,
+		.jitter_seed = run->opt.seed ^ (uint64_t)me->slot };
+	int err;
+
+	*writer = (struct fleet_writer){ .errors = { run, me } };
+	err = store_proxy_open(&writer->proxy, url, writer_id, writer_ttl_ms, &me->watch, watched,
+			       count, PROXY_HOLD_US, &writer->outer, &writer->inner);
+	if (err)
+		return err;
+	err = tally_writebehind_create(&writer->wb, writer->outer, &config);
+	if (err) {
+		fprintf(stderr, "fleet: write-behind: %s\n", tally_strerror(err));
+		store_proxy_close(writer->proxy);
+	}
+	return err;
+}
+
+void fleet_writer_flush(struct fleet_writer *writer, const char *why)
+{
+	int err = tally_writebehind_flush(writer->wb, 60000);
+
+	stress_check(writer->errors.run, err == TALLY_OK, "worker %d: %s: %s",
+		     writer->errors.me->slot, why, tally_strerror(err));
+}
+
+void fleet_writer_close(struct fleet_writer *writer)
+{
+	int err = tally_writebehind_destroy(writer->wb);
+
+	stress_check(writer->errors.run, err == TALLY_OK, "worker %d: flusher shutdown: %s",
+		     writer->errors.me->slot, tally_strerror(err));
+	store_proxy_close(writer->proxy);
+}
+
+void fleet_writer_reflush(void *writer)
+{
+	fleet_writer_flush(writer, "flush after the reap");
+}
+
+const struct stress_flag *fleet_flags(struct fleet_options *options)
+{
+	static struct stress_flag flags[4];
+
+	flags[0] = (struct stress_flag){ "kill-every", "with --store: mean seconds between two "
+					 "SIGKILLs of a worker (0: none)", &options->kill_every_s };
+	flags[1] = (struct stress_flag){ "writer-ttl-ms", "with --store: a writer's lease; a "
+					 "killed one is reaped after it", &options->writer_ttl_ms };
+	flags[2] = (struct stress_flag){ "flush-ms", "with --store: write-behind flush interval",
+					 &options->flush_ms };
+	flags[3] = (struct stress_flag){ NULL, NULL, NULL };
+	return flags;
+}
+
+int fleet_run(struct fleet *fleet, struct stress_run *run, int workers,
+	      int (*body)(struct stress_run *, void *, int), void *arg,
+	      const struct fleet_options *options,
+	      void (*before_reap)(void *arg, struct tally_store *reader),
+	      void (*after_reap)(void *arg, struct tally_store *reader))
+{
+	struct tally_store *reader;
+
+	if (run->opt.processes)
+		workers = run->opt.processes;
+	fleet_start(fleet, stress_shared(sizeof(struct fleet_shared)), run, workers, body, arg,
+		    (int64_t)options->writer_ttl_ms, true);
+	fleet_chaos(fleet, options->kill_every_s);
+	if (options->kill_every_s > 0 && workers > 1)
+		fleet_abandon_last(fleet);
+	fleet_stop(fleet);
+	if (stress_check(run, store_proxy_open_reader(run->opt.store, &reader) == TALLY_OK,
+			 "the parent cannot open the store")) {
+		if (before_reap)
+			before_reap(arg, reader);
+		fleet_reap(fleet, reader);
+		if (after_reap)
+			after_reap(arg, reader);
+		tally_store_close(reader);
+	}
+	fleet_release(fleet);
+	fleet_summarise(fleet);
+	return stress_finish(run);
 }

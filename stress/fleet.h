@@ -34,6 +34,7 @@ struct fleet_incarnation {
 	_Atomic int started;      /* set up, serving */
 	_Atomic int killed;       /* the parent SIGKILLed it */
 	_Atomic int killed_mid_flush;
+	_Atomic int64_t killed_at_ms; /* CLOCK_MONOTONIC ms of the kill */
 	struct store_proxy_watch watch; /* its flushes, through the proxy */
 	/* A counter applied in memory, per worker thread: applied[t] is exact; while an add
 	 * is in progress pending[t] holds its delta, so a kill between the add and the
@@ -64,7 +65,7 @@ struct fleet_shared {
 /* The parent's handle. */
 struct fleet {
 	struct stress_run *run;
-	struct fleet_shared *shared;
+	struct fleet_shared *shared; /* in shared memory */
 	int workers;
 	int (*body)(struct stress_run *run, void *arg, int slot);
 	void *arg;
@@ -100,7 +101,10 @@ void fleet_summarise(struct fleet *fleet);
  * names incarnation i's own key (acknowledged totals in watch.acked[0]). An incarnation that
  * lived holds exactly what it applied; a killed one at least what was acknowledged and at
  * most what was applied: the measured loss (applied - stored) never exceeds the
- * unacknowledged amount. Adds fields <name>_applied, _in_store, _lost_measured, _lost_bound.
+ * unacknowledged amount. Adds fields <name>_applied, _in_store, _lost_measured, _lost_bound,
+ * and unacked_age_ms_max: the longest time from a killed incarnation's last acknowledged
+ * flush to its kill (what the documented bound, one interval plus one flush latency, is
+ * about while the store is healthy).
  * Returns the sum stored over the incarnations' keys.
  */
 int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, const char *name,
@@ -134,4 +138,48 @@ struct fleet_error_sink {
 	struct fleet_incarnation *me;
 };
 void fleet_flusher_error(int err, const char *text, void *arg);
+
+/* A worker's write-behind: the store proxy and a flusher over it (tally/writebehind.h). */
+struct tally_writebehind;
+struct fleet_writer {
+	struct store_proxy *proxy;
+	struct tally_store *outer;  /* the flusher's handle (the proxy) */
+	struct tally_store *inner;  /* the real store: leases, reads */
+	struct tally_writebehind *wb;
+	struct fleet_error_sink errors;
+};
+
+/* Opens the store at url under writer_id through the proxy (watched counter keys as in
+ * store_proxy_open) and starts a flusher every flush_ms with heartbeats at a quarter of
+ * the TTL. Returns a tally_err (printed). */
+int fleet_writer_open(struct fleet_writer *writer, struct stress_run *run,
+		      struct fleet_incarnation *me, const char *url, const char *writer_id,
+		      int64_t writer_ttl_ms, int64_t flush_ms, const char *const *watched,
+		      int count);
+/* The final flush: a violation unless it is acknowledged within 60 s. */
+void fleet_writer_flush(struct fleet_writer *writer, const char *why);
+/* Stops the flusher (closing the writer cleanly) and closes the stores. */
+void fleet_writer_close(struct fleet_writer *writer);
+/* fleet_worker_idle's reflush for a struct fleet_writer. */
+void fleet_writer_reflush(void *writer);
+
+/* The options of a store-backed run, and the program flags that set them. */
+struct fleet_options {
+	double kill_every_s;
+	double writer_ttl_ms;
+	double flush_ms;
+};
+/* Flags --kill-every, --writer-ttl-ms, --flush-ms over `options` (which holds the defaults);
+ * the array is static, ended by a NULL name. */
+const struct stress_flag *fleet_flags(struct fleet_options *options);
+
+/* A whole store-backed run: start `workers` (or --processes) workers of body, chaos until
+ * the run's end, abandon the last, quiesce, then with a reader on the store call
+ * before_reap, reap, call after_reap (either may be NULL), release and summarise. Returns
+ * stress_finish's status. */
+int fleet_run(struct fleet *fleet, struct stress_run *run, int workers,
+	      int (*body)(struct stress_run *, void *, int), void *arg,
+	      const struct fleet_options *options,
+	      void (*before_reap)(void *arg, struct tally_store *reader),
+	      void (*after_reap)(void *arg, struct tally_store *reader));
 #endif

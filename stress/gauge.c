@@ -7,10 +7,19 @@
  *   observed crossed);
  * - at the end: the value is exactly initial + successful adds - successful subs, and every
  *   unit of headroom is back (the sharded gauge accepts exactly ceiling - value more).
+ * With --store URL: --processes workers (default 3) each publish their single-word and
+ * sharded gauges through the write-behind flusher; workers are SIGKILLed and restarted as new
+ * epochs (whose open removes the dead epoch's contributions), and the last is killed at the
+ * end and never restarted. Checked: after its lease expires and the reap, the store's global
+ * value of each gauge equals the sum of the live workers' values, never below the floor.
  */
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 #include "tally/gauge.h"
+#include "tally/writebehind.h"
+#include "fleet.h"
 #include "stress.h"
 
 #define FLOOR 0
@@ -107,6 +116,93 @@ static void final_checks(struct run *run)
 	stress_field_int(stress, "headroom_exact", room_exact);
 }
 
+/* ---- with a store: a fleet of writer processes ---------------------------------------- */
+
+enum { FINAL_SINGLE, FINAL_SHARDED };
+
+static struct fleet_options options = { .kill_every_s = 1.0, .writer_ttl_ms = 2000,
+					.flush_ms = 50 };
+
+struct store_run {
+	struct fleet fleet;
+	char single_key[48], sharded_key[48], tag[24];
+};
+
+static int store_worker(struct stress_run *stress, void *arg, int slot)
+{
+	struct store_run *sr = arg;
+	struct fleet_incarnation *me = fleet_worker_me(sr->fleet.shared, slot);
+	static struct run run;
+	struct churn_arg args[STRESS_THREADS_MAX];
+	pthread_t threads[STRESS_THREADS_MAX + 1];
+	struct fleet_writer writer;
+	char writer_id[TALLY_STORE_WRITER_ID_MAX + 1];
+	int count = stress->opt.threads;
+
+	run.stress = stress;
+	snprintf(writer_id, sizeof(writer_id), "%s-gauge-%d", sr->tag, slot);
+	if (tally_gauge_init(&run.single, INITIAL, FLOOR, CEILING) ||
+	    tally_sgauge_init(&run.sharded, INITIAL, FLOOR, CEILING, 0) ||
+	    fleet_writer_open(&writer, stress, me, stress->opt.store, writer_id,
+			      (int64_t)options.writer_ttl_ms, (int64_t)options.flush_ms, NULL, 0) ||
+	    tally_writebehind_add_gauge(writer.wb, sr->single_key, strlen(sr->single_key),
+					&run.single) ||
+	    tally_writebehind_add_sgauge(writer.wb, sr->sharded_key, strlen(sr->sharded_key),
+					 &run.sharded))
+		return 20;
+	atomic_store(&me->started, 1);
+	for (int i = 0; i < count; i++) {
+		args[i] = (struct churn_arg){ &run, i + 1000 * (me->number + 1) * (slot + 1) };
+		pthread_create(&threads[i], NULL, churn, &args[i]);
+	}
+	pthread_create(&threads[count], NULL, monitor, &run);
+	while (!fleet_worker_stopping(sr->fleet.shared))
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	atomic_store(&run.stop, 1);
+	for (int i = 0; i <= count; i++)
+		pthread_join(threads[i], NULL);
+	fleet_writer_flush(&writer, "final flush");
+	tally_gauge_read(&run.single, &me->final[FINAL_SINGLE]);
+	tally_sgauge_read(&run.sharded, &me->final[FINAL_SHARDED]);
+	fleet_worker_idle(sr->fleet.shared, slot, fleet_writer_reflush, &writer);
+	fleet_writer_close(&writer);
+	tally_gauge_destroy(&run.single);
+	tally_sgauge_destroy(&run.sharded);
+	return 0;
+}
+
+/* After the reap: each gauge's global value is the sum of the live workers' values. */
+static void check_globals(void *arg, struct tally_store *reader)
+{
+	struct store_run *sr = arg;
+	struct stress_run *stress = sr->fleet.run;
+	const char *keys[] = { sr->single_key, sr->sharded_key };
+
+	for (int g = 0; g < 2; g++) {
+		int64_t value = -1, expected = 0;
+
+		for (int slot = 0; slot < sr->fleet.workers; slot++)
+			if (!fleet_abandoned(&sr->fleet, slot))
+				expected += fleet_current(&sr->fleet, slot)->final[g];
+		tally_store_read_gauge(reader, keys[g], strlen(keys[g]), &value, NULL);
+		stress_check(stress, value == expected && value >= FLOOR, "gauge %s: global %lld "
+			     "after the reap, the live workers hold %lld", keys[g], (long long)value,
+			     (long long)expected);
+		stress_field_int(stress, g ? "sharded_global" : "single_global", value);
+	}
+}
+
+static int run_with_store(struct stress_run *stress)
+{
+	static struct store_run sr;
+
+	snprintf(sr.tag, sizeof(sr.tag), "g%d", (int)getpid());
+	snprintf(sr.single_key, sizeof(sr.single_key), "gauge/%s", sr.tag);
+	snprintf(sr.sharded_key, sizeof(sr.sharded_key), "sgauge/%s", sr.tag);
+	return fleet_run(&sr.fleet, stress, 3, store_worker, &sr, &options, NULL,
+			 check_globals);
+}
+
 int main(int argc, char **argv)
 {
 	static struct stress_run stress;
@@ -115,7 +211,9 @@ int main(int argc, char **argv)
 	pthread_t threads[STRESS_THREADS_MAX + 1];
 	int count;
 
-	stress_init(&stress, "gauge", argc, argv, NULL);
+	stress_init(&stress, "gauge", argc, argv, fleet_flags(&options));
+	if (stress.opt.store)
+		return run_with_store(&stress);
 	count = stress.opt.threads;
 	run.stress = &stress;
 	tally_gauge_init(&run.single, INITIAL, FLOOR, CEILING);

@@ -23,28 +23,16 @@
 #include <unistd.h>
 #include <tally/store.h>
 
-#if __has_include(<tally/writebehind.h>)
 #include <tally/writebehind.h>
-#define DAY_HAVE_WRITEBEHIND 1
-#else
-#define DAY_HAVE_WRITEBEHIND 0
-#endif
-
-#define PROXY_HOLD_US 300
 #define ID_MAX (TALLY_SESSION_ID_MAX + 1)
 
 struct day_store {
 	struct stress_run *run;
 	const struct day_config *config;
 	struct fleet_incarnation *me;
-	struct fleet_error_sink errors;
 	int slot;
-	struct store_proxy *proxy;
-	struct tally_store *outer, *inner;
+	struct fleet_writer writer;
 	struct tally_lease_provider *leases;
-#if DAY_HAVE_WRITEBEHIND
-	struct tally_writebehind *wb;
-#endif
 	char views_key[TALLY_STORE_KEY_MAX + 1];
 	char fleet_key[TALLY_STORE_KEY_MAX + 1];
 	char listeners_key[TALLY_STORE_KEY_MAX + 1];
@@ -62,16 +50,18 @@ int day_store_open(struct day_store **out, struct stress_run *run,
 		return 20;
 	*s = (struct day_store){ .run = run, .config = config, .slot = slot,
 				 .me = &config->shared->fleet.incarnations[incarnation] };
-	s->errors = (struct fleet_error_sink){ run, s->me };
 	day_views_key(config, incarnation, s->views_key, sizeof(s->views_key));
 	day_fleet_views_key(config, s->fleet_key, sizeof(s->fleet_key));
 	day_listeners_key(config, s->listeners_key, sizeof(s->listeners_key));
 	day_writer_id(config, slot, writer, sizeof(writer));
 	const char *watched[] = { s->views_key, s->fleet_key };
-	if (store_proxy_open(&s->proxy, config->store_url, writer, config->writer_ttl_ms,
-			     &s->me->watch, watched, 2, PROXY_HOLD_US, &s->outer, &s->inner) ||
-	    tally_store_lease_provider(s->inner, &s->leases)) {
-		store_proxy_close(s->proxy);
+	if (fleet_writer_open(&s->writer, run, s->me, config->store_url, writer,
+			      config->writer_ttl_ms, config->flush_interval_ms, watched, 2)) {
+		free(s);
+		return 21;
+	}
+	if (tally_store_lease_provider(s->writer.inner, &s->leases)) {
+		fleet_writer_close(&s->writer);
 		free(s);
 		return 21;
 	}
@@ -84,29 +74,21 @@ struct tally_lease_provider *day_store_lease_provider(struct day_store *store)
 	return store->leases;
 }
 
-#if DAY_HAVE_WRITEBEHIND
 int day_store_register(struct day_store *s, struct tally_session_table *table,
 		       struct tally_counter *views, struct tally_counter *views_fleet,
 		       struct tally_gauge *listeners)
 {
-	struct tally_writebehind_config config = {
-		.interval_ms = s->config->flush_interval_ms,
-		.heartbeat_ms = s->config->writer_ttl_ms / 4,
-		.on_error = fleet_flusher_error, .callback_arg = &s->errors,
-		.jitter_seed = s->run->opt.seed ^ (uint64_t)s->slot };
-	int err = tally_writebehind_create(&s->wb, s->outer, &config);
+	struct tally_writebehind *wb = s->writer.wb;
+	int err = tally_writebehind_add_counter(wb, s->views_key, strlen(s->views_key), views);
 
 	if (!err)
-		err = tally_writebehind_add_counter(s->wb, s->views_key, strlen(s->views_key),
-						    views);
-	if (!err)
-		err = tally_writebehind_add_counter(s->wb, s->fleet_key, strlen(s->fleet_key),
+		err = tally_writebehind_add_counter(wb, s->fleet_key, strlen(s->fleet_key),
 						    views_fleet);
 	if (!err)
-		err = tally_writebehind_add_gauge(s->wb, s->listeners_key,
-						  strlen(s->listeners_key), listeners);
+		err = tally_writebehind_add_gauge(wb, s->listeners_key, strlen(s->listeners_key),
+						  listeners);
 	if (!err)
-		err = tally_writebehind_add_sessions(s->wb, table);
+		err = tally_writebehind_add_sessions(wb, table);
 	if (err)
 		fprintf(stderr, "server_day: worker %d: write-behind setup: %s\n", s->slot,
 			tally_strerror(err));
@@ -117,14 +99,13 @@ void day_store_final_flush(struct day_store *s, struct tally_counter *views)
 {
 	int64_t unflushed = -1, stored = -1, applied;
 
-	int err = tally_writebehind_flush(s->wb, 60000);
-	stress_check(s->run, err == TALLY_OK, "worker %d: final flush: %s", s->slot,
-		     tally_strerror(err));
-	tally_writebehind_unflushed_counter(s->wb, s->views_key, strlen(s->views_key), &unflushed);
+	fleet_writer_flush(&s->writer, "final flush");
+	tally_writebehind_unflushed_counter(s->writer.wb, s->views_key, strlen(s->views_key),
+					    &unflushed);
 	tally_counter_read(views, &applied);
 	stress_check(s->run, unflushed == 0, "worker %d: %lld views unflushed after the final "
 		     "flush", s->slot, (long long)unflushed);
-	if (tally_store_read_counter(s->inner, s->views_key, strlen(s->views_key), &stored))
+	if (tally_store_read_counter(s->writer.inner, s->views_key, strlen(s->views_key), &stored))
 		stored = 0;
 	stress_check(s->run, stored == applied, "worker %d: store holds %lld views, %lld "
 		     "applied", s->slot, (long long)stored, (long long)applied);
@@ -132,47 +113,17 @@ void day_store_final_flush(struct day_store *s, struct tally_counter *views)
 
 void day_store_reflush(struct day_store *s)
 {
-	int err = tally_writebehind_flush(s->wb, 60000);
-
-	stress_check(s->run, err == TALLY_OK, "worker %d: flush after the reap: %s", s->slot,
-		     tally_strerror(err));
+	fleet_writer_flush(&s->writer, "flush after the reap");
 }
 
-void day_store_close(struct day_store *s)
-{
-	int err = tally_writebehind_destroy(s->wb);
-
-	stress_check(s->run, err == TALLY_OK, "worker %d: flusher shutdown: %s", s->slot,
-		     tally_strerror(err));
-	tally_lease_provider_destroy(s->leases);
-	store_proxy_close(s->proxy);
-	free(s);
-}
-#else
-int day_store_register(struct day_store *s, struct tally_session_table *table,
-		       struct tally_counter *views, struct tally_counter *views_fleet,
-		       struct tally_gauge *listeners)
-{
-	fprintf(stderr, "server_day: this build has no write-behind flusher "
-		"(tally/writebehind.h); run without --store\n");
-	return 23;
-}
-
-void day_store_final_flush(struct day_store *s, struct tally_counter *views)
-{
-}
-
-void day_store_reflush(struct day_store *s)
-{
-}
-
+/* The invoice series are destroyed before this; the lease provider borrows the real store
+ * handle, so it goes before the handle closes. */
 void day_store_close(struct day_store *s)
 {
 	tally_lease_provider_destroy(s->leases);
-	store_proxy_close(s->proxy);
+	fleet_writer_close(&s->writer);
 	free(s);
 }
-#endif
 
 /* ---- parent side ---------------------------------------------------------------------- */
 
