@@ -20,19 +20,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
+#include "internal.h"
 #include "postgres_internal.h"
 
 #define BACKOFF_BASE_MS 10
 #define BACKOFF_CAP_MS 500
 #define DEFAULT_TIMEOUT_MS 5000
 
-/* ---- error texts: per thread, without secrets ------------------------------------------ */
-
-static _Thread_local const struct pg_store *error_owner;
-static _Thread_local char error_text[PG_ERROR_MAX];
+/* ---- error texts: per thread (lib/store/internal.h's slots), without secrets ---------- */
 
 /* Overwrites every occurrence of the password with '*' (libpq never echoes it, but a
  * server message might quote a conninfo fragment: never let it out). */
@@ -49,17 +45,19 @@ static void scrub(char *text, const char *secret)
 
 void tally__pg_set_error(struct pg_store *store, const char *text)
 {
-	snprintf(error_text, sizeof(error_text), "postgresql: %s", text);
-	for (char *c = error_text; *c; c++)
+	char clean[TALLY__STORE_ERROR_MAX];
+
+	snprintf(clean, sizeof(clean), "postgresql: %s", text);
+	for (char *c = clean; *c; c++)
 		if (*c == '\n' || *c == '\t')
 			*c = ' ';
-	scrub(error_text, store->password);
-	error_owner = store;
+	scrub(clean, store->password);
+	tally__store_set_error(store, "%s", clean);
 }
 
 void tally__pg_set_errorf(struct pg_store *store, const char *format, ...)
 {
-	char text[PG_ERROR_MAX];
+	char text[TALLY__STORE_ERROR_MAX];
 	va_list ap;
 
 	va_start(ap, format);
@@ -70,41 +68,20 @@ void tally__pg_set_errorf(struct pg_store *store, const char *format, ...)
 
 static const char *pg_last_error(void *impl)
 {
-	return error_owner == impl ? error_text : "";
+	return tally__store_error(impl);
 }
 
-/* ---- time and backoff ------------------------------------------------------------------ */
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-/* Full jitter (the AWS architecture blog's): sleep uniform in [0, min(cap, base * 2^n)],
- * never past the deadline. */
+/* Full jitter (lib/store/internal.h), never sleeping past the deadline. */
 static void backoff_sleep(int attempt, int64_t deadline_ms)
 {
-	int64_t ceiling = BACKOFF_BASE_MS << (attempt < 6 ? attempt : 6);
-	uint32_t random_bits = 0;
-	int64_t left = deadline_ms - monotonic_ms();
-	int64_t sleep_ms;
-	struct timespec pause;
+	int64_t sleep_ms = tally__store_backoff_ms((unsigned)attempt, BACKOFF_BASE_MS,
+						   BACKOFF_CAP_MS);
+	int64_t left = deadline_ms - tally__store_monotonic_ms();
 
-	if (ceiling > BACKOFF_CAP_MS)
-		ceiling = BACKOFF_CAP_MS;
-	if (getrandom(&random_bits, sizeof(random_bits), GRND_NONBLOCK) != sizeof(random_bits))
-		random_bits = (uint32_t)monotonic_ms() * 2654435761u;
-	sleep_ms = (int64_t)(random_bits % (uint32_t)(ceiling + 1));
-	if (sleep_ms > left)
-		sleep_ms = left > 0 ? left : 0;
-	pause.tv_sec = sleep_ms / 1000;
-	pause.tv_nsec = (sleep_ms % 1000) * 1000000;
-	while (nanosleep(&pause, &pause) && errno == EINTR)
-		;
+	tally__store_sleep_ms(sleep_ms < left ? sleep_ms : (left > 0 ? left : 0));
 }
+
+#define monotonic_ms tally__store_monotonic_ms
 
 /* ---- connections ------------------------------------------------------------------------ */
 
@@ -148,6 +125,10 @@ static int classify_connect_failure(struct pg_store *store, PGconn *conn)
 		len = sizeof(first_line) - 1;
 	memcpy(first_line, cause, len);
 	first_line[len] = '\0';
+	if (strstr(message, "invalid ") && strstr(message, "connection option")) {
+		tally__pg_set_errorf(store, "%s", first_line);
+		return TALLY_EINVAL;
+	}
 	if (PQconnectionNeedsPassword(conn)) {
 		tally__pg_set_error(store, "server refused the connection: a password is needed");
 		return TALLY_EPERM;
@@ -201,6 +182,12 @@ static int configure_session(struct pg_store *store, PGconn *conn)
 	return TALLY_OK;
 }
 
+/* libpq prints server notices (WARNING: terminating connection ...) on stderr by default; a
+ * library must not print. */
+static void ignore_notice(void *arg, const char *message)
+{
+}
+
 /* Connects within the deadline (PQconnectStartParams + PQconnectPoll). */
 static int connect_until(struct pg_store *store, int64_t deadline_ms, PGconn **out)
 {
@@ -211,6 +198,12 @@ static int connect_until(struct pg_store *store, int64_t deadline_ms, PGconn **o
 
 	if (!conn)
 		return TALLY_ENOMEM;
+	if (PQstatus(conn) == CONNECTION_BAD) {
+		/* Refused before any network step: an option libpq cannot use. */
+		PQfinish(conn);
+		tally__pg_set_error(store, "an invalid connection option or value");
+		return TALLY_EINVAL;
+	}
 	while (PQstatus(conn) != CONNECTION_BAD && status != PGRES_POLLING_OK &&
 	       status != PGRES_POLLING_FAILED) {
 		int ready = wait_socket(conn, status == PGRES_POLLING_READING ? POLLIN : POLLOUT,
@@ -228,20 +221,28 @@ static int connect_until(struct pg_store *store, int64_t deadline_ms, PGconn **o
 		PQfinish(conn);
 		return err;
 	}
+	PQsetNoticeProcessor(conn, ignore_notice, NULL);
 	*out = conn;
 	return TALLY_OK;
 }
 
-static int open_connection(struct pg_store *store, int64_t deadline_ms, PGconn **out)
+static int ensure_schema(struct pg_store *store, PGconn *conn, bool create);
+
+/* A connection ready for the ops: connected, configured, statements prepared; the first
+ * one of a handle (schema_check) also checks or creates the schema before preparing. */
+static int open_connection(struct pg_store *store, int64_t deadline_ms, bool schema_check,
+			   bool create, PGconn **out)
 {
 	PGconn *conn = NULL;
 	int err = connect_until(store, deadline_ms, &conn);
 
 	if (!err)
 		err = configure_session(store, conn);
+	if (!err && schema_check)
+		err = ensure_schema(store, conn, create);
 	if (!err)
 		err = prepare_statements(store, conn);
-	if (err && conn) {
+	if (err) {
 		PQfinish(conn);
 		conn = NULL;
 	}
@@ -431,7 +432,7 @@ int tally__pg_run(struct pg_store *store, pg_body_fn body, void *arg)
 	for (;; call.attempt++) {
 		call.retry = call.ambiguous = false;
 		if (!slot->conn) {
-			err = open_connection(store, call.deadline_ms, &slot->conn);
+			err = open_connection(store, call.deadline_ms, false, false, &slot->conn);
 			call.retry = err == TALLY_EUNAVAIL;
 		}
 		if (slot->conn) {
@@ -686,6 +687,7 @@ static void pg_close(void *impl)
 		return;
 	for (int i = 0; i < PG_POOL_SIZE; i++)
 		PQfinish(store->slots[i].conn);
+	tally__store_clear_error(store);
 	pthread_cond_destroy(&store->slot_free);
 	pthread_mutex_destroy(&store->lock);
 	if (store->password)
@@ -720,24 +722,18 @@ static int pg_open(const char *url, const struct tally_store_options *options, v
 	if (err == TALLY_EINVAL)
 		tally__pg_set_error(store, "malformed URL or conninfo");
 	deadline_ms = monotonic_ms() + store->timeout_ms;
-	while (!err) {
-		err = connect_until(store, deadline_ms, &conn);
+	for (int attempt = 0; !err || err == TALLY_EUNAVAIL; attempt++) {
+		if (attempt)
+			backoff_sleep(attempt, deadline_ms);
+		err = open_connection(store, deadline_ms, true,
+				      options && options->create_schema, &conn);
 		if (err != TALLY_EUNAVAIL || monotonic_ms() >= deadline_ms)
 			break;
-		backoff_sleep(0, deadline_ms);
 	}
-	if (!err)
-		err = configure_session(store, conn);
-	if (!err)
-		err = ensure_schema(store, conn, options && options->create_schema);
-	if (!err)
-		err = prepare_statements(store, conn);
 	if (!err) {
 		store->slots[0].conn = conn;
-		conn = NULL;
 		err = tally__pg_run(store, read_generation, &store->lease_generation);
 	}
-	PQfinish(conn);
 	if (err) {
 		if (error && error_size)
 			snprintf(error, error_size, "%s", pg_last_error(store));

@@ -27,7 +27,6 @@
 
 #define PG_POOL_SIZE 4           /* connections per handle (see docs: why a small pool) */
 #define PG_SCHEMA_VERSION 1
-#define PG_ERROR_MAX 256
 
 struct pg_slot {
 	PGconn *conn;    /* NULL when not connected */

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "internal.h"
 #include "postgres_internal.h"
 
 #define OID_BOOL 16
@@ -145,8 +145,11 @@ int tally__pg_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 	struct open_arg open = { .writer_id = writer_id, .ttl_ms = ttl_ms };
 	int err;
 
-	if (getrandom(open.token, sizeof(open.token), 0) != (ssize_t)sizeof(open.token))
-		return TALLY_EIO;
+	for (size_t i = 0; i < sizeof(open.token); i += sizeof(uint64_t)) {
+		uint64_t bits = tally__store_random64();
+
+		memcpy(open.token + i, &bits, sizeof(bits));
+	}
 	if (one_text_array(&open.ids, writer_id)) {
 		tally__pg_array_free(&open.ids);
 		return TALLY_ENOMEM;

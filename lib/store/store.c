@@ -45,6 +45,9 @@ struct tally_store {
  *   #ifdef HAVE_DYNAMODB  &tally__store_dynamodb_ops, #endif */
 static const struct tally_store_ops *const builtin_backends[] = {
 	&tally__store_sqlite_ops,
+#ifdef HAVE_LIBPQ
+	&tally__store_postgres_ops,
+#endif
 	/* -- more built-in backends here -- */
 };
 
