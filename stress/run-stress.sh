@@ -1,16 +1,73 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-2-Clause
-# Runs each stress program for SECONDS and prints its summary line; exits 1 if any failed.
+# The short stress profile (make stress): runs each PROGRAM for SECONDS in process, then each
+# of STRESS_STORE_BINS against every store in STRESS_STORES (sqlite: a fresh file;
+# postgresql: a private cluster from scripts/pg-cluster.sh, stopped and removed at the end,
+# also on failure). Every run prints its summary line; exits 1 if any failed.
 # Usage: run-stress.sh SECONDS PROGRAM...
-# STRESS_ARGS (environment) is added to every program's command line, e.g.
-#   STRESS_ARGS="--threads 2 --seed 7" or STRESS_ARGS="--store sqlite:///tmp/t.db".
+#        run-stress.sh --count PROGRAM...   how many runs the profile makes (check.sh)
+# Environment: STRESS_ARGS (added to every command line, e.g. "--threads 2 --seed 7"),
+# STRESS_STORE_BINS, STRESS_STORES ("sqlite postgresql"), STRESS_TOP (the source tree).
+top=${STRESS_TOP:-$(dirname "$0")/..}
+
+# The stores this machine can run: postgresql needs its server binaries and the script.
+stores() {
+	for store in ${STRESS_STORES:-sqlite}; do
+		case $store in
+		postgresql)
+			[ -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ] &&
+				[ -f "$top/scripts/pg-cluster.sh" ] && echo postgresql ;;
+		*) echo "$store" ;;
+		esac
+	done
+}
+
+if [ "$1" = "--count" ]; then
+	shift
+	runs=$#
+	for store in $(stores); do
+		for program in ${STRESS_STORE_BINS:-}; do runs=$((runs + 1)); done
+	done
+	echo "$runs"
+	exit 0
+fi
+
 seconds=$1; shift
 failed=0
-for program in "$@"; do
+scratch=$(mktemp -d /tmp/tally-stress-XXXXXX)
+pg_dir=
+cleanup() {
+	[ -n "$pg_dir" ] && sh "$top/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1
+	rm -rf "$scratch"
+}
+trap cleanup EXIT INT TERM
+
+# run PROGRAM ARGS...: one run, its failure noted.
+run() {
+	program=$1; shift
 	# shellcheck disable=SC2086 # STRESS_ARGS is a list of options
-	if ! "./$program" --seconds "$seconds" ${STRESS_ARGS:-}; then
-		echo "FAIL: $program" >&2
+	if ! "./$program" --seconds "$seconds" "$@" ${STRESS_ARGS:-}; then
+		echo "FAIL: $program $*" | sed 's|://[^:@/]*:[^@]*@|://***@|' >&2
 		failed=1
 	fi
+}
+
+for program in "$@"; do
+	run "$program"
+done
+for store in $(stores); do
+	case $store in
+	sqlite) url="sqlite://$scratch/stress.db" ;;
+	postgresql)
+		if ! pg_dir=$(sh "$top/scripts/pg-cluster.sh" start off); then
+			echo "FAIL: no PostgreSQL cluster" >&2
+			failed=1
+			continue
+		fi
+		url=$(. "$pg_dir/env" && echo "$TALLY_PG_URL") ;;
+	esac
+	for program in ${STRESS_STORE_BINS:-}; do
+		run "$program" --store "$url"
+	done
 done
 exit $failed
