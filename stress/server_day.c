@@ -127,6 +127,7 @@ static void summarise(struct stress_run *run, struct day_config *config, double 
 		stress_field_int(run, request_names[k], n);
 		total += n;
 	}
+	stress_field_real(run, "serving_seconds", elapsed);
 	stress_field_real(run, "requests_per_s", (double)total / elapsed);
 	/* the seeds' bar: 0 collisions at <= 1,000 requests/s */
 	stress_field_real(run, "seeds_bar_x", (double)total / elapsed / 1000.0);
