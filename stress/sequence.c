@@ -32,6 +32,7 @@
 #include <tally/rcu.h>
 #include <tally/sequence.h>
 #include <tally/store.h>
+#include "store_proxy.h"
 #include "../tests/threads.h"
 #include "stress.h"
 
@@ -66,17 +67,13 @@ struct lease_store {
 
 static int lease_open(struct lease_store *lease, const char *path)
 {
-	struct tally_store_options options = { .create_schema = true };
 	int err;
 
 	lease->store = NULL;
 	if (!stress.opt.store)
 		return tally_lease_file_open(&lease->provider, path);
-	if ((err = tally_store_open(&lease->store, stress.opt.store, &options)) != TALLY_OK) {
-		fprintf(stderr, "sequence: store open: %s (%s)\n", tally_strerror(err),
-			tally_store_last_error(NULL));
+	if ((err = store_proxy_open_reader(stress.opt.store, &lease->store)) != TALLY_OK)
 		return err;
-	}
 	if ((err = tally_store_lease_provider(lease->store, &lease->provider)) != TALLY_OK)
 		tally_store_close(lease->store);
 	return err;

@@ -5,6 +5,7 @@
  * acknowledged, the watched counters' deltas.
  */
 #include "store_proxy.h"
+#include "stress.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,25 @@ static void register_proxy(void)
 	tally_store_register_backend(&proxy_ops);
 }
 
+/* tally_store_open, retried while the error is transient (store.h: retry with backoff):
+ * several processes opening one new SQLite file at once meet "database is locked" while one
+ * of them switches it to WAL. Bounded by 10 s. */
+static int open_retrying(struct tally_store **store, const char *url,
+			 const struct tally_store_options *options)
+{
+	useconds_t backoff = 1000;
+	int err;
+
+	for (double give_up = stress_now() + 10;;) {
+		err = tally_store_open(store, url, options);
+		if (err == TALLY_OK || !tally_store_err_transient(err) || stress_now() > give_up)
+			return err;
+		usleep(backoff + (useconds_t)(rand() % 1000));
+		if (backoff < 100000)
+			backoff *= 2;
+	}
+}
+
 static void print_failure(const char *what, int err, struct tally_store *store)
 {
 	fprintf(stderr, "store_proxy: %s: %s (%s)\n", what, tally_strerror(err),
@@ -230,7 +250,7 @@ int store_proxy_open(struct store_proxy **proxy, const char *url, const char *wr
 	p->watched_count = count;
 	for (int w = 0; w < count; w++)
 		snprintf(p->watched[w], sizeof(p->watched[w]), "%s", watched[w]);
-	if ((err = tally_store_open(&p->inner, url, &options)) != TALLY_OK) {
+	if ((err = open_retrying(&p->inner, url, &options)) != TALLY_OK) {
 		print_failure("open", err, NULL);
 		free(p);
 		return err;
@@ -265,7 +285,7 @@ void store_proxy_close(struct store_proxy *proxy)
 int store_proxy_open_reader(const char *url, struct tally_store **store)
 {
 	struct tally_store_options options = { .create_schema = true };
-	int err = tally_store_open(store, url, &options);
+	int err = open_retrying(store, url, &options);
 
 	if (err)
 		print_failure("open", err, NULL);

@@ -37,7 +37,8 @@ struct store_proxy;
  * handle over it, both under writer_id with writer_ttl_ms. *outer is what the flusher gets
  * (tally_writebehind_create); *inner is the real handle, for lease providers and reads.
  * watched[0 .. count-1] are counter keys (NUL-terminated) whose acknowledged totals go
- * into watch->acked[]. Returns a tally_err; the store's error text is printed on failure.
+ * into watch->acked[]. Transient open errors are retried for up to 10 s. Returns a
+ * tally_err; the store's error text is printed on failure.
  */
 int store_proxy_open(struct store_proxy **proxy, const char *url, const char *writer_id,
 		     int64_t writer_ttl_ms, struct store_proxy_watch *watch,
@@ -46,6 +47,7 @@ int store_proxy_open(struct store_proxy **proxy, const char *url, const char *wr
 /* Closes the proxy handle, then the real one. */
 void store_proxy_close(struct store_proxy *proxy);
 
-/* Opens the real store at url for reads and reaping (no writer). */
+/* Opens the real store at url with no writer (reads, reaping, lease providers), retrying
+ * transient errors for up to 10 s; the store's error text is printed on failure. */
 int store_proxy_open_reader(const char *url, struct tally_store **store);
 #endif
