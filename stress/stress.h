@@ -27,8 +27,11 @@
  * multi-threaded process may not start threads), so progress is drawn from the thread that
  * calls stress_wait or stress_progress.
  *
- * Threads: every call below may be made from any thread, except stress_init, stress_field_*
- * and stress_finish (the main thread, while workers are stopped).
+ * Threads: counting (stress_ops, stress_checked, stress_violation, stress_check), the
+ * randomness and pacing calls and stress_now/elapsed/running may be made from any thread of
+ * any process of the run. stress_init, the progress calls (stress_progress, stress_wait,
+ * stress_sleep), stress_field_* and stress_finish belong to the main thread of the parent
+ * (a forked worker's progress calls do nothing).
  */
 #ifndef TALLY_STRESS_H
 #define TALLY_STRESS_H
