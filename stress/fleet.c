@@ -77,11 +77,22 @@ static void kill_slot(struct fleet *fleet, int slot, bool aimed)
 	fleet->kills_mid_flush += aimed;
 }
 
+/* STRESS_STORE_RESTART (environment): a command that stops and restarts the store server
+ * (run-stress.sh sets it to scripts/pg-cluster.sh restart for PostgreSQL). */
+static void restart_store(struct fleet *fleet, const char *command)
+{
+	int status = system(command);
+
+	stress_check(fleet->run, status == 0, "store restart command failed (status %d)", status);
+	fleet->store_restarts++;
+}
+
 void fleet_chaos(struct fleet *fleet, double kill_every_s)
 {
 	struct stress_run *run = fleet->run;
 	struct stress_rng rng;
 	int numbers[STRESS_PROCESSES_MAX] = { 0 };
+	const char *restart = fleet->store ? getenv("STRESS_STORE_RESTART") : NULL;
 
 	stress_rng_init(&rng, run->opt.seed, UINT64_C(0xc4a05));
 	while (stress_running(run)) {
@@ -92,6 +103,10 @@ void fleet_chaos(struct fleet *fleet, double kill_every_s)
 		stress_sleep(run, kill_every_s * (0.25 + 1.5 * stress_rng_unit(&rng)));
 		if (!stress_running(run))
 			break;
+		if (restart && *restart && fleet->store_restarts < 2 && stress_rng_below(&rng, 4) == 0) {
+			restart_store(fleet, restart); /* at most twice a run: each takes a second */
+			continue;
+		}
 		int slot = (int)stress_rng_below(&rng, (uint64_t)fleet->workers);
 		bool aimed = fleet->store && stress_rng_below(&rng, 2) &&
 			     aim_at_flush(fleet_current(fleet, slot),
@@ -193,6 +208,8 @@ void fleet_summarise(struct fleet *fleet)
 	stress_field_int(fleet->run, "incarnations", incarnations);
 	stress_field_int(fleet->run, "kills_survived", fleet->kills);
 	stress_field_int(fleet->run, "kills_mid_flush", fleet->kills_mid_flush);
+	if (fleet->store)
+		stress_field_int(fleet->run, "store_restarts", fleet->store_restarts);
 	if (fleet->store)
 		stress_field_int(fleet->run, "live_writers_fenced", fenced);
 }

@@ -73,13 +73,16 @@ struct fleet {
 	bool store;
 	int kills;
 	int kills_mid_flush;
+	int store_restarts;
 };
 
 /* The parent: `shared` is in shared memory; starts incarnation 0 of every slot. */
 void fleet_start(struct fleet *fleet, struct fleet_shared *shared, struct stress_run *run,
 		 int workers, int (*body)(struct stress_run *, void *, int), void *arg,
 		 int64_t writer_ttl_ms, bool store);
-/* Kills and restarts workers until the run's end (mean interval kill_every_s; 0: none). */
+/* Kills and restarts workers until the run's end (mean interval kill_every_s; 0: none).
+ * With a store and STRESS_STORE_RESTART set (a shell command that restarts the store
+ * server), a quarter of the steps, at most two per run, restart the store instead. */
 void fleet_chaos(struct fleet *fleet, double kill_every_s);
 /* Kills the last slot (after it flushed once) and never restarts it. */
 void fleet_abandon_last(struct fleet *fleet);

@@ -64,10 +64,14 @@ for store in $(stores); do
 			failed=1
 			continue
 		fi
-		url=$(. "$pg_dir/env" && echo "$TALLY_PG_URL") ;;
+		url=$(. "$pg_dir/env" && echo "$TALLY_PG_URL")
+		# the chaos also restarts the server mid-run (pg_ctl restart -m immediate)
+		STRESS_STORE_RESTART="sh $top/scripts/pg-cluster.sh restart $pg_dir >/dev/null"
+		export STRESS_STORE_RESTART ;;
 	esac
 	for program in ${STRESS_STORE_BINS:-}; do
 		run "$program" --store "$url"
 	done
+	unset STRESS_STORE_RESTART
 done
 exit $failed

@@ -127,6 +127,8 @@ static void summarise(struct stress_run *run, struct day_config *config, double 
 		stress_field_int(run, request_names[k], n);
 		total += n;
 	}
+	stress_field_int(run, "invoices_refused_store_down",
+			 atomic_load(&config->shared->invoices_refused));
 	stress_field_real(run, "serving_seconds", elapsed);
 	stress_field_real(run, "requests_per_s", (double)total / elapsed);
 	/* the seeds' bar: 0 collisions at <= 1,000 requests/s */

@@ -35,6 +35,7 @@ enum day_final { DAY_FINAL_LISTENERS, DAY_FINAL_CONNECTIONS, DAY_FINAL_SESSIONS 
 struct day_shared {
 	struct fleet_shared fleet;
 	_Atomic int64_t requests[DAY_REQUEST_KINDS];
+	_Atomic int64_t invoices_refused; /* lease extension failed while the store was down */
 };
 
 struct day_config {
