@@ -77,14 +77,15 @@ static void kill_slot(struct fleet *fleet, int slot, bool aimed)
 	fleet->kills_mid_flush += aimed;
 }
 
-/* STRESS_STORE_RESTART (environment): a command that stops and restarts the store server
- * (run-stress.sh sets it to scripts/pg-cluster.sh restart for PostgreSQL). */
-static void restart_store(struct fleet *fleet, const char *command)
+/* STRESS_STORE_RESTART and STRESS_STORE_FAULT (environment): commands that restart the
+ * store server and that make a fault proxy between the workers and the server cut every
+ * connection (run-stress.sh sets both for PostgreSQL). */
+static void store_chaos(struct fleet *fleet, const char *command, const char *what, int *count)
 {
 	int status = system(command);
 
-	stress_check(fleet->run, status == 0, "store restart command failed (status %d)", status);
-	fleet->store_restarts++;
+	stress_check(fleet->run, status == 0, "store %s command failed (status %d)", what, status);
+	(*count)++;
 }
 
 void fleet_chaos(struct fleet *fleet, double kill_every_s)
@@ -93,6 +94,7 @@ void fleet_chaos(struct fleet *fleet, double kill_every_s)
 	struct stress_rng rng;
 	int numbers[STRESS_PROCESSES_MAX] = { 0 };
 	const char *restart = fleet->store ? getenv("STRESS_STORE_RESTART") : NULL;
+	const char *fault = fleet->store ? getenv("STRESS_STORE_FAULT") : NULL;
 
 	stress_rng_init(&rng, run->opt.seed, UINT64_C(0xc4a05));
 	while (stress_running(run)) {
@@ -103,8 +105,14 @@ void fleet_chaos(struct fleet *fleet, double kill_every_s)
 		stress_sleep(run, kill_every_s * (0.25 + 1.5 * stress_rng_unit(&rng)));
 		if (!stress_running(run))
 			break;
-		if (restart && *restart && fleet->store_restarts < 2 && stress_rng_below(&rng, 4) == 0) {
-			restart_store(fleet, restart); /* at most twice a run: each takes a second */
+		uint64_t roll = stress_rng_below(&rng, 4);
+		if (restart && *restart && fleet->store_restarts < 2 && roll == 0) {
+			/* at most twice a run: each takes a second */
+			store_chaos(fleet, restart, "restart", &fleet->store_restarts);
+			continue;
+		}
+		if (fault && *fault && roll == 1) {
+			store_chaos(fleet, fault, "fault", &fleet->store_cuts);
 			continue;
 		}
 		int slot = (int)stress_rng_below(&rng, (uint64_t)fleet->workers);
@@ -208,8 +216,10 @@ void fleet_summarise(struct fleet *fleet)
 	stress_field_int(fleet->run, "incarnations", incarnations);
 	stress_field_int(fleet->run, "kills_survived", fleet->kills);
 	stress_field_int(fleet->run, "kills_mid_flush", fleet->kills_mid_flush);
-	if (fleet->store)
+	if (fleet->store) {
 		stress_field_int(fleet->run, "store_restarts", fleet->store_restarts);
+		stress_field_int(fleet->run, "store_connection_cuts", fleet->store_cuts);
+	}
 	if (fleet->store)
 		stress_field_int(fleet->run, "live_writers_fenced", fenced);
 }

@@ -74,6 +74,7 @@ struct fleet {
 	int kills;
 	int kills_mid_flush;
 	int store_restarts;
+	int store_cuts;
 };
 
 /* The parent: `shared` is in shared memory; starts incarnation 0 of every slot. */
@@ -82,7 +83,9 @@ void fleet_start(struct fleet *fleet, struct fleet_shared *shared, struct stress
 		 int64_t writer_ttl_ms, bool store);
 /* Kills and restarts workers until the run's end (mean interval kill_every_s; 0: none).
  * With a store and STRESS_STORE_RESTART set (a shell command that restarts the store
- * server), a quarter of the steps, at most two per run, restart the store instead. */
+ * server), a quarter of the steps, at most two per run, restart the store instead; with
+ * STRESS_STORE_FAULT (a command that makes a fault proxy cut every store connection),
+ * another quarter cut the connections instead. */
 void fleet_chaos(struct fleet *fleet, double kill_every_s);
 /* Kills the last slot (after it flushed once) and never restarts it. */
 void fleet_abandon_last(struct fleet *fleet);

@@ -36,9 +36,26 @@ seconds=$1; shift
 failed=0
 scratch=$(mktemp -d /tmp/tally-stress-XXXXXX)
 pg_dir=
+proxy_pid=
 cleanup() {
+	[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
 	[ -n "$pg_dir" ] && sh "$top/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1
 	rm -rf "$scratch"
+}
+
+# fault_proxy: starts tests/proxy/tcp_fault (built by make check) in front of the cluster
+# and prints the URL through it; nothing when the proxy is not built.
+fault_proxy() {
+	[ -x ./tests/proxy/tcp_fault ] || return 0
+	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$TALLY_PG_PORT" \
+		>"$scratch/fault.port" 2>/dev/null &
+	proxy_pid=$!
+	for _ in $(seq 50); do
+		port=$(sed -n 's/^port //p' "$scratch/fault.port")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	[ -n "$port" ] && echo "postgresql://tally_test:$TALLY_PG_PASSWORD@127.0.0.1:$port/tally_test?sslmode=disable&gssencmode=disable"
 }
 trap cleanup EXIT INT TERM
 
@@ -64,14 +81,22 @@ for store in $(stores); do
 			failed=1
 			continue
 		fi
-		url=$(. "$pg_dir/env" && echo "$TALLY_PG_URL")
-		# the chaos also restarts the server mid-run (pg_ctl restart -m immediate)
+		. "$pg_dir/env"
+		url=$TALLY_PG_URL
+		# the chaos also restarts the server mid-run (pg_ctl restart -m immediate) and,
+		# through the fault proxy, cuts every connection
 		STRESS_STORE_RESTART="sh $top/scripts/pg-cluster.sh restart $pg_dir >/dev/null"
-		export STRESS_STORE_RESTART ;;
+		export STRESS_STORE_RESTART
+		proxied=$(fault_proxy)
+		if [ -n "$proxied" ]; then
+			url=$proxied
+			STRESS_STORE_FAULT="python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b\"drop\\n\"); s.recv(200)' $scratch/fault.sock"
+			export STRESS_STORE_FAULT
+		fi ;;
 	esac
 	for program in ${STRESS_STORE_BINS:-}; do
 		run "$program" --store "$url"
 	done
-	unset STRESS_STORE_RESTART
+	unset STRESS_STORE_RESTART STRESS_STORE_FAULT
 done
 exit $failed

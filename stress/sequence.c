@@ -14,7 +14,8 @@
  *   at or below the durable mark read after the kill; each restart reports an unclean
  *   record; and 1..max is gap-free apart from the crash ranges the reports name.
  * Phase 3, threads: in this process (after the forks, so children never inherit RCU
- *   state), `threads` threads issue from a strict and a cached series while thread 0
+ *   state), in rounds (a fresh registry each, so the logs stay bounded), `threads` threads
+ *   issue from a strict and a cached series while thread 0
  *   moves an injected clock across midnight and mixes in reservations and releases.
  *   Checked: no duplicates; strict numbers of each day are 1..n with no gap once released
  *   numbers are drained (voided ones excepted); no thread sees a day go back.
@@ -466,7 +467,9 @@ static size_t gather(uint64_t *all, uint64_t *const *logs, const size_t *lens, i
 	return len;
 }
 
-static size_t phase_threads(int threads, double seconds, uint64_t *voided)
+/* One round: a fresh registry, both series, threads until the deadline or until a thread's
+ * log is full; then every check of the phase on that round's numbers. */
+static size_t thread_round(int threads, double deadline, uint64_t *voided)
 {
 	struct tally_sequence_options opts = { .clock = fake_clock };
 	struct tally_series_config strict = { .format = "INV-{date}-{counter:08}",
@@ -476,6 +479,8 @@ static size_t phase_threads(int threads, double seconds, uint64_t *voided)
 	struct test_thread *th = calloc((size_t)threads, sizeof(*th));
 	static struct thread_run run;
 	struct tally_series_stats stats;
+
+	memset(&run, 0, sizeof(run));
 	struct tally_sequence *seq;
 	struct tally_seq_number n;
 	size_t len = 0, clen = 0;
@@ -486,7 +491,7 @@ static size_t phase_threads(int threads, double seconds, uint64_t *voided)
 	tally_sequence_series_create(seq, "acme", "CACHED", &cached, NULL);
 	tally_sequence_series_find(seq, "acme", "INV", &run.strict);
 	tally_sequence_series_find(seq, "acme", "CACHED", &run.cached);
-	run.deadline = stress_now() + seconds;
+	run.deadline = deadline;
 	for (int t = 0; t < threads; t++) {
 		run.strict_log[t] = malloc(RECORD_CAP * sizeof(uint64_t));
 		run.cached_log[t] = malloc(RECORD_CAP * sizeof(uint64_t));
@@ -510,7 +515,7 @@ static size_t phase_threads(int threads, double seconds, uint64_t *voided)
 	stress_check(&stress, dup == 0, "%zu strict numbers issued twice by threads", dup);
 	long gaps = strict_gaps(all, len);
 	tally_series_stats(run.strict, &stats);
-	*voided = stats.voided;
+	*voided += stats.voided;
 	stress_check(&stress, gaps <= (long)stats.voided, "%ld strict gaps, only %llu voided",
 		     gaps, (unsigned long long)stats.voided);
 	stress_checked(&stress, (int64_t)len);
@@ -527,6 +532,19 @@ static size_t phase_threads(int threads, double seconds, uint64_t *voided)
 	tally_sequence_destroy(seq);
 	tally_rcu_barrier();
 	return len + clen;
+}
+
+/* Rounds until the phase's time is up (a round ends early when a thread's log fills). */
+static size_t phase_threads(int threads, double seconds, uint64_t *voided, int *rounds)
+{
+	double deadline = stress_now() + seconds;
+	size_t issued = 0;
+
+	do {
+		issued += thread_round(threads, deadline, voided);
+		(*rounds)++;
+	} while (stress_now() < deadline);
+	return issued;
 }
 
 int main(int argc, char **argv)
@@ -546,7 +564,9 @@ int main(int argc, char **argv)
 	size_t crash_issued = phase_crashes(stress.opt.seconds / 3, &unclean, &in_ranges);
 	stress_check(&stress, unclean == CRASH_INCARNATIONS, "%d of %d restarts reported an "
 		     "unclean record", unclean, CRASH_INCARNATIONS);
-	size_t thread_issued = phase_threads(stress.opt.threads, stress.opt.seconds / 3, &voided);
+	int rounds = 0;
+	size_t thread_issued = phase_threads(stress.opt.threads, stress.opt.seconds / 3, &voided,
+					     &rounds);
 	stress_tmpdir_remove(&stress);
 	stress_field_int(&stress, "worker_processes", procs);
 	stress_field_int(&stress, "process_numbers", (int64_t)proc_issued);
@@ -556,6 +576,7 @@ int main(int argc, char **argv)
 	stress_field_int(&stress, "unclean_reports", unclean);
 	stress_field_int(&stress, "crash_range_numbers", (int64_t)in_ranges);
 	stress_field_int(&stress, "thread_numbers", (int64_t)thread_issued);
+	stress_field_int(&stress, "thread_rounds", rounds);
 	stress_field_int(&stress, "voided", (int64_t)voided);
 	return stress_finish(&stress);
 }

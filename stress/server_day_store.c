@@ -320,10 +320,12 @@ static void check_records(struct audit *f)
 	tally_store_sessions(f->store, NULL, gather_session, f);
 	tally_store_connections(f->store, NULL, gather_connection, f);
 	qsort(f->listener_of, f->listener_len, ID_MAX, compare_ids);
+	int64_t miscounted = 0;
 	for (size_t i = 0; i < f->session_len; i++) {
 		struct stored_session *stored = &f->sessions[i];
 		int64_t present = occurrences(f->listener_of, f->listener_len, stored->id);
 
+		miscounted += stored->listener_count != present;
 		stress_check(f->run, stored->listener_count == present, "stored session %s counts "
 			     "%lld listeners, the store holds %lld listener connections", stored->id,
 			     (long long)stored->listener_count, (long long)present);
@@ -340,6 +342,7 @@ static void check_records(struct audit *f)
 			     (long long)f->connections_by_slot[slot], (long long)expected);
 	}
 	stress_field_int(f->run, "stored_sessions", (int64_t)f->session_len);
+	stress_field_int(f->run, "stored_sessions_miscounted", miscounted);
 	stress_field_int(f->run, "stored_listeners", (int64_t)f->listener_len);
 	free(f->sessions);
 	free(f->listener_of);
