@@ -22,7 +22,8 @@ if grep -q '^bench:' Makefile; then
 fi
 
 day_dir=$(mktemp -d /tmp/tally-main-XXXXXX)
-trap 'rm -rf "$day_dir"' EXIT INT TERM
+trap 'rm -rf "$day_dir"' EXIT
+trap 'exit 130' INT TERM
 echo "== server day on SQLite (${DAY_SECONDS:-90} s)"
 status=0
 ./stress/server_day --seconds "${DAY_SECONDS:-90}" --store "sqlite://$day_dir/day.db" \

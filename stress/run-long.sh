@@ -14,7 +14,8 @@ cleanup() {
 	[ -n "$pg_dir" ] && sh "$top/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1
 	rm -rf "$scratch"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM # then the EXIT trap cleans up; a TERM trap alone would resume
 failed=0
 table="$scratch/table"
 

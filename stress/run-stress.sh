@@ -57,7 +57,8 @@ fault_proxy() {
 	done
 	[ -n "$port" ] && echo "postgresql://tally_test:$TALLY_PG_PASSWORD@127.0.0.1:$port/tally_test?sslmode=disable&gssencmode=disable"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM # then the EXIT trap cleans up; a TERM trap alone would resume
 
 # run PROGRAM ARGS...: one run, its failure noted.
 run() {

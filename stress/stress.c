@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define VIOLATIONS_REPORTED_MAX 20
@@ -540,7 +542,7 @@ void stress_pace(struct stress_pacer *pacer, int64_t n)
 pid_t stress_spawn(struct stress_run *run, int (*body)(struct stress_run *, void *, int),
 		   void *arg, int index)
 {
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	fflush(NULL);
 	pid = fork();
@@ -549,6 +551,11 @@ pid_t stress_spawn(struct stress_run *run, int (*body)(struct stress_run *, void
 		exit(2);
 	}
 	if (pid == 0) {
+		/* a worker never outlives its parent (a parent stopped by a signal leaves no
+		 * orphans behind that wait for it forever) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(2);
 		run->child = true;
 		int status = body(run, arg, index);
 		fflush(NULL);
