@@ -79,6 +79,7 @@ extern "C" {
 #define TALLY_STORE_KEY_MAX 512       /* bytes in a counter, gauge or take key */
 #define TALLY_STORE_WRITER_ID_MAX 128 /* bytes in a writer id */
 #define TALLY_STORE_URL_MAX 4096
+#define TALLY_STORE_DURATION_MAX_MS (INT64_C(1) << 40) /* ~35 years: the options' ceiling */
 
 struct tally_store;
 
@@ -87,6 +88,7 @@ struct tally_store_options {
 	const char *writer_id;     /* NULL: generated (host name, pid and random bits) */
 	int64_t writer_ttl_ms;     /* lease of a writer; 0 = 10000. Reaped after it expires */
 	int64_t timeout_ms;        /* bound on one store call, retries inside included; 0 = 5000 */
+				   /* both at most TALLY_STORE_DURATION_MAX_MS (else EINVAL) */
 	bool create_schema;        /* create tables if missing (default false: set true) */
 };
 

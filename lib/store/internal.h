@@ -38,6 +38,9 @@ extern const struct tally_store_ops tally__store_dynamodb_ops;
 
 /* TALLY_OK, TALLY_EINVAL (NULL, empty, NUL inside) or TALLY_ETOOLONG (> max bytes). */
 int tally__store_check_key(const char *key, size_t key_len, size_t max);
+/* The argument checks of tally_store_flush on `batch` (lib/store/batch.c); on failure the
+ * text is recorded for owner. Errors: EINVAL, ETOOLONG, ENOMEM. */
+int tally__store_check_batch(const void *owner, const struct tally_store_batch *batch);
 
 /* ---- URLs ------------------------------------------------------------------------------ */
 
@@ -117,6 +120,11 @@ void tally__store_clear_error(const void *owner);
 /* The calling thread's last error text for `owner`, "" if none. Valid until the thread's
  * next set/clear for any owner. */
 const char *tally__store_error(const void *owner);
+
+/* Records "store: <tally_strerror(err)>: <formatted text>" for owner and returns err: the
+ * refusals of store.c's own argument checks. */
+__attribute__((format(printf, 3, 4)))
+int tally__store_refuse(const void *owner, int err, const char *fmt, ...);
 
 /* snprintf into error[error_size] (NULL or size 0: nothing); for ops->open's error out. */
 __attribute__((format(printf, 3, 4)))

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * lib/store/sqlite.h: the SQLite backend's shared state, between sqlite.c (open, schema,
- * writers, flushes, reaping, takes) and sqlite_read.c (reads, visitors, leases). Never
- * installed. docs/store.md gives the schema and why each choice was made.
+ * lib/store/sqlite.h: the SQLite backend's shared state, between sqlite.c (statements,
+ * schema, open), sqlite_writer.c (writers, flushes, reaping, takes) and sqlite_read.c (reads,
+ * visitors, leases). Never installed. docs/store.md gives the schema and why each choice was made.
  *
- * One connection per handle, behind `lock`: a SQLite connection runs one transaction at a
- * time, and every op is one short transaction (BEGIN IMMEDIATE for writes, so a write never
- * has to upgrade a read lock and hit SQLITE_BUSY_SNAPSHOT). Processes on one host share the
- * file through SQLite's own locking (WAL); the busy timeout bounds the wait for another
- * process's write lock.
+ * Two connections per handle, each behind its own `lock`. One writes: every op that writes is
+ * one short BEGIN IMMEDIATE transaction, so a write never has to upgrade a read lock and hit
+ * SQLITE_BUSY_SNAPSHOT. The other (`reader`) serves reads and visitors, so a read never
+ * waits behind a flush of the same handle. Processes on one host share the file through
+ * SQLite's own locking (WAL); the busy timeout bounds the wait for another process's write
+ * lock.
  */
 #ifndef TALLY_STORE_SQLITE_H
 #define TALLY_STORE_SQLITE_H
@@ -17,11 +18,15 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "store/internal.h"
 
 #define TALLY__SQLITE_SCHEMA_VERSION 1
+/* Counter deltas per S_COUNTER_ADD_MANY statement: one step and one reset for 32 rows, which
+ * takes 10-40 % off a flush's CPU (docs/store.md, Costs). */
+#define TALLY__SQLITE_COUNTER_ROWS 32
 
 /* writers.reaped: why a writer's contributions are gone. */
 enum tally__sqlite_writer_state {
@@ -35,7 +40,7 @@ enum tally__sqlite_stmt {
 	S_META_GET, S_META_SET,
 	S_WRITER_GET, S_WRITER_PUT, S_WRITER_ADVANCE, S_WRITER_RENEW, S_WRITER_END,
 	S_EXPIRED,
-	S_COUNTER_ADD, S_COUNTER_GET, S_TAKE,
+	S_COUNTER_ADD, S_COUNTER_ADD_MANY, S_COUNTER_GET, S_TAKE,
 	S_GAUGE_SET, S_GAUGE_DEL, S_GAUGE_SUM, S_GAUGES_OF_WRITER_DEL,
 	S_SESSION_PUT, S_SESSION_DEL, S_SESSION_CONNECTIONS_DEL,
 	S_CONNECTION_PUT, S_CONNECTION_DEL,
@@ -56,7 +61,25 @@ struct tally__sqlite {
 	bool sync_normal;     /* synchronous=normal was asked for (leases still sync) */
 	bool read_only;
 	int64_t lease_generation; /* meta.lease_generation seen at open */
+	struct tally__sqlite *reader; /* the handle's read connection (NULL in the reader) */
 };
+
+/* The connection reads and visitors use: the reader of s, or s itself if it has none. */
+static inline struct tally__sqlite *tally__sqlite_reader(void *impl)
+{
+	struct tally__sqlite *s = impl;
+
+	return s->reader ? s->reader : s;
+}
+
+/* Ends a read on connection r of handle impl: a failure's text moves to the handle, where
+ * ops->last_error looks for it. */
+static inline int tally__sqlite_read_done(void *impl, struct tally__sqlite *r, int err)
+{
+	if (err && r != impl)
+		tally__store_set_error(impl, "%s", tally__store_error(r));
+	return err;
+}
 
 /* Maps a SQLite result code to a tally_err (docs/store.md, "SQLite errors"). */
 int tally__sqlite_map(int rc);
@@ -78,8 +101,25 @@ void tally__sqlite_rollback(struct tally__sqlite *s);
 int tally__sqlite_begin_write(struct tally__sqlite *s, const char *what);
 /* Binds bytes as TEXT (SQLite keeps them verbatim, UTF-8 or not; compared as memcmp). */
 void tally__sqlite_bind_text(sqlite3_stmt *st, int index, const char *text, size_t len);
+static inline void tally__sqlite_bind_cstr(sqlite3_stmt *st, int index, const char *text)
+{
+	tally__sqlite_bind_text(st, index, text, strlen(text));
+}
 /* Copies TEXT column col into out[size] (NUL-terminated); false if it does not fit. */
 bool tally__sqlite_column_copy(sqlite3_stmt *st, int col, char *out, size_t size);
+
+/* Writes (sqlite_writer.c), the ops of the same names. */
+int tally__sqlite_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
+			      struct tally_store_epoch_info *info);
+int tally__sqlite_heartbeat(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms);
+int tally__sqlite_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms,
+			const struct tally_store_batch *batch,
+			struct tally_store_flush_result *result);
+int tally__sqlite_writer_close(void *impl, const char *writer_id, uint64_t epoch);
+int tally__sqlite_reap(void *impl, int64_t *reaped);
+int tally__sqlite_take(void *impl, const char *key, size_t key_len, int64_t n,
+		       int64_t *remaining);
+int tally__sqlite_give(void *impl, const char *key, size_t key_len, int64_t n, int64_t *total);
 
 /* Leases (sqlite_read.c). */
 extern const struct tally_lease_ops tally__sqlite_lease_ops;

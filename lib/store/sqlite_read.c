@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/store/sqlite_read.c: the SQLite backend's reads and visitors, and its lease provider
- * (lib/store/sqlite.h). Each visitor is one SELECT, so it sees one snapshot of the table
- * (WAL readers never block the writer); the callback runs with the handle's lock held and
- * must not call back into the same handle.
+ * (lib/store/sqlite.h). Reads and visitors run on the handle's second, read-only connection
+ * (`reader`), so they neither wait for the handle's flushes nor hold them up (WAL readers
+ * never block the writer). Each visitor is one SELECT, so it sees one snapshot of the table;
+ * the callback runs with the reader's lock held and must not call back into the same
+ * handle. Lease operations read and write, so they run on the writing connection.
  *
  * Leases. Marks are uint64 kept in SQLite's int64 by bit pattern, so every comparison is
  * made here in C, inside the BEGIN IMMEDIATE transaction that reads and writes the row.
@@ -22,7 +24,7 @@
 
 int tally__sqlite_read_counter(void *impl, const char *key, size_t key_len, int64_t *total)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	sqlite3_stmt *st = s->stmt[S_COUNTER_GET];
 	bool row;
 	int err;
@@ -39,13 +41,13 @@ int tally__sqlite_read_counter(void *impl, const char *key, size_t key_len, int6
 		err = TALLY_ENOTFOUND;
 	}
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 int tally__sqlite_read_gauge(void *impl, const char *key, size_t key_len, int64_t *value,
 			     int64_t *live_writers)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	sqlite3_stmt *st = s->stmt[S_GAUGE_SUM];
 	bool row;
 	int err;
@@ -61,7 +63,7 @@ int tally__sqlite_read_gauge(void *impl, const char *key, size_t key_len, int64_
 	if (row)
 		sqlite3_reset(st);
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 /* ---- visitors -------------------------------------------------------------------------- */
@@ -108,14 +110,14 @@ static int emit_counter(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 
 int tally__sqlite_counters(void *impl, tally_store_counter_fn fn, void *arg)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	struct counter_visit v = { fn, arg };
 	int err;
 
 	pthread_mutex_lock(&s->lock);
 	err = visit(s, S_COUNTERS, emit_counter, &v, "counters");
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 struct writer_visit {
@@ -142,14 +144,14 @@ static int emit_writer(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 
 int tally__sqlite_writers(void *impl, tally_store_writer_fn fn, void *arg)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	struct writer_visit v = { fn, arg, tally__store_now_ms() };
 	int err;
 
 	pthread_mutex_lock(&s->lock);
 	err = visit(s, S_WRITERS, emit_writer, &v, "writers");
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 struct record_visit {
@@ -181,7 +183,7 @@ static int emit_session(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 int tally__sqlite_sessions(void *impl, const char *writer_id, tally_store_session_fn fn,
 			   void *arg)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	struct record_visit v = { .session_fn = fn, .arg = arg };
 	enum tally__sqlite_stmt id = writer_id ? S_SESSIONS_OF : S_SESSIONS_ALL;
 	int err;
@@ -191,7 +193,7 @@ int tally__sqlite_sessions(void *impl, const char *writer_id, tally_store_sessio
 		tally__sqlite_bind_text(s->stmt[id], 1, writer_id, strlen(writer_id));
 	err = visit(s, id, emit_session, &v, "sessions");
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 static int emit_connection(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
@@ -214,7 +216,7 @@ static int emit_connection(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 int tally__sqlite_connections(void *impl, const char *session_id, tally_store_connection_fn fn,
 			      void *arg)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	struct record_visit v = { .connection_fn = fn, .arg = arg };
 	enum tally__sqlite_stmt id = session_id ? S_CONNECTIONS_OF : S_CONNECTIONS_ALL;
 	int err;
@@ -224,7 +226,7 @@ int tally__sqlite_connections(void *impl, const char *session_id, tally_store_co
 		tally__sqlite_bind_text(s->stmt[id], 1, session_id, strlen(session_id));
 	err = visit(s, id, emit_connection, &v, "connections");
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }
 
 /* ---- leases ---------------------------------------------------------------------------- */
@@ -454,12 +456,12 @@ static int emit_lease(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 
 int tally__sqlite_leases(void *impl, tally_store_lease_fn fn, void *arg)
 {
-	struct tally__sqlite *s = impl;
+	struct tally__sqlite *s = tally__sqlite_reader(impl);
 	struct lease_visit v = { fn, arg };
 	int err;
 
 	pthread_mutex_lock(&s->lock);
 	err = visit(s, S_LEASES, emit_lease, &v, "leases");
 	pthread_mutex_unlock(&s->lock);
-	return err;
+	return tally__sqlite_read_done(impl, s, err);
 }

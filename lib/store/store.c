@@ -3,7 +3,8 @@
  * lib/store/store.c: the public tally_store_* calls (tally/store.h). Everything a backend
  * should not have to repeat lives here: argument validation (keys, batches, seq rules), the
  * handle's writer state (id, epoch, last acknowledged seq), error texts, the backend
- * registry and URL scheme dispatch, and the lease provider over a backend's lease ops.
+ * registry and URL scheme dispatch, and the lease provider over a backend's lease ops. A
+ * batch's own checks (keys, duplicates, records) are in lib/store/batch.c.
  *
  * Writer state. One mutex per handle (writer_lock) guards writer_open, epoch and last_seq
  * and is held across the backend's writer_open, heartbeat, flush and writer_close calls:
@@ -15,7 +16,6 @@
 
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,20 +122,6 @@ const char *tally_store_last_error(const struct tally_store *store)
 	return tally__store_error(store);
 }
 
-/* Records a failure of store.c's own checks. */
-__attribute__((format(printf, 3, 4)))
-static int fail(const struct tally_store *store, int err, const char *fmt, ...)
-{
-	char text[TALLY__STORE_ERROR_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	tally__store_set_error(store, "store: %s: %s", tally_strerror(err), text);
-	return err;
-}
-
 /* Records the outcome of a backend call: its own text if it gave one. */
 static int backend_result(const struct tally_store *store, int err)
 {
@@ -174,8 +160,10 @@ static int copy_options(struct tally_store *store, const struct tally_store_opti
 
 	if (!options)
 		options = &defaults;
-	if (options->writer_ttl_ms < 0 || options->timeout_ms < 0)
-		return fail(NULL, TALLY_EINVAL, "writer_ttl_ms and timeout_ms must be >= 0");
+	if (options->writer_ttl_ms < 0 || options->writer_ttl_ms > TALLY_STORE_DURATION_MAX_MS ||
+	    options->timeout_ms < 0 || options->timeout_ms > TALLY_STORE_DURATION_MAX_MS)
+		return tally__store_refuse(NULL, TALLY_EINVAL, "writer_ttl_ms and timeout_ms must "
+					   "be in [0, 2^40] ms");
 	store->options = *options;
 	if (!store->options.writer_ttl_ms)
 		store->options.writer_ttl_ms = DEFAULT_WRITER_TTL_MS;
@@ -185,9 +173,9 @@ static int copy_options(struct tally_store *store, const struct tally_store_opti
 		size_t len = strnlen(options->writer_id, TALLY_STORE_WRITER_ID_MAX + 1);
 
 		if (len == 0)
-			return fail(NULL, TALLY_EINVAL, "writer_id is empty");
+			return tally__store_refuse(NULL, TALLY_EINVAL, "writer_id is empty");
 		if (len > TALLY_STORE_WRITER_ID_MAX)
-			return fail(NULL, TALLY_ETOOLONG, "writer_id longer than %d bytes",
+			return tally__store_refuse(NULL, TALLY_ETOOLONG, "writer_id longer than %d bytes",
 				    TALLY_STORE_WRITER_ID_MAX);
 		memcpy(store->writer_id, options->writer_id, len + 1);
 	} else {
@@ -209,7 +197,7 @@ static int find_url_backend(const char *url, const struct tally_store_ops **ops)
 	}
 	*ops = find_backend(parsed.scheme);
 	if (!*ops)
-		fail(NULL, TALLY_EINVAL, "no backend for URL scheme \"%.32s\"", parsed.scheme);
+		tally__store_refuse(NULL, TALLY_EINVAL, "no backend for URL scheme \"%.32s\"", parsed.scheme);
 	tally__store_url_free(&parsed);
 	return *ops ? TALLY_OK : TALLY_EINVAL;
 }
@@ -223,7 +211,7 @@ int tally_store_open(struct tally_store **out, const char *url,
 
 	tally__store_clear_error(NULL);
 	if (!out || !url)
-		return fail(NULL, TALLY_EINVAL, "out and url must not be NULL");
+		return tally__store_refuse(NULL, TALLY_EINVAL, "out and url must not be NULL");
 	*out = NULL;
 	store = calloc(1, sizeof(*store));
 	if (!store)
@@ -267,7 +255,7 @@ int tally_store_writer_open(struct tally_store *store, struct tally_store_epoch_
 		return TALLY_EINVAL;
 	pthread_mutex_lock(&store->writer_lock);
 	if (store->writer_open) {
-		err = fail(store, TALLY_ESTATE, "a writer is already open on this handle");
+		err = tally__store_refuse(store, TALLY_ESTATE, "a writer is already open on this handle");
 		goto out;
 	}
 	err = backend_result(store, store->ops->writer_open(store->impl, store->writer_id,
@@ -322,7 +310,7 @@ int tally_store_heartbeat(struct tally_store *store)
 		return TALLY_EINVAL;
 	pthread_mutex_lock(&store->writer_lock);
 	if (!store->writer_open)
-		err = fail(store, TALLY_ESTATE, "no writer open");
+		err = tally__store_refuse(store, TALLY_ESTATE, "no writer open");
 	else
 		err = writer_outcome(store, store->ops->heartbeat(store->impl, store->writer_id,
 								  store->epoch,
@@ -339,7 +327,7 @@ int tally_store_writer_close(struct tally_store *store)
 		return TALLY_EINVAL;
 	pthread_mutex_lock(&store->writer_lock);
 	if (!store->writer_open) {
-		err = fail(store, TALLY_ESTATE, "no writer open");
+		err = tally__store_refuse(store, TALLY_ESTATE, "no writer open");
 	} else {
 		err = writer_outcome(store, store->ops->writer_close(store->impl, store->writer_id,
 								     store->epoch));
@@ -350,208 +338,18 @@ int tally_store_writer_close(struct tally_store *store)
 	return err;
 }
 
-/* ---- batch validation ------------------------------------------------------------------ */
-
-/* One key of a batch part, for the duplicate check. */
-typedef const char *(*key_at_fn)(const void *items, size_t i, size_t *len);
-
-static const char *delta_key(const void *items, size_t i, size_t *len)
-{
-	const struct tally_store_delta *d = (const struct tally_store_delta *)items + i;
-
-	*len = d->key_len;
-	return d->key;
-}
-
-static const char *gauge_key(const void *items, size_t i, size_t *len)
-{
-	const struct tally_store_gauge *g = (const struct tally_store_gauge *)items + i;
-
-	*len = g->key_len;
-	return g->key;
-}
-
-static uint64_t hash_key(const char *key, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)key[i]) * 0x100000001b3u;
-	return h;
-}
-
-/* TALLY_OK if no key of items[0 .. count) appears twice (keys already checked). An open
- * addressing set of indices: O(count), one allocation, where sorting would be
- * O(count log count) comparisons of keys up to 512 bytes. */
-static int check_unique(const void *items, size_t count, key_at_fn key_at)
-{
-	size_t slots = 16;
-	uint32_t *set;
-	int err = TALLY_OK;
-
-	if (count < 2)
-		return TALLY_OK;
-	if (count > UINT32_MAX / 4)
-		return TALLY_EINVAL;
-	while (slots < count * 2)
-		slots *= 2;
-	set = calloc(slots, sizeof(*set));
-	if (!set)
-		return TALLY_ENOMEM;
-	for (size_t i = 0; i < count && !err; i++) {
-		size_t len, other_len;
-		const char *key = key_at(items, i, &len);
-		size_t at = hash_key(key, len) & (slots - 1);
-
-		for (; set[at]; at = (at + 1) & (slots - 1)) {
-			const char *other = key_at(items, set[at] - 1, &other_len);
-
-			if (other_len == len && memcmp(other, key, len) == 0) {
-				err = TALLY_EEXIST;
-				break;
-			}
-		}
-		set[at] = (uint32_t)i + 1;
-	}
-	free(set);
-	return err;
-}
-
-static int check_keys(const struct tally_store *store, const void *items, size_t count,
-		      key_at_fn key_at, const char *part)
-{
-	int err;
-
-	if (count && !items)
-		return fail(store, TALLY_EINVAL, "%s is NULL with a count of %zu", part, count);
-	for (size_t i = 0; i < count; i++) {
-		size_t len;
-		const char *key = key_at(items, i, &len);
-
-		err = tally__store_check_key(key, len, TALLY_STORE_KEY_MAX);
-		if (err == TALLY_ETOOLONG)
-			return fail(store, err, "%s[%zu]: key of %zu bytes (at most %d)", part, i,
-				    len, TALLY_STORE_KEY_MAX);
-		if (err)
-			return fail(store, err, "%s[%zu]: key empty, NULL or holding a NUL", part,
-				    i);
-	}
-	err = check_unique(items, count, key_at);
-	if (err == TALLY_EEXIST)
-		return fail(store, TALLY_EINVAL, "%s: a key appears twice (coalesce per key)",
-			    part);
-	return err ? fail(store, err, "%s: duplicate check", part) : TALLY_OK;
-}
-
-/* A fixed-size string field must be NUL-terminated inside its buffer. */
-#define TERMINATED(field) (memchr((field), '\0', sizeof(field)) != NULL)
-
-static bool session_valid(const struct tally_store_record *r)
-{
-	const struct tally_session_info *s = &r->as.session;
-
-	if (!TERMINATED(s->session_id) || !s->session_id[0])
-		return false;
-	return r->op == TALLY_STORE_DELETE ||
-	       (TERMINATED(s->speaker_connection_id) && TERMINATED(s->speaker_user_id) &&
-		TERMINATED(s->source_language) && TERMINATED(s->quality_tier));
-}
-
-static bool connection_valid(const struct tally_store_record *r)
-{
-	const struct tally_connection_info *c = &r->as.connection;
-
-	if (!TERMINATED(c->connection_id) || !c->connection_id[0])
-		return false;
-	return r->op == TALLY_STORE_DELETE ||
-	       (TERMINATED(c->session_id) && c->session_id[0] && TERMINATED(c->target_language) &&
-		TERMINATED(c->client_address));
-}
-
-/* Records of one kind, for the duplicate check: the record's id string. */
-struct record_ids {
-	const char **ids;
-	size_t count;
-};
-
-static const char *record_id(const void *items, size_t i, size_t *len)
-{
-	const char *id = ((const struct record_ids *)items)->ids[i];
-
-	*len = strlen(id);
-	return id;
-}
-
-static int check_record_ids(const struct tally_store *store,
-			    const struct tally_store_batch *batch)
-{
-	struct record_ids sessions = { 0 }, connections = { 0 };
-	int err = TALLY_ENOMEM;
-
-	sessions.ids = malloc(batch->record_count * sizeof(*sessions.ids));
-	connections.ids = malloc(batch->record_count * sizeof(*connections.ids));
-	if (sessions.ids && connections.ids) {
-		for (size_t i = 0; i < batch->record_count; i++) {
-			const struct tally_store_record *r = &batch->records[i];
-
-			if (r->kind == TALLY_STORE_SESSION)
-				sessions.ids[sessions.count++] = r->as.session.session_id;
-			else
-				connections.ids[connections.count++] = r->as.connection.connection_id;
-		}
-		err = check_unique(&sessions, sessions.count, record_id);
-		if (!err)
-			err = check_unique(&connections, connections.count, record_id);
-	}
-	free(sessions.ids);
-	free(connections.ids);
-	if (err == TALLY_EEXIST)
-		return fail(store, TALLY_EINVAL, "records: an id appears twice in one kind");
-	return err ? fail(store, err, "records: duplicate check") : TALLY_OK;
-}
-
-static int check_records(const struct tally_store *store, const struct tally_store_batch *batch)
-{
-	if (batch->record_count && !batch->records)
-		return fail(store, TALLY_EINVAL, "records is NULL with a count of %zu",
-			    batch->record_count);
-	for (size_t i = 0; i < batch->record_count; i++) {
-		const struct tally_store_record *r = &batch->records[i];
-		bool valid;
-
-		if (r->op != TALLY_STORE_PUT && r->op != TALLY_STORE_DELETE)
-			return fail(store, TALLY_EINVAL, "records[%zu]: unknown op", i);
-		if (r->kind == TALLY_STORE_SESSION)
-			valid = session_valid(r);
-		else if (r->kind == TALLY_STORE_CONNECTION)
-			valid = connection_valid(r);
-		else
-			return fail(store, TALLY_EINVAL, "records[%zu]: unknown kind", i);
-		if (!valid)
-			return fail(store, TALLY_EINVAL,
-				    "records[%zu]: an id empty or a string not terminated", i);
-	}
-	return batch->record_count > 1 ? check_record_ids(store, batch) : TALLY_OK;
-}
-
-static int check_batch(const struct tally_store *store, const struct tally_store_batch *batch)
-{
-	int err = check_keys(store, batch->counters, batch->counter_count, delta_key, "counters");
-
-	if (!err)
-		err = check_keys(store, batch->gauges, batch->gauge_count, gauge_key, "gauges");
-	return err ? err : check_records(store, batch);
-}
-
 /* Caller holds writer_lock. seq must be last + 1 or a re-send of last. */
 static int check_seq(const struct tally_store *store, uint64_t seq)
 {
 	if (!store->writer_open)
-		return fail(store, TALLY_ESTATE, "no writer open");
+		return tally__store_refuse(store, TALLY_ESTATE, "no writer open");
 	if (seq == 0)
-		return fail(store, TALLY_EINVAL, "seq 0 (the first flush of an epoch is 1)");
+		return tally__store_refuse(store, TALLY_EINVAL, "seq 0 (the first flush of an epoch is 1)");
+	if (store->last_seq == 0 && seq != 1)
+		return tally__store_refuse(store, TALLY_EINVAL, "seq %" PRIu64 " where 1 (the first flush of "
+			    "this epoch) is expected", seq);
 	if (seq > store->last_seq + 1 || seq < store->last_seq)
-		return fail(store, TALLY_EINVAL,
+		return tally__store_refuse(store, TALLY_EINVAL,
 			    "seq %" PRIu64 " where %" PRIu64 " (re-send) or %" PRIu64
 			    " (next) is expected", seq, store->last_seq, store->last_seq + 1);
 	return TALLY_OK;
@@ -566,8 +364,8 @@ int tally_store_flush(struct tally_store *store, const struct tally_store_batch 
 	if (!store)
 		return TALLY_EINVAL;
 	if (!batch)
-		return fail(store, TALLY_EINVAL, "batch is NULL");
-	err = check_batch(store, batch);
+		return tally__store_refuse(store, TALLY_EINVAL, "batch is NULL");
+	err = tally__store_check_batch(store, batch);
 	if (err)
 		return err;
 	pthread_mutex_lock(&store->writer_lock);
@@ -595,9 +393,9 @@ static int check_read_key(const struct tally_store *store, const char *key, size
 	int err = tally__store_check_key(key, key_len, TALLY_STORE_KEY_MAX);
 
 	if (err == TALLY_ETOOLONG)
-		return fail(store, err, "key of %zu bytes (at most %d)", key_len,
+		return tally__store_refuse(store, err, "key of %zu bytes (at most %d)", key_len,
 			    TALLY_STORE_KEY_MAX);
-	return err ? fail(store, err, "key empty, NULL or holding a NUL") : TALLY_OK;
+	return err ? tally__store_refuse(store, err, "key empty, NULL or holding a NUL") : TALLY_OK;
 }
 
 int tally_store_read_counter(struct tally_store *store, const char *key, size_t key_len,
@@ -608,7 +406,7 @@ int tally_store_read_counter(struct tally_store *store, const char *key, size_t 
 	if (!store)
 		return TALLY_EINVAL;
 	if (!total)
-		return fail(store, TALLY_EINVAL, "total is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "total is NULL");
 	err = check_read_key(store, key, key_len);
 	return err ? err
 		   : backend_result(store, store->ops->read_counter(store->impl, key, key_len,
@@ -624,7 +422,7 @@ int tally_store_read_gauge(struct tally_store *store, const char *key, size_t ke
 	if (!store)
 		return TALLY_EINVAL;
 	if (!value)
-		return fail(store, TALLY_EINVAL, "value is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "value is NULL");
 	err = check_read_key(store, key, key_len);
 	return err ? err
 		   : backend_result(store, store->ops->read_gauge(store->impl, key, key_len, value,
@@ -637,7 +435,7 @@ int tally_store_counters(struct tally_store *store, tally_store_counter_fn fn, v
 	if (!store)
 		return TALLY_EINVAL;
 	if (!fn)
-		return fail(store, TALLY_EINVAL, "fn is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "fn is NULL");
 	return backend_result(store, store->ops->counters(store->impl, fn, arg));
 }
 
@@ -646,7 +444,7 @@ int tally_store_writers(struct tally_store *store, tally_store_writer_fn fn, voi
 	if (!store)
 		return TALLY_EINVAL;
 	if (!fn)
-		return fail(store, TALLY_EINVAL, "fn is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "fn is NULL");
 	return backend_result(store, store->ops->writers(store->impl, fn, arg));
 }
 
@@ -656,10 +454,10 @@ int tally_store_sessions(struct tally_store *store, const char *writer_id,
 	if (!store)
 		return TALLY_EINVAL;
 	if (!fn)
-		return fail(store, TALLY_EINVAL, "fn is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "fn is NULL");
 	if (writer_id && strnlen(writer_id, TALLY_STORE_WRITER_ID_MAX + 1) >
 			 TALLY_STORE_WRITER_ID_MAX)
-		return fail(store, TALLY_ETOOLONG, "writer_id longer than %d bytes",
+		return tally__store_refuse(store, TALLY_ETOOLONG, "writer_id longer than %d bytes",
 			    TALLY_STORE_WRITER_ID_MAX);
 	return backend_result(store, store->ops->sessions(store->impl, writer_id, fn, arg));
 }
@@ -670,9 +468,9 @@ int tally_store_connections(struct tally_store *store, const char *session_id,
 	if (!store)
 		return TALLY_EINVAL;
 	if (!fn)
-		return fail(store, TALLY_EINVAL, "fn is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "fn is NULL");
 	if (session_id && strnlen(session_id, TALLY_SESSION_ID_MAX + 1) > TALLY_SESSION_ID_MAX)
-		return fail(store, TALLY_ETOOLONG, "session_id longer than %d bytes",
+		return tally__store_refuse(store, TALLY_ETOOLONG, "session_id longer than %d bytes",
 			    TALLY_SESSION_ID_MAX);
 	return backend_result(store, store->ops->connections(store->impl, session_id, fn, arg));
 }
@@ -701,7 +499,7 @@ static int change_amount(struct tally_store *store, const char *key, size_t key_
 	if (!store)
 		return TALLY_EINVAL;
 	if (n <= 0)
-		return fail(store, TALLY_EINVAL, "n must be > 0");
+		return tally__store_refuse(store, TALLY_EINVAL, "n must be > 0");
 	err = check_read_key(store, key, key_len);
 	return err ? err : backend_result(store, op(store->impl, key, key_len, n,
 						    out ? out : &ignored));
@@ -774,7 +572,7 @@ int tally_store_lease_provider(struct tally_store *store, struct tally_lease_pro
 	if (!store || !out)
 		return TALLY_EINVAL;
 	if (!store->ops->lease_ops)
-		return fail(store, TALLY_EINVAL, "the %s backend has no lease provider",
+		return tally__store_refuse(store, TALLY_EINVAL, "the %s backend has no lease provider",
 			    store->ops->scheme);
 	lease = calloc(1, sizeof(*lease));
 	if (!lease)
@@ -791,9 +589,9 @@ int tally_store_leases(struct tally_store *store, tally_store_lease_fn fn, void 
 	if (!store)
 		return TALLY_EINVAL;
 	if (!fn)
-		return fail(store, TALLY_EINVAL, "fn is NULL");
+		return tally__store_refuse(store, TALLY_EINVAL, "fn is NULL");
 	if (!store->ops->leases)
-		return fail(store, TALLY_EINVAL, "the %s backend cannot list leases",
+		return tally__store_refuse(store, TALLY_EINVAL, "the %s backend cannot list leases",
 			    store->ops->scheme);
 	return backend_result(store, store->ops->leases(store->impl, fn, arg));
 }

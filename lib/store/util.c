@@ -414,6 +414,18 @@ const char *tally__store_error(const void *owner)
 	return slot ? slot->text : "";
 }
 
+int tally__store_refuse(const void *owner, int err, const char *fmt, ...)
+{
+	char text[TALLY__STORE_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	tally__store_set_error(owner, "store: %s: %s", tally_strerror(err), text);
+	return err;
+}
+
 void tally__store_format(char *error, size_t error_size, const char *fmt, ...)
 {
 	va_list ap;
