@@ -98,10 +98,15 @@ static void reclaim_connection(struct tally_rcu_head *rcu)
 {
 	struct connection *connection = caa_container_of(rcu, struct connection, rcu);
 
-	/* F1 (session/internal.h): a queued connection is the flusher's to free */
-	if (atomic_fetch_or_explicit(&connection->feed_flags, TALLY_FEED_ZOMBIE,
-				     memory_order_acq_rel) &
-	    TALLY_FEED_QUEUED)
+	/* F1 (session/internal.h): a queued connection is the flusher's to free. No push can
+	 * come after the grace period, so QUEUED only clears now: a load that sees it clear
+	 * (acquire: after the flusher's last read) needs no RMW, the path of every connection
+	 * of a table without a flusher. */
+	if ((atomic_load_explicit(&connection->feed_flags, memory_order_acquire) &
+	     TALLY_FEED_QUEUED) &&
+	    (atomic_fetch_or_explicit(&connection->feed_flags, TALLY_FEED_ZOMBIE,
+				      memory_order_acq_rel) &
+	     TALLY_FEED_QUEUED))
 		return;
 	tally_free_aligned(connection);
 }

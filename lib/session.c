@@ -102,9 +102,12 @@ static void reclaim_session(struct tally_rcu_head *rcu)
 	struct session_cold *cold = caa_container_of(rcu, struct session_cold, rcu);
 
 	/* F1: a session in the change feed is the flusher's to free (acq_rel: pairs with
-	 * tally_session_feed_done's RMW, which frees it then) */
-	if (atomic_fetch_or_explicit(&cold->feed_flags, TALLY_FEED_ZOMBIE, memory_order_acq_rel) &
-	    TALLY_FEED_QUEUED)
+	 * tally_session_feed_done's RMW, which frees it then); no RMW when it is not queued,
+	 * as in reclaim_connection */
+	if ((atomic_load_explicit(&cold->feed_flags, memory_order_acquire) & TALLY_FEED_QUEUED) &&
+	    (atomic_fetch_or_explicit(&cold->feed_flags, TALLY_FEED_ZOMBIE,
+				      memory_order_acq_rel) &
+	     TALLY_FEED_QUEUED))
 		return;
 	free_session_object(tally_session_of_cold(cold));
 }

@@ -24,7 +24,12 @@
  * TALLY_EFENCED (another handle opened the same writer id, or the writer was reaped) it opens
  * a new epoch, learns from struct tally_store_epoch_info whether the pending batch landed,
  * re-sends its counter deltas under the new epoch if it did not, and republishes every gauge
- * and record. So every increment reaches the store total exactly once, whatever fails.
+ * and record. So every increment reaches the store total exactly once, whatever fails, with
+ * one exception that store.h cannot resolve: a batch whose send failed ambiguously (EUNAVAIL,
+ * ETIMEDOUT) when *another handle* opened the same writer id (not a reap). The store then
+ * reports the other handle's epoch as the prior one and keeps no seq of ours, so the flusher
+ * re-sends (it may count twice), counts it in stats.fence_unresolved and calls on_error.
+ * Give every process its own writer id and this cannot happen.
  *
  * What a crash loses. A process killed (kill -9) loses what was added since the last
  * acknowledged flush: at most one interval plus one flush latency of changes while the store
@@ -48,7 +53,8 @@
  * session only on its first change since the flusher last looked (wait-free, liburcu
  * wfcqueue). Every call here may be made from any thread; they take the flusher's mutex for
  * a bounded time (registration, stats) or block (flush, destroy, add_sessions). Callbacks run
- * on the flusher thread without the mutex held and must not call tally_writebehind_destroy.
+ * on the flusher thread without the mutex held; they may read stats but must not call
+ * tally_writebehind_flush, _destroy or _remove_sessions (they wait for that thread).
  *
  * Memory ordering. A change that happens-before tally_writebehind_flush's call is in the
  * store when it returns TALLY_OK. Changes made concurrently with the call may or may not be.
@@ -56,7 +62,10 @@
  * Caller duties. The store handle, every registered counter, gauge and table must outlive
  * their registration (remove them, or destroy the flusher, before destroying them); no one
  * else drains a registered counter; no writer may be open on the store handle (the flusher
- * opens it); tally_store_close comes after tally_writebehind_destroy.
+ * opens it); tally_store_close comes after tally_writebehind_destroy, which must not race
+ * any other call on the same flusher (a flush waiting in another thread included);
+ * add_sessions, remove_sessions and destroy are not called inside an RCU read-side section
+ * (they wait for a grace period).
  *
  * Errors (each call lists its own): TALLY_EINVAL (NULL, empty key, NUL in a key, bad config),
  * TALLY_ETOOLONG (key over TALLY_STORE_KEY_MAX), TALLY_EEXIST (key or table already
@@ -70,10 +79,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <tally/counter.h>
 #include <tally/error.h>
-#include <tally/gauge.h>
-#include <tally/session.h>
 #include <tally/store.h>
 
 #ifdef __cplusplus
@@ -83,10 +89,17 @@ extern "C" {
 #define TALLY_WRITEBEHIND_FOREVER (-1) /* a timeout_ms that never expires */
 
 struct tally_writebehind;
+/* Registered objects are only pointed to (tally/counter.h, tally/gauge.h, tally/session.h),
+ * so this header needs none of their layouts. */
+struct tally_counter;
+struct tally_gauge;
+struct tally_sgauge;
+struct tally_session_table;
 
 /* Configuration; zero-initialise and set what you need. Every 0 means the default. */
 struct tally_writebehind_config {
 	int64_t interval_ms;        /* flush period; default 100 */
+	int64_t collect_ms;         /* session feeds are collected this often; default 2 */
 	int64_t heartbeat_ms;       /* lease renewal when idle; default 1000 (keep <= ttl / 3) */
 	int64_t backoff_base_ms;    /* first retry delay bound; default 10 */
 	int64_t backoff_cap_ms;     /* largest retry delay; default 5000 */
@@ -180,6 +193,7 @@ struct tally_writebehind_stats {
 	int64_t epochs;             /* writer epochs opened (1 + recoveries) */
 	int64_t fenced;             /* EFENCED recoveries */
 	int64_t resent_after_fence; /* pending batches whose deltas were re-sent in a new epoch */
+	int64_t fence_unresolved;   /* ... of them possibly landed before (see Exactly once) */
 	int64_t transient_errors;
 	int64_t permanent_errors;
 	int last_error;             /* enum tally_err of the last failure, 0 if none */

@@ -117,13 +117,6 @@ static void note_contact(struct tally_writebehind *wb)
 
 /* ---- acknowledgement ------------------------------------------------------------------- */
 
-static void note_latency(struct tally_writebehind *wb, int64_t us)
-{
-	wb->latency_us[wb->latency_count++ % WB_LATENCY_WINDOW] = us;
-	if (us > wb->stats.flush_latency_max_us)
-		wb->stats.flush_latency_max_us = us;
-}
-
 /* Lock held: the pending batch is in the store (acknowledged now, or found to have landed). */
 static void acknowledge(struct tally_writebehind *wb, const struct tally_store_flush_result *r)
 {
@@ -148,23 +141,32 @@ static void acknowledge(struct tally_writebehind *wb, const struct tally_store_f
 
 /* ---- epochs ------------------------------------------------------------------------------ */
 
+static const char unresolved_text[] =
+	"writer fenced by another handle of its id while a flush was unresolved: the store "
+	"keeps no seq of the superseded epoch, so its counter deltas were re-sent (they may "
+	"count twice)";
+
 /* Lock held: a new epoch. The pending batch of the old one landed iff the store had applied
  * its seq under that epoch (store.h, struct tally_store_epoch_info); if not, its deltas and
  * records go back to be sent again. Gauges and records are republished either way: the new
- * epoch removed this writer's gauge contributions and connection records. */
-static void enter_epoch(struct tally_writebehind *wb, const struct tally_store_epoch_info *info)
+ * epoch removed this writer's gauge contributions and connection records. When the prior
+ * epoch is not ours (another handle opened the id after us), the store cannot tell whether
+ * a batch that failed ambiguously landed: it is re-sent and reported. Returns true then. */
+static bool enter_epoch(struct tally_writebehind *wb, const struct tally_store_epoch_info *info)
 {
 	struct wb_batch *batch = &wb->batch;
-	bool had_epoch = wb->epoch != 0;
+	bool had_epoch = wb->epoch != 0, unresolved = false;
 
 	if (batch->pending) {
 		if (info->prior_epoch == batch->epoch && info->prior_last_seq >= batch->seq) {
 			acknowledge(wb, NULL);
 		} else {
+			unresolved = info->prior_epoch != batch->epoch && batch->ambiguous;
 			tally__wb_requeue_values(wb);
 			tally__wb_requeue_records(wb);
 			batch->pending = false;
 			wb->stats.resent_after_fence++;
+			wb->stats.fence_unresolved += unresolved;
 		}
 	}
 	wb->epoch = info->epoch;
@@ -176,12 +178,14 @@ static void enter_epoch(struct tally_writebehind *wb, const struct tally_store_e
 		wb->republish = true;
 	}
 	note_contact(wb);
+	return unresolved;
 }
 
 static void open_writer(struct tally_writebehind *wb)
 {
 	struct tally_store_epoch_info info;
 	int err = tally_store_writer_open(wb->store, &info);
+	bool unresolved;
 
 	if (err == TALLY_ESTATE) {
 		/* the handle still holds the fenced epoch: let it go, then open anew */
@@ -193,8 +197,10 @@ static void open_writer(struct tally_writebehind *wb)
 		return;
 	}
 	pthread_mutex_lock(&wb->lock);
-	enter_epoch(wb, &info);
+	unresolved = enter_epoch(wb, &info);
 	pthread_mutex_unlock(&wb->lock);
+	if (unresolved && wb->config.on_error)
+		wb->config.on_error(TALLY_EFENCED, unresolved_text, wb->config.callback_arg);
 }
 
 static void fenced(struct tally_writebehind *wb)
@@ -226,15 +232,19 @@ static void build(struct tally_writebehind *wb)
 	err = tally__wb_take_values(wb);
 	if (err != TALLY_OK)
 		note_failure(wb, err, "writebehind: a key could not be read (left for later)");
-	batch->complete = tally__wb_take_records(wb) && err == TALLY_OK;
+	/* complete: nothing left behind, and no delete dropped past the bound (W3) */
+	batch->complete = tally__wb_take_records(wb) && err == TALLY_OK && !wb->tombstones_over;
 	batch->built_ms = tally__wb_now_ms();
 	batch->gen = gen;
 	if (batch->delta_count + batch->gauge_count + batch->record_count == 0) {
-		if (batch->complete) {
-			if (gen > wb->done_gen)
-				wb->done_gen = gen;
+		/* Nothing changed since the last acknowledgement. A flush request is answered
+		 * only once a heartbeat confirms the epoch still holds what was acknowledged
+		 * (a reaped writer's gauges and records are gone from the store). */
+		if (batch->complete && gen > wb->done_gen) {
+			wb->confirm_gen = gen;
+			wb->confirm_ms = batch->built_ms;
+		} else if (batch->complete) {
 			wb->durable_ms = batch->built_ms;
-			pthread_cond_broadcast(&wb->done);
 		}
 		return;
 	}
@@ -242,6 +252,7 @@ static void build(struct tally_writebehind *wb)
 	batch->seq = wb->last_seq + 1;
 	batch->epoch = wb->epoch;
 	batch->attempts = 0;
+	batch->ambiguous = false;
 }
 
 /* Sends the pending batch once. Returns true if more work is ready at once. */
@@ -267,7 +278,7 @@ static bool send(struct tally_writebehind *wb)
 	if (batch->attempts++ > 0)
 		wb->stats.retries++;
 	if (err == TALLY_OK) {
-		note_latency(wb, now_us() - started);
+		tally__wb_note_latency(wb, now_us() - started);
 		note_contact(wb);
 		acknowledge(wb, &result);
 		more = !batch->complete || wb->request_gen > wb->done_gen;
@@ -279,6 +290,8 @@ static bool send(struct tally_writebehind *wb)
 		fenced(wb);
 		return true;
 	}
+	if (err == TALLY_EUNAVAIL || err == TALLY_ETIMEDOUT)
+		batch->ambiguous = true; /* it may have landed: only its seq can tell */
 	report_failure(wb, err);
 	return false;
 }
@@ -295,6 +308,11 @@ static void heartbeat(struct tally_writebehind *wb)
 		pthread_mutex_lock(&wb->lock);
 		wb->stats.heartbeats++;
 		note_contact(wb);
+		if (wb->confirm_gen > wb->done_gen) { /* see build */
+			wb->done_gen = wb->confirm_gen;
+			wb->durable_ms = wb->confirm_ms;
+			pthread_cond_broadcast(&wb->done);
+		}
 		pthread_mutex_unlock(&wb->lock);
 	}
 }
@@ -309,10 +327,19 @@ static void notify_backpressure(struct tally_writebehind *wb, bool due, size_t t
 /* One step (see the top of the file). Returns true if more work is ready at once. */
 static bool step(struct tally_writebehind *wb)
 {
-	bool pending, due, idle;
+	bool pending, due, idle, confirm;
 	size_t tombstones;
 	int err;
 
+	/* the feeds are collected at every step, backing off or not: a queued object that was
+	 * deleted waits for its collection to be freed (F1) */
+	pthread_mutex_lock(&wb->lock);
+	tally__wb_collect(wb);
+	due = wb->backpressure_notify;
+	wb->backpressure_notify = false;
+	tombstones = wb->pending_tombstones;
+	pthread_mutex_unlock(&wb->lock);
+	notify_backpressure(wb, due, tombstones);
 	if (tally__wb_now_ms() < wb->next_try_ms)
 		return false;
 	if (!wb->writer_open) {
@@ -326,6 +353,7 @@ static bool step(struct tally_writebehind *wb)
 	if (!wb->batch.pending)
 		build(wb);
 	pending = wb->batch.pending;
+	confirm = !pending && wb->confirm_gen > wb->done_gen;
 	idle = !pending && wb->tombstones_over;
 	due = wb->backpressure_notify;
 	wb->backpressure_notify = false;
@@ -339,24 +367,32 @@ static bool step(struct tally_writebehind *wb)
 			report_failure(wb, err);
 		return false;
 	}
-	if (tally__wb_now_ms() - wb->last_contact_ms >= wb->config.heartbeat_ms)
+	if (confirm || tally__wb_now_ms() - wb->last_contact_ms >= wb->config.heartbeat_ms)
 		heartbeat(wb);
 	return false;
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
-/* Lock held: sleeps until the next step is due (an interval, the backoff, a request). */
+/* Lock held: sleeps until the next step is due: an interval (also while backing off), or a
+ * request once the backoff is over. With tables attached it wakes every collect_ms between
+ * steps to collect their feeds: a deleted object still in a feed waits for its collection
+ * to be freed (F1), so the collection period bounds that memory to the deletes of one
+ * period, not of one flush interval. */
 static void wait_for_step(struct tally_writebehind *wb)
 {
 	int64_t now = tally__wb_now_ms();
-	int64_t due = now < wb->next_try_ms ? wb->next_try_ms : now + wb->config.interval_ms;
+	int64_t due = now + wb->config.interval_ms, collect_at = now + wb->config.collect_ms;
 	struct timespec at;
 
 	while (!wb->stopping && now < due) {
 		if (wb->request_gen > wb->done_gen && now >= wb->next_try_ms)
 			return;
-		at = deadline_after_ms(due - now);
+		if (wb->feeds && now >= collect_at) {
+			tally__wb_collect(wb);
+			collect_at = now + wb->config.collect_ms;
+		}
+		at = deadline_after_ms((wb->feeds && collect_at < due ? collect_at : due) - now);
 		pthread_cond_timedwait(&wb->wake, &wb->lock, &at);
 		now = tally__wb_now_ms();
 	}
@@ -432,11 +468,14 @@ static void *thread_main(void *arg)
 
 static int apply_defaults(struct tally_writebehind_config *config)
 {
-	if (config->interval_ms < 0 || config->heartbeat_ms < 0 || config->backoff_base_ms < 0 ||
+	if (config->interval_ms < 0 || config->collect_ms < 0 || config->heartbeat_ms < 0 ||
+	    config->backoff_base_ms < 0 ||
 	    config->backoff_cap_ms < 0 || config->shutdown_timeout_ms < 0)
 		return TALLY_EINVAL;
 	if (!config->interval_ms)
 		config->interval_ms = 100;
+	if (!config->collect_ms)
+		config->collect_ms = 2;
 	if (!config->heartbeat_ms)
 		config->heartbeat_ms = 1000;
 	if (!config->backoff_base_ms)
@@ -549,111 +588,7 @@ int tally_writebehind_destroy(struct tally_writebehind *wb)
 	return err;
 }
 
-/* ---- registration (the calls of tally/writebehind.h) ------------------------------------ */
-
-static int locked_call(struct tally_writebehind *wb, int (*call)(struct tally_writebehind *wb,
-								  void *arg),
-		       void *arg)
-{
-	int err;
-
-	if (!wb)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&wb->lock);
-	err = wb->stopping ? TALLY_ESTATE : call(wb, arg);
-	pthread_mutex_unlock(&wb->lock);
-	return err;
-}
-
-struct key_call {
-	enum wb_kind kind;
-	const char *key;
-	size_t key_len;
-	void *source;
-	int64_t *amount;
-};
-
-static int add_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	return tally__wb_add(wb, call->kind, call->key, call->key_len, call->source);
-}
-
-static int remove_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	return tally__wb_remove(wb, call->kind == WB_COUNTER, call->key, call->key_len);
-}
-
-static int unflushed_call(struct tally_writebehind *wb, void *arg)
-{
-	struct key_call *call = arg;
-
-	if (!call->amount || !call->key)
-		return TALLY_EINVAL;
-	return tally__wb_unflushed(wb, call->kind == WB_COUNTER, call->key, call->key_len,
-				   call->amount);
-}
-
-int tally_writebehind_add_counter(struct tally_writebehind *wb, const char *key, size_t key_len,
-				  struct tally_counter *counter)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, counter, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_add_gauge(struct tally_writebehind *wb, const char *key, size_t key_len,
-				struct tally_gauge *gauge)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, gauge, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_add_sgauge(struct tally_writebehind *wb, const char *key, size_t key_len,
-				 struct tally_sgauge *gauge)
-{
-	struct key_call call = { WB_SGAUGE, key, key_len, gauge, NULL };
-
-	return locked_call(wb, add_call, &call);
-}
-
-int tally_writebehind_remove_counter(struct tally_writebehind *wb, const char *key,
-				     size_t key_len)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, NULL, NULL };
-
-	return locked_call(wb, remove_call, &call);
-}
-
-int tally_writebehind_remove_gauge(struct tally_writebehind *wb, const char *key,
-				   size_t key_len)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, NULL, NULL };
-
-	return locked_call(wb, remove_call, &call);
-}
-
-int tally_writebehind_unflushed_counter(struct tally_writebehind *wb, const char *key,
-					size_t key_len, int64_t *amount)
-{
-	struct key_call call = { WB_COUNTER, key, key_len, NULL, amount };
-
-	return locked_call(wb, unflushed_call, &call);
-}
-
-int tally_writebehind_unflushed_gauge(struct tally_writebehind *wb, const char *key,
-				      size_t key_len, int64_t *amount)
-{
-	struct key_call call = { WB_GAUGE, key, key_len, NULL, amount };
-
-	return locked_call(wb, unflushed_call, &call);
-}
-
-/* ---- flush and stats ----------------------------------------------------------------- */
+/* ---- flush ----------------------------------------------------------------- */
 
 int tally_writebehind_flush(struct tally_writebehind *wb, int64_t timeout_ms)
 {
@@ -685,45 +620,4 @@ int tally_writebehind_flush(struct tally_writebehind *wb, int64_t timeout_ms)
 	}
 	pthread_mutex_unlock(&wb->lock);
 	return err;
-}
-
-static int compare_int64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Lock held: p50 and p99 of the latency window. */
-static void latency_percentiles(struct tally_writebehind *wb,
-				struct tally_writebehind_stats *stats)
-{
-	size_t count = wb->latency_count < WB_LATENCY_WINDOW ? (size_t)wb->latency_count
-							      : WB_LATENCY_WINDOW;
-	int64_t sorted[WB_LATENCY_WINDOW];
-
-	if (count == 0)
-		return;
-	memcpy(sorted, wb->latency_us, count * sizeof(*sorted));
-	qsort(sorted, count, sizeof(*sorted), compare_int64);
-	stats->flush_latency_p50_us = sorted[(count - 1) / 2];
-	stats->flush_latency_p99_us = sorted[(count - 1) * 99 / 100];
-}
-
-int tally_writebehind_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats)
-{
-	if (!wb || !stats)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&wb->lock);
-	*stats = wb->stats;
-	latency_percentiles(wb, stats);
-	stats->lag_ms = tally__wb_now_ms() - wb->durable_ms;
-	stats->pending_records = (int64_t)wb->pending_records;
-	stats->pending_tombstones = (int64_t)wb->pending_tombstones;
-	stats->backpressure = wb->tombstones_over;
-	stats->writer_open = wb->writer_open;
-	stats->epoch = wb->epoch;
-	stats->last_seq = wb->last_seq;
-	pthread_mutex_unlock(&wb->lock);
-	return TALLY_OK;
 }

@@ -84,6 +84,7 @@ struct wb_batch {
 	uint64_t gen;             /* flush requests it answers (wb->request_gen at build) */
 	int64_t built_ms;         /* monotonic ms of the build: what was durable by then */
 	int64_t attempts;         /* store calls made for it */
+	bool ambiguous;           /* a call failed with an outcome unknown (may have landed) */
 	struct tally_store_delta *deltas;
 	struct tally_store_gauge *gauges;
 	struct tally_store_record *records;
@@ -128,6 +129,8 @@ struct tally_writebehind {
 
 	/* flush requests */
 	uint64_t request_gen, done_gen;
+	uint64_t confirm_gen;                  /* answered by the next good heartbeat */
+	int64_t confirm_ms;
 	uint64_t permanent_gen;                /* bumped at each permanent error */
 	int permanent_err;
 	int64_t durable_ms;                    /* everything before this was acknowledged */
@@ -140,6 +143,9 @@ struct tally_writebehind {
 /* flusher.c */
 int64_t tally__wb_now_ms(void);
 void tally__wb_wake(struct tally_writebehind *wb);
+
+/* stats.c, lock held */
+void tally__wb_note_latency(struct tally_writebehind *wb, int64_t us);
 
 /* registry.c: lock held unless said otherwise */
 int tally__wb_add(struct tally_writebehind *wb, enum wb_kind kind, const char *key,

@@ -398,6 +398,8 @@ int tally_writebehind_remove_sessions(struct tally_writebehind *wb,
 	pthread_mutex_unlock(&wb->lock);
 	urcu_memb_synchronize_rcu(); /* no push is in flight any more */
 	pthread_mutex_lock(&wb->lock);
+	while (wb->reconciling) /* one may have begun meanwhile, with this table */
+		pthread_cond_wait(&wb->done, &wb->lock);
 	collect_feed(wb, feed);
 	err = copy_out(wb, feed);
 	if (err == TALLY_OK) {

@@ -373,3 +373,107 @@ void tally__wb_registry_free(struct tally_writebehind *wb)
 	free_registry(&wb->counters);
 	free_registry(&wb->gauges);
 }
+
+/* ---- the calls of tally/writebehind.h -------------------------------------------------- */
+
+static int locked_call(struct tally_writebehind *wb, int (*call)(struct tally_writebehind *wb,
+								  void *arg),
+		       void *arg)
+{
+	int err;
+
+	if (!wb)
+		return TALLY_EINVAL;
+	pthread_mutex_lock(&wb->lock);
+	err = wb->stopping ? TALLY_ESTATE : call(wb, arg);
+	pthread_mutex_unlock(&wb->lock);
+	return err;
+}
+
+struct key_call {
+	enum wb_kind kind;
+	const char *key;
+	size_t key_len;
+	void *source;
+	int64_t *amount;
+};
+
+static int add_call(struct tally_writebehind *wb, void *arg)
+{
+	struct key_call *call = arg;
+
+	return tally__wb_add(wb, call->kind, call->key, call->key_len, call->source);
+}
+
+static int remove_call(struct tally_writebehind *wb, void *arg)
+{
+	struct key_call *call = arg;
+
+	return tally__wb_remove(wb, call->kind == WB_COUNTER, call->key, call->key_len);
+}
+
+static int unflushed_call(struct tally_writebehind *wb, void *arg)
+{
+	struct key_call *call = arg;
+
+	if (!call->amount || !call->key)
+		return TALLY_EINVAL;
+	return tally__wb_unflushed(wb, call->kind == WB_COUNTER, call->key, call->key_len,
+				   call->amount);
+}
+
+int tally_writebehind_add_counter(struct tally_writebehind *wb, const char *key, size_t key_len,
+				  struct tally_counter *counter)
+{
+	struct key_call call = { WB_COUNTER, key, key_len, counter, NULL };
+
+	return locked_call(wb, add_call, &call);
+}
+
+int tally_writebehind_add_gauge(struct tally_writebehind *wb, const char *key, size_t key_len,
+				struct tally_gauge *gauge)
+{
+	struct key_call call = { WB_GAUGE, key, key_len, gauge, NULL };
+
+	return locked_call(wb, add_call, &call);
+}
+
+int tally_writebehind_add_sgauge(struct tally_writebehind *wb, const char *key, size_t key_len,
+				 struct tally_sgauge *gauge)
+{
+	struct key_call call = { WB_SGAUGE, key, key_len, gauge, NULL };
+
+	return locked_call(wb, add_call, &call);
+}
+
+int tally_writebehind_remove_counter(struct tally_writebehind *wb, const char *key,
+				     size_t key_len)
+{
+	struct key_call call = { WB_COUNTER, key, key_len, NULL, NULL };
+
+	return locked_call(wb, remove_call, &call);
+}
+
+int tally_writebehind_remove_gauge(struct tally_writebehind *wb, const char *key,
+				   size_t key_len)
+{
+	struct key_call call = { WB_GAUGE, key, key_len, NULL, NULL };
+
+	return locked_call(wb, remove_call, &call);
+}
+
+int tally_writebehind_unflushed_counter(struct tally_writebehind *wb, const char *key,
+					size_t key_len, int64_t *amount)
+{
+	struct key_call call = { WB_COUNTER, key, key_len, NULL, amount };
+
+	return locked_call(wb, unflushed_call, &call);
+}
+
+int tally_writebehind_unflushed_gauge(struct tally_writebehind *wb, const char *key,
+				      size_t key_len, int64_t *amount)
+{
+	struct key_call call = { WB_GAUGE, key, key_len, NULL, amount };
+
+	return locked_call(wb, unflushed_call, &call);
+}
