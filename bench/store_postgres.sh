@@ -11,7 +11,7 @@ shift
 if [ ! -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ]; then
 	exec "$program" "$@"
 fi
-dir=$(sh "$srcdir/scripts/pg-cluster.sh" start on) || exit 1
+dir=$(TALLY_PG_OWNER_PID=$$ sh "$srcdir/scripts/pg-cluster.sh" start on) || exit 1
 trap 'sh "$srcdir/scripts/pg-cluster.sh" stop "$dir"' EXIT
 trap 'exit 1' HUP INT TERM
 . "$dir/env"

@@ -18,7 +18,8 @@
 #   TALLY_PG_RO_URL    the same database as tally_ro, a role that may only read
 #   TALLY_PG_ADMIN_URL the bootstrap superuser over the Unix socket (no password)
 #   TALLY_PG_HOST, TALLY_PG_PORT, TALLY_PG_PASSWORD, TALLY_PG_DIR
-# Passwords are random per cluster and live only in DIR (mode 0700). Run as root, the
+# Passwords are random per cluster and live only in DIR (mode 0700). TALLY_PG_OWNER_PID: see
+# watch_owner below. Run as root, the
 # server runs as the `postgres` user (PostgreSQL refuses root): DIR is chowned to it.
 set -eu
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -99,7 +100,20 @@ TALLY_PG_ADMIN_URL='postgresql:host=$dir port=$port user=tally_admin dbname=tall
 export TALLY_PG_DIR TALLY_PG_HOST TALLY_PG_PORT TALLY_PG_PASSWORD TALLY_PG_URL
 export TALLY_PG_RO_URL TALLY_PG_ADMIN_URL
 EOF
+	watch_owner "$dir"
 	echo "$dir"
+}
+
+# With TALLY_PG_OWNER_PID set (the wrappers pass their own pid), a watcher stops and removes
+# the cluster once that process is gone, even if it was SIGKILLed and its trap never ran.
+watch_owner() { # watch_owner DIR
+	[ -n "${TALLY_PG_OWNER_PID:-}" ] || return 0
+	(
+		while kill -0 "$TALLY_PG_OWNER_PID" 2>/dev/null && [ -d "$1" ]; do
+			sleep 2
+		done
+		[ -d "$1" ] && stop "$1"
+	) </dev/null >/dev/null 2>&1 &
 }
 
 stop() { # stop DIR: never fails, so it is safe in a trap

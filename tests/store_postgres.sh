@@ -13,7 +13,7 @@ if [ ! -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ]; then
 	echo "1..0 # SKIP PostgreSQL 15 is not installed (apt-get install postgresql-15)"
 	exit 0
 fi
-dir=$(sh "$cluster_script" start off) || {
+dir=$(TALLY_PG_OWNER_PID=$$ sh "$cluster_script" start off) || {
 	echo "Bail out! could not start a PostgreSQL cluster"
 	exit 1
 }

@@ -3,7 +3,8 @@
  * lib/store/postgres_internal.h: what the PostgreSQL backend's files share (docs/store-
  * postgres.md). postgres.c owns the connection pool, the call loop (deadline, reconnect,
  * backoff with full jitter) and the SQLSTATE mapping; postgres_writer.c the writer, flush,
- * reads and takes; postgres_lease.c the lease provider; postgres_sql.c the statements.
+ * reap and takes; postgres_read.c the reads; postgres_lease.c the lease provider;
+ * postgres_sql.c the statements; postgres_params.c the parameter encoding.
  *
  * A call runs as pg_run(store, body, arg): it checks a connection out of the pool (one
  * caller per connection), runs body, and if body failed with a retryable outcome (the
@@ -74,6 +75,9 @@ int tally__pg_query(struct pg_store *store, const char *name, int count,
 /* Runs a plain SQL command without parameters (BEGIN, COMMIT, ROLLBACK). */
 int tally__pg_command(struct pg_call *call, const char *sql);
 
+/* Ends the body's transaction after a failure that left it open and healthy; returns err. */
+int tally__pg_rollback_with(struct pg_call *call, int err);
+
 /* Records `text` (scrubbed of the password) as the calling thread's last error. */
 void tally__pg_set_error(struct pg_store *store, const char *text);
 void tally__pg_set_errorf(struct pg_store *store, const char *format, ...)
@@ -94,6 +98,13 @@ void tally__pg_array_add_bool(struct pg_array *array, bool value);
 /* Fills in the element count; returns 0, or -1 if an allocation failed. */
 int tally__pg_array_finish(struct pg_array *array);
 void tally__pg_array_free(struct pg_array *array);
+
+/* A number as a text parameter. */
+struct pg_number {
+	char text[24];
+};
+const char *tally__pg_u64_text(struct pg_number *buf, uint64_t value);
+const char *tally__pg_i64_text(struct pg_number *buf, int64_t value);
 
 /* Decodes a bytea result value in hex output ("\x6162") into out (cap bytes). Returns the
  * length, or -1 if malformed or too long. */

@@ -20,15 +20,6 @@
 
 #include "postgres_internal.h"
 
-struct number_text {
-	char text[24];
-};
-
-static const char *u64_text(struct number_text *buf, uint64_t value)
-{
-	snprintf(buf->text, sizeof(buf->text), "%" PRIu64, value);
-	return buf->text;
-}
 
 static uint64_t u64_value(const PGresult *result, int row, int column)
 {
@@ -79,8 +70,8 @@ struct acquire_arg {
 /* A key the upsert just created: count it in the sentinel and check the count. */
 static int count_new_key(struct pg_call *call)
 {
-	struct number_text generation;
-	const char *values[1] = { u64_text(&generation, call->store->lease_generation) };
+	struct pg_number generation;
+	const char *values[1] = { tally__pg_u64_text(&generation, call->store->lease_generation) };
 	int err = TALLY_OK;
 	PGresult *result = tally__pg_exec(call, "tally_lease_count_key", 1, values, NULL, NULL,
 					  &err);
@@ -92,22 +83,16 @@ static int count_new_key(struct pg_call *call)
 	return err ? err : check_sentinel(call);
 }
 
-static int end_transaction(struct pg_call *call, int err)
-{
-	if (!err)
-		return tally__pg_command(call, "COMMIT");
-	if (call->conn && PQtransactionStatus(call->conn) == PQTRANS_INTRANS)
-		tally__pg_command(call, "ROLLBACK");
-	return err;
-}
 
 static int acquire_body(struct pg_call *call, void *arg)
 {
 	struct acquire_arg *acquire = arg;
-	struct number_text min_start, size, issued, generation;
-	const char *values[5] = { acquire->key, u64_text(&min_start, acquire->min_start),
-				  u64_text(&size, acquire->size), u64_text(&issued, acquire->issued),
-				  u64_text(&generation, call->store->lease_generation) };
+	struct pg_number min_start, size, issued, generation;
+	const char *values[5] = {
+		acquire->key, tally__pg_u64_text(&min_start, acquire->min_start),
+		tally__pg_u64_text(&size, acquire->size), tally__pg_u64_text(&issued, acquire->issued),
+		tally__pg_u64_text(&generation, call->store->lease_generation),
+	};
 	int lengths[5] = { (int)acquire->key_len }, formats[5] = { 1 };
 	PGresult *result;
 	int err = tally__pg_command(call, "BEGIN");
@@ -125,7 +110,7 @@ static int acquire_body(struct pg_call *call, void *arg)
 			err = count_new_key(call);
 	}
 	PQclear(result);
-	return end_transaction(call, err);
+	return err ? tally__pg_rollback_with(call, err) : tally__pg_command(call, "COMMIT");
 }
 
 static int pg_lease_acquire(void *impl, const char *key, size_t key_len, uint64_t min_start,
@@ -153,8 +138,9 @@ static int pg_lease_close(void *impl, const char *key, size_t key_len, uint64_t 
 			  uint64_t issued)
 {
 	struct pg_store *store = impl;
-	struct number_text hi, done;
-	const char *values[3] = { key, u64_text(&hi, leased_hi), u64_text(&done, issued) };
+	struct pg_number hi, done;
+	const char *values[3] = { key, tally__pg_u64_text(&hi, leased_hi),
+				  tally__pg_u64_text(&done, issued) };
 	int lengths[3] = { (int)key_len }, formats[3] = { 1 };
 	PGresult *result;
 	int err;

@@ -21,21 +21,7 @@
 #define OID_TEXT 25
 #define TOKEN_BYTES 16
 
-struct number_text {
-	char text[24];
-};
 
-static const char *u64_text(struct number_text *buf, uint64_t value)
-{
-	snprintf(buf->text, sizeof(buf->text), "%" PRIu64, value);
-	return buf->text;
-}
-
-static const char *i64_text(struct number_text *buf, int64_t value)
-{
-	snprintf(buf->text, sizeof(buf->text), "%" PRId64, value);
-	return buf->text;
-}
 
 /* A one-element text[] for the drop statements. */
 static int one_text_array(struct pg_array *array, const char *text)
@@ -69,15 +55,8 @@ static int drop_contributions(struct pg_call *call, const struct pg_array *ids)
 	return err;
 }
 
-/* Ends the caller's transaction after a failure that left it open and healthy. */
-static int rollback_with(struct pg_call *call, int err)
-{
-	if (call->conn && PQtransactionStatus(call->conn) == PQTRANS_INTRANS)
-		tally__pg_command(call, "ROLLBACK");
-	return err;
-}
 
-/* ---- writer_open -------------------------------------------------------------------------- */
+/* ---- writer_open ------------------------------------------------------------------------- */
 
 struct open_arg {
 	const char *writer_id;
@@ -113,8 +92,8 @@ static int find_registration(struct pg_call *call, struct open_arg *open, bool *
 static int writer_open_body(struct pg_call *call, void *arg)
 {
 	struct open_arg *open = arg;
-	struct number_text ttl;
-	const char *values[3] = { open->writer_id, i64_text(&ttl, open->ttl_ms), open->token };
+	struct pg_number ttl;
+	const char *values[3] = { open->writer_id, tally__pg_i64_text(&ttl, open->ttl_ms), open->token };
 	int lengths[3] = { 0, 0, TOKEN_BYTES }, formats[3] = { 0, 0, 1 };
 	PGresult *result;
 	bool found;
@@ -130,12 +109,12 @@ static int writer_open_body(struct pg_call *call, void *arg)
 		return err;
 	result = tally__pg_exec(call, "tally_writer_open", 3, values, lengths, formats, &err);
 	if (!result)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	epoch_info_from(result, &open->info);
 	PQclear(result);
 	err = drop_contributions(call, &open->ids);
 	if (err)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	return tally__pg_command(call, "COMMIT");
 }
 
@@ -161,12 +140,13 @@ int tally__pg_writer_open(void *impl, const char *writer_id, int64_t ttl_ms,
 	return err;
 }
 
-/* ---- heartbeat and writer_close ------------------------------------------------------------ */
+/* ---- heartbeat and writer_close ---------------------------------------------------------- */
 
 int tally__pg_heartbeat(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms)
 {
-	struct number_text epoch_text, ttl;
-	const char *values[3] = { writer_id, u64_text(&epoch_text, epoch), i64_text(&ttl, ttl_ms) };
+	struct pg_number epoch_text, ttl;
+	const char *values[3] = { writer_id, tally__pg_u64_text(&epoch_text, epoch),
+				  tally__pg_i64_text(&ttl, ttl_ms) };
 	PGresult *result;
 	int err = tally__pg_query(impl, "tally_heartbeat", 3, values, NULL, NULL, &result);
 
@@ -204,8 +184,8 @@ struct close_arg {
 static int writer_close_body(struct pg_call *call, void *arg)
 {
 	struct close_arg *close = arg;
-	struct number_text epoch_text;
-	const char *values[2] = { close->writer_id, u64_text(&epoch_text, close->epoch) };
+	struct pg_number epoch_text;
+	const char *values[2] = { close->writer_id, tally__pg_u64_text(&epoch_text, close->epoch) };
 	uint64_t epoch = 0, last_seq;
 	bool reaped = false;
 	PGresult *result;
@@ -215,21 +195,21 @@ static int writer_close_body(struct pg_call *call, void *arg)
 		return err;
 	result = tally__pg_exec(call, "tally_writer_close", 2, values, NULL, NULL, &err);
 	if (!result)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	if (PQntuples(result) != 1) {
 		PQclear(result);
 		/* A retry after our own close landed finds the epoch ended: that is success. */
 		if (call->after_ambiguous &&
 		    read_writer_state(call, close->writer_id, &epoch, &last_seq, &reaped, &err) &&
 		    epoch == close->epoch && reaped)
-			return rollback_with(call, TALLY_OK);
+			return tally__pg_rollback_with(call, TALLY_OK);
 		tally__pg_set_error(call->store, "writer fenced: a newer epoch exists or it was reaped");
-		return rollback_with(call, err ? err : TALLY_EFENCED);
+		return tally__pg_rollback_with(call, err ? err : TALLY_EFENCED);
 	}
 	PQclear(result);
 	err = drop_contributions(call, &close->ids);
 	if (err)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	return tally__pg_command(call, "COMMIT");
 }
 
@@ -247,7 +227,7 @@ int tally__pg_writer_close(void *impl, const char *writer_id, uint64_t epoch)
 	return err;
 }
 
-/* ---- reap ------------------------------------------------------------------------------------ */
+/* ---- reap -------------------------------------------------------------------------------- */
 
 static int reap_body(struct pg_call *call, void *arg)
 {
@@ -260,7 +240,7 @@ static int reap_body(struct pg_call *call, void *arg)
 		return err;
 	result = tally__pg_exec(call, "tally_reap", 0, NULL, NULL, NULL, &err);
 	if (!result)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	tally__pg_array_begin(&ids, OID_TEXT);
 	for (int row = 0; row < PQntuples(result); row++)
 		tally__pg_array_add(&ids, PQgetvalue(result, row, 0),
@@ -273,7 +253,7 @@ static int reap_body(struct pg_call *call, void *arg)
 		err = drop_contributions(call, &ids);
 	tally__pg_array_free(&ids);
 	if (err)
-		return rollback_with(call, err);
+		return tally__pg_rollback_with(call, err);
 	return tally__pg_command(call, "COMMIT");
 }
 
@@ -287,7 +267,7 @@ int tally__pg_reap(void *impl, int64_t *reaped)
 	return err;
 }
 
-/* ---- flush ----------------------------------------------------------------------------------- */
+/* ---- flush ------------------------------------------------------------------------------- */
 
 enum { FLUSH_PARAMS = 26, FLUSH_ARRAYS = 22 };
 
@@ -418,10 +398,10 @@ static int classify_unmatched_flush(struct pg_call *call, struct flush_arg *flus
 static int flush_body(struct pg_call *call, void *arg)
 {
 	struct flush_arg *flush = arg;
-	struct number_text epoch, seq, ttl;
-	const char *values[FLUSH_PARAMS] = { flush->writer_id, u64_text(&epoch, flush->epoch),
-					     u64_text(&seq, flush->seq),
-					     i64_text(&ttl, flush->ttl_ms) };
+	struct pg_number epoch, seq, ttl;
+	const char *values[FLUSH_PARAMS] = { flush->writer_id, tally__pg_u64_text(&epoch, flush->epoch),
+					     tally__pg_u64_text(&seq, flush->seq),
+					     tally__pg_i64_text(&ttl, flush->ttl_ms) };
 	int lengths[FLUSH_PARAMS] = { 0 }, formats[FLUSH_PARAMS] = { 0 };
 	PGresult *result;
 	int err = TALLY_OK;
@@ -461,7 +441,7 @@ int tally__pg_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t t
 	return err;
 }
 
-/* ---- take and give ---------------------------------------------------------------------------- */
+/* ---- take and give ----------------------------------------------------------------------- */
 
 struct take_arg {
 	const char *name;
@@ -474,8 +454,8 @@ struct take_arg {
 static int take_body(struct pg_call *call, void *arg)
 {
 	struct take_arg *take = arg;
-	struct number_text n;
-	const char *values[2] = { take->key, i64_text(&n, take->n) };
+	struct pg_number n;
+	const char *values[2] = { take->key, tally__pg_i64_text(&n, take->n) };
 	int lengths[2] = { (int)take->key_len, 0 }, formats[2] = { 1, 0 };
 	PGresult *result;
 	int err = TALLY_OK;
