@@ -33,7 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store_records.h"
 #include "tap.h"
+#include "store_listeners.h"
 #include "threads.h"
 
 #define WRITERS 3
@@ -579,6 +581,22 @@ static void test_fencing(void)
 	tally_store_close(reaper);
 }
 
+/* After a writer's records leave (reap, a newer epoch, close), each session counts the
+ * listener connections that remain (tests/store_listeners.h). */
+static void test_listener_recount(void)
+{
+	struct tally_store *w = NULL, *w_again = NULL, *x = NULL;
+
+	if (tap_ok(!open_store(&w, "TALLY_DDB_PORT", "basic_", "recount-w", 300, false) &&
+		   !open_store(&w_again, "TALLY_DDB_PORT", "basic_", "recount-w", 300, false) &&
+		   !open_store(&x, "TALLY_DDB_PORT", "basic_", "recount-x", 10000, false),
+		   "recount: three handles"))
+		listeners_recount_case("recount", w, w_again, x, 450); /* ttl + clock_skew_ms */
+	tally_store_close(w);
+	tally_store_close(w_again);
+	tally_store_close(x);
+}
+
 static long proxy_requests(void)
 {
 	char stats[128] = "";
@@ -990,6 +1008,7 @@ int main(int argc, char **argv)
 	test_open_errors();
 	test_basics_and_hostile_keys();
 	test_fencing();
+	test_listener_recount();
 	test_threads();
 	test_series();
 	if (!real_url)

@@ -33,7 +33,9 @@
 #include <tally/sequence.h>
 #include <tally/store.h>
 
+#include "store_records.h"
 #include "tap.h"
+#include "store_listeners.h"
 #include "threads.h"
 
 static const char *url, *ro_url;
@@ -748,6 +750,21 @@ static void killed_child(int ready)
 		pause();
 }
 
+/* After a writer's records leave (reap, a newer epoch, close), each session counts the
+ * listener connections that remain (tests/store_listeners.h). */
+static void test_listener_recount(void)
+{
+	struct tally_store *w = open_store(url, "recount-w", 300, 5000);
+	struct tally_store *w_again = open_store(url, "recount-w", 300, 5000);
+	struct tally_store *x = open_store(url, "recount-x", 10000, 5000);
+
+	if (tap_ok(w && w_again && x, "recount: three handles"))
+		listeners_recount_case("recount", w, w_again, x, 450);
+	tally_store_close(w);
+	tally_store_close(w_again);
+	tally_store_close(x);
+}
+
 static void test_killed_writer(void)
 {
 	struct tally_store *store = open_store(url, NULL, 5000, 5000);
@@ -1023,6 +1040,7 @@ int main(void)
 	test_processes_and_takes();
 	test_restart();
 	test_proxy_faults();
+	test_listener_recount();
 	test_killed_writer();
 	test_sequences();
 	test_refusals();

@@ -25,6 +25,7 @@
 
 #include "store_records.h"
 #include "tap.h"
+#include "store_listeners.h"
 #include "threads.h"
 
 static char tmpdir[256];
@@ -302,6 +303,24 @@ static void test_reap(void)
 	tap_eq(gauge(other, "listeners", NULL), 4, "gauge back to 4");
 	tally_store_close(mortal);
 	tally_store_close(other);
+}
+
+/* ---- listener counts recomputed when a writer's connections leave ---------------------- */
+
+static void test_listener_recount(void)
+{
+	char path[512], url[600];
+	struct tally_store *w, *w_again, *x;
+
+	new_db(path, sizeof(path), url, sizeof(url), NULL);
+	w = open_store(url, "recount-w", 100);
+	w_again = open_store(url, "recount-w", 100);
+	x = open_store(url, "recount-x", 0);
+	if (tap_ok(w && w_again && x, "recount: three handles"))
+		listeners_recount_case("recount", w, w_again, x, 150);
+	tally_store_close(w);
+	tally_store_close(w_again);
+	tally_store_close(x);
 }
 
 /* ---- many threads x many keys x concurrent flushes from several handles ---------------- */
@@ -1298,6 +1317,7 @@ int main(int argc, char **argv)
 	test_generated_id();
 	test_fencing();
 	test_reap();
+	test_listener_recount();
 	test_concurrent();
 	test_hostile_keys();
 	test_take();

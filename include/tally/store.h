@@ -15,7 +15,7 @@
  * - A writer holds a *lease* in the store: an expiry on the store's clock (the server's clock
  *   where the store has one), renewed by every flush and heartbeat. A writer whose lease has
  *   expired is dead; tally_store_reap removes its gauge contributions and its connection
- *   records (with the listener counts they carried) and fences it.
+ *   records (recounting the listeners of its sessions, see Records) and fences it.
  * - Writers send *flushes*: numbered batches (struct tally_store_batch). A flush is applied
  *   exactly once per (writer id, epoch, seq): applying it records seq for the writer in the
  *   same atomic step as its effects (per item on stores without multi-item transactions), and
@@ -29,6 +29,9 @@
  *   sets the writer's contribution). The global value is the sum over live writers.
  * - Records: session and connection records (the fields of tally/session.h's info structs),
  *   latest state wins per key; each row remembers the writer and epoch that wrote it.
+ *   After a writer's records are removed (reap, writer_open fencing older epochs,
+ *   writer_close), every session it wrote or had a listener in stores as listenerCount the
+ *   number of its listener connections that remain (recounted, not decremented).
  * - Takes: a conditional decrement of a counter's total (never below zero), one atomic store
  *   operation, and its reverse (give). They are for fleet-wide floors and rate limits
  *   (escrow); they are not idempotent under an ambiguous failure (TALLY_EUNAVAIL: the take

@@ -155,6 +155,7 @@ struct connection_visit {
 	const char *writer_id; /* drop_connections: collect instead */
 	uint64_t epoch;
 	json_t *deletes;
+	json_t *sessions; /* drop_connections: sessionId -> {} of each listener it deletes */
 };
 
 static int visit_connection(json_t *item, void *arg)
@@ -172,10 +173,13 @@ static int visit_connection(json_t *item, void *arg)
 	c.expires_at = get_num(item, "expiresAt");
 	uint64_t epoch = (uint64_t)get_num(item, "epoch");
 	if (visit->deletes) {
-		if (strcmp(writer, visit->writer_id) == 0 && epoch == visit->epoch)
-			json_array_append_new(visit->deletes,
-					      json_pack("{s:{s:{s:O}}}", "DeleteRequest", "Key",
-							"connectionId", json_object_get(item, "connectionId")));
+		if (strcmp(writer, visit->writer_id) != 0 || epoch != visit->epoch)
+			return 0;
+		json_array_append_new(visit->deletes,
+				      json_pack("{s:{s:{s:O}}}", "DeleteRequest", "Key",
+						"connectionId", json_object_get(item, "connectionId")));
+		if (c.role == TALLY_ROLE_LISTENER && c.session_id[0])
+			json_object_set_new(visit->sessions, c.session_id, json_object());
 		return 0;
 	}
 	return visit->fn(&c, writer, epoch, visit->arg) ? -1000 : 0;
@@ -185,7 +189,7 @@ int tally__ddb_connections(void *impl, const char *session_id, tally_store_conne
 			   void *arg)
 {
 	struct tally__ddb_store *store = impl;
-	struct connection_visit visit = {fn, arg, NULL, 0, NULL};
+	struct connection_visit visit = {fn, arg, NULL, 0, NULL, NULL};
 	json_t *request = tally__ddb_body(store, TALLY__DDB_CONNECTIONS);
 	const char *target = "Scan";
 	if (session_id) {
@@ -230,21 +234,118 @@ int tally__ddb_connections(void *impl, const char *session_id, tally_store_conne
 	return rc == -1000 ? TALLY_OK : rc;
 }
 
+/* ---- listener counts after a writer's connections leave ------------------------------ */
+
+/* The sessions to recount, sessionId -> {"old": the listenerCount seen, "w", "e": the
+ * writer and epoch seen, "n": listener connections counted}. */
+struct recount {
+	const char *writer_id;
+	json_t *sessions;
+};
+
+static int pick_session(json_t *item, void *arg)
+{
+	struct recount *r = arg;
+	const char *id = tally__ddb_get_str(item, "sessionId");
+	const char *writer = tally__ddb_get_str(item, "writerId");
+	json_t *seen = id ? json_object_get(r->sessions, id) : NULL;
+
+	if (!id || !writer || (!seen && strcmp(writer, r->writer_id) != 0))
+		return 0;
+	json_object_set_new(r->sessions, id,
+			    json_pack("{s:O*,s:O*,s:O*,s:i}", "old",
+				      json_object_get(item, "listenerCount"), "w",
+				      json_object_get(item, "writerId"), "e",
+				      json_object_get(item, "epoch"), "n", 0));
+	return 0;
+}
+
+static int count_listener(json_t *item, void *arg)
+{
+	struct recount *r = arg;
+	const char *id = tally__ddb_get_str(item, "sessionId");
+	json_t *seen = id ? json_object_get(r->sessions, id) : NULL;
+
+	if (seen)
+		json_object_set_new(seen, "n",
+				    json_integer(json_integer_value(json_object_get(seen, "n")) + 1));
+	return 0;
+}
+
+/* Sets one session's listenerCount to n unless the item changed since it was read (a
+ * newer put carries its writer's own count, and wins). */
+static int set_listener_count(struct tally__ddb_store *store, const char *id, json_t *seen)
+{
+	json_t *old = json_object_get(seen, "old"), *w = json_object_get(seen, "w");
+	json_t *e = json_object_get(seen, "e");
+	int64_t n = json_integer_value(json_object_get(seen, "n"));
+
+	if (!old || !w || !e)
+		return TALLY_OK; /* not an item tally wrote */
+	json_t *body = tally__ddb_body(store, TALLY__DDB_SESSIONS);
+	json_object_set_new(body, "Key", json_pack("{s:o}", "sessionId", tally__ddb_str(id)));
+	json_object_set_new(body, "UpdateExpression", json_string("SET #c = :n"));
+	json_object_set_new(body, "ConditionExpression",
+			    json_string("#c = :old AND #w = :w AND #e = :e"));
+	json_object_set_new(body, "ExpressionAttributeNames",
+			    json_pack("{s:s,s:s,s:s}", "#c", "listenerCount", "#w", "writerId",
+				      "#e", "epoch"));
+	json_object_set_new(body, "ExpressionAttributeValues",
+			    json_pack("{s:o,s:O,s:O,s:O}", ":n", tally__ddb_num(n), ":old", old,
+				      ":w", w, ":e", e));
+	int rc = tally__ddb_request(store, "UpdateItem", body, NULL);
+	return rc == TALLY__DDB_CONDITION_ERR ? TALLY_OK : rc;
+}
+
+/*
+ * After writer_id's connections of one epoch were deleted: every session it wrote (any
+ * epoch) or had a deleted listener in gets the count of the listener connections left.
+ * Idempotent (a count of what is there), so a cleanup cut short is finished by the next
+ * reap, which runs it again (docs/store-dynamodb.md, "Listener counts").
+ */
+static int recount_listeners(struct tally__ddb_store *store, const char *writer_id,
+			     json_t *sessions)
+{
+	struct recount r = {writer_id, sessions};
+	int rc = tally__ddb_each(store, "Scan", tally__ddb_body(store, TALLY__DDB_SESSIONS),
+				 pick_session, &r);
+	if (rc == TALLY_OK && json_object_size(sessions)) {
+		json_t *scan = tally__ddb_body(store, TALLY__DDB_CONNECTIONS);
+		json_object_set_new(scan, "FilterExpression", json_string("#r = :listener"));
+		json_object_set_new(scan, "ExpressionAttributeNames", json_pack("{s:s}", "#r", "role"));
+		json_object_set_new(scan, "ExpressionAttributeValues",
+				    json_pack("{s:o}", ":listener", tally__ddb_num(TALLY_ROLE_LISTENER)));
+		rc = tally__ddb_each(store, "Scan", scan, count_listener, &r);
+	}
+	const char *id;
+	json_t *seen;
+	json_object_foreach(sessions, id, seen) {
+		if (rc)
+			break;
+		rc = set_listener_count(store, id, seen);
+	}
+	return rc;
+}
+
 int tally__ddb_drop_connections(struct tally__ddb_store *store, const char *writer_id,
 				uint64_t epoch)
 {
 	json_t *w = tally__ddb_str(writer_id);
 	if (!w)
 		return TALLY_OK; /* a non-UTF-8 writer id cannot have written records */
-	struct connection_visit visit = {NULL, NULL, writer_id, epoch, json_array()};
+	struct connection_visit visit = {NULL, NULL, writer_id, epoch, json_array(), json_object()};
 	json_t *scan = tally__ddb_body(store, TALLY__DDB_CONNECTIONS);
 	json_object_set_new(scan, "FilterExpression", json_string("writerId = :w AND epoch = :e"));
 	json_object_set_new(scan, "ExpressionAttributeValues",
 			    json_pack("{s:o,s:o}", ":w", w, ":e", tally__ddb_num((int64_t)epoch)));
 	int rc = tally__ddb_each(store, "Scan", scan, visit_connection, &visit);
 	if (rc == TALLY_OK && json_array_size(visit.deletes))
-		return tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, visit.deletes,
-					      tally__ddb_now_ms() + store->timeout_ms);
-	json_decref(visit.deletes);
+		rc = tally__ddb_batch_write(store, TALLY__DDB_CONNECTIONS, visit.deletes,
+					    tally__ddb_now_ms() + store->timeout_ms);
+	else
+		json_decref(visit.deletes);
+	if (rc == TALLY_OK)
+		rc = recount_listeners(store, writer_id, visit.sessions);
+	json_decref(visit.sessions);
 	return rc;
 }

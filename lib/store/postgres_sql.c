@@ -118,6 +118,16 @@ const struct pg_statement tally__pg_statements[] = {
 	  "SELECT epoch, prior_epoch, prior_last_seq, prior_reaped FROM tally_writers"
 	  " WHERE writer_id = $1 AND open_token = $2" },
 	{ "tally_drop_gauges", "DELETE FROM tally_gauges WHERE writer_id = ANY($1::text[])" },
+	/* Run before tally_drop_connections, in its transaction: every session the writers
+	 * wrote or had a listener in counts the listener connections of other writers, the
+	 * ones that stay. Recounted, not subtracted: a flush may carry a session whose count
+	 * includes a join whose connection record was still waiting for the next flush. */
+	{ "tally_recount_listeners",
+	  "UPDATE tally_sessions s SET listener_count = (SELECT count(*) FROM tally_connections c"
+	  "  WHERE c.session_id = s.session_id AND c.role = 2"
+	  "  AND NOT c.writer_id = ANY($1::text[]))"
+	  " WHERE s.writer_id = ANY($1::text[]) OR s.session_id IN (SELECT session_id"
+	  "  FROM tally_connections WHERE writer_id = ANY($1::text[]) AND role = 2)" },
 	{ "tally_drop_connections",
 	  "DELETE FROM tally_connections WHERE writer_id = ANY($1::text[])" },
 	{ "tally_heartbeat",

@@ -41,17 +41,20 @@ static PGresult *exec_with_array(struct pg_call *call, const char *name,
 }
 
 /* Removes the gauge contributions and connection records of the writers in `ids`, inside
- * the caller's transaction. */
+ * the caller's transaction, and sets the listener_count of each session they wrote or had
+ * a listener in to the listener connections that remain. */
 static int drop_contributions(struct pg_call *call, const struct pg_array *ids)
 {
+	static const char *const steps[] = {
+		"tally_drop_gauges", "tally_recount_listeners", "tally_drop_connections",
+	};
 	int err = TALLY_OK;
-	PGresult *result = exec_with_array(call, "tally_drop_gauges", ids, &err);
 
-	if (result) {
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && !err; i++) {
+		PGresult *result = exec_with_array(call, steps[i], ids, &err);
+
 		PQclear(result);
-		result = exec_with_array(call, "tally_drop_connections", ids, &err);
 	}
-	PQclear(result);
 	return err;
 }
 

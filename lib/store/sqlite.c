@@ -63,11 +63,14 @@ static const char *const statement_sql[S_COUNT] = {
 			     "role, connectedAt, expiresAt, clientAddress, writerId, writerEpoch) "
 			     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[S_CONNECTION_DEL] = "DELETE FROM connections WHERE connectionId = ?1",
-	/* Listener connections leaving with their writer take their count with them. */
-	[S_LISTENERS_FIX] = "UPDATE sessions SET listenerCount = max(0, listenerCount - "
+	/* Run before its connections are deleted: every session the writer wrote or had a
+	 * listener in counts the listener connections of other writers, the ones that stay.
+	 * Recounted, not subtracted: a flush may carry a session whose count includes a join
+	 * whose connection record was still waiting for the next flush. */
+	[S_LISTENERS_FIX] = "UPDATE sessions SET listenerCount = "
 			    "(SELECT count(*) FROM connections c WHERE c.sessionId = "
-			    "sessions.sessionId AND c.writerId = ?1 AND c.role = 2)) "
-			    "WHERE sessionId IN (SELECT sessionId FROM connections "
+			    "sessions.sessionId AND c.role = 2 AND c.writerId <> ?1) "
+			    "WHERE writerId = ?1 OR sessionId IN (SELECT sessionId FROM connections "
 			    "WHERE writerId = ?1 AND role = 2)",
 	[S_CONNECTIONS_OF_WRITER_DEL] = "DELETE FROM connections WHERE writerId = ?1",
 	[S_COUNTERS] = "SELECT key, total FROM counters ORDER BY key",

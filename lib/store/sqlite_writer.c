@@ -91,8 +91,9 @@ static int fence(struct tally__sqlite *s, const char *writer_id, uint64_t epoch,
 	return TALLY_OK;
 }
 
-/* Removes the gauge contributions and connections (with their listener counts) of every
- * epoch of writer_id. */
+/* Removes the gauge contributions and connections of every epoch of writer_id, and sets
+ * the listenerCount of each session it wrote or had a listener in to the listener
+ * connections that remain. */
 static int remove_contributions(struct tally__sqlite *s, const char *writer_id)
 {
 	static const enum tally__sqlite_stmt steps[] = {

@@ -388,15 +388,19 @@ static struct error_slot *find_slot(const void *owner)
 void tally__store_set_error(const void *owner, const char *fmt, ...)
 {
 	struct error_slot *slot = find_slot(owner);
+	char text[TALLY__STORE_ERROR_MAX];
 	va_list ap;
 
+	/* Formatted aside first: an argument may be another owner's text, in the very slot
+	 * the ring is about to give this owner (the store layer copies its backend's text). */
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
 	if (!slot) {
 		slot = &error_slots[error_next++ % ERROR_SLOTS];
 		slot->owner = owner;
 	}
-	va_start(ap, fmt);
-	vsnprintf(slot->text, sizeof(slot->text), fmt, ap);
-	va_end(ap);
+	memcpy(slot->text, text, sizeof(text));
 }
 
 void tally__store_clear_error(const void *owner)
