@@ -339,12 +339,12 @@ static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_
 		len += run.strict_len[t];
 	}
 	/* Drain released numbers: they come back before any fresh one. */
-	while (tally_series_stats(run.strict, &stats) == TALLY_OK && stats.released_pending > 0 &&
+	while (tally_series_get_stats(run.strict, &stats) == TALLY_OK && stats.released_pending > 0 &&
 	       tally_series_next(run.strict, &n) == TALLY_OK)
 		all[len++] = pack(n);
 	violations += (long)duplicates(all, len);
 	gaps = strict_gaps(all, len);
-	tally_series_stats(run.strict, &stats);
+	tally_series_get_stats(run.strict, &stats);
 	*voided = stats.voided;
 	/* Gaps are allowed only where released numbers were voided at a rollover. */
 	if (gaps > (long)stats.voided)

@@ -33,6 +33,7 @@
 
 #include <stdint.h>
 #include <tally/error.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,11 +55,11 @@ int tally_counter_init(struct tally_counter *counter, unsigned slots);
 int tally_counter_destroy(struct tally_counter *counter);
 
 /* Adds `delta` (any int64, 0 included). EOVERFLOW if the thread's slot would overflow. */
-static inline int tally_counter_add(struct tally_counter *counter, int64_t delta);
+TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta);
 /* Subtracts `delta`; EOVERFLOW for INT64_MIN or slot overflow. */
-static inline int tally_counter_sub(struct tally_counter *counter, int64_t delta);
+TALLY__INLINE int tally_counter_sub(struct tally_counter *counter, int64_t delta);
 /* Adds 1. */
-static inline int tally_counter_inc(struct tally_counter *counter);
+TALLY__INLINE int tally_counter_inc(struct tally_counter *counter);
 
 /*
  * A local handle: the calling thread's slot of one counter, bound once, for hot loops.
@@ -71,8 +72,8 @@ static inline int tally_counter_inc(struct tally_counter *counter);
  */
 struct tally_counter_local;
 int tally_counter_local_init(struct tally_counter *counter, struct tally_counter_local *local);
-static inline int tally_counter_local_add(struct tally_counter_local *local, int64_t delta);
-static inline int tally_counter_local_inc(struct tally_counter_local *local);
+TALLY__INLINE int tally_counter_local_add(struct tally_counter_local *local, int64_t delta);
+TALLY__INLINE int tally_counter_local_inc(struct tally_counter_local *local);
 
 /*
  * tally_counter_read: *total = sum of all slots (see "read" above).

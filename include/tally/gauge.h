@@ -43,9 +43,9 @@
 #ifndef TALLY_GAUGE_H
 #define TALLY_GAUGE_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 #include <tally/error.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,7 +57,7 @@ extern "C" {
 
 struct tally_gauge {
 	uint32_t magic;        /* private: alive marker */
-	_Atomic int64_t value; /* private: CAS by every updater */
+	TALLY__ATOMIC(int64_t) value; /* private: CAS by every updater */
 	int64_t floor;         /* private: set at init */
 	int64_t ceiling;       /* private: set at init */
 };
@@ -82,8 +82,8 @@ struct tally_sgauge {
 	int64_t ceiling;                     /* private */
 	struct tally_sgauge_shard *above;    /* private: tokens of value - floor */
 	struct tally_sgauge_shard *headroom; /* private: tokens of ceiling - value; NULL if none */
-	_Atomic uint64_t in_flight;          /* private: multi-shard operations holding tokens */
-	_Atomic uint64_t returns;            /* private: count of token give-backs, for retries */
+	TALLY__ATOMIC(uint64_t) in_flight;          /* private: multi-shard operations holding tokens */
+	TALLY__ATOMIC(uint64_t) returns;            /* private: count of token give-backs, for retries */
 };
 
 /* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2),

@@ -106,6 +106,7 @@
 #include <stdint.h>
 #include <tally/error.h>
 #include <tally/lease.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -227,7 +228,7 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
  * never reset: a cached series' thread-block hit is served without a call; a strict series
  * without a lease is one relaxed load of a read-mostly word and one fetch_add on the series
  * word, calling out only when released numbers wait, at the width limit or after remove. */
-static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
+TALLY__INLINE int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.
  * Errors: EINVAL, EWIDTH (counter above the template's width), ETOOLONG (buffer). */
@@ -256,7 +257,7 @@ int tally_seq_reservation_finish(struct tally_seq_reservation *reservation, bool
 /* Stores the issued watermark in the lease provider (no-op without one), tightening the
  * crash report. Blocking (one provider call). Errors: EIO, ECORRUPT, EDESTROYED. */
 int tally_series_checkpoint(struct tally_series *series);
-int tally_series_stats(const struct tally_series *series, struct tally_series_stats *out);
+int tally_series_get_stats(const struct tally_series *series, struct tally_series_stats *out);
 
 /* Period index of UTC second `now` for a reset rule and offset (exposed for tests and for
  * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER or now < 0. */

@@ -569,7 +569,7 @@ static int close_series(struct tally_series *s, struct tally_series_stats *final
 	int err = TALLY_OK;
 
 	if (final)
-		tally_series_stats(s, final);
+		tally_series_get_stats(s, final);
 	if (s->lease && atomic_load_explicit(&s->lease_calls, memory_order_relaxed) > 0)
 		err = tally_lease_close(s->lease, s->key, s->key_len,
 					atomic_load_explicit(&s->lease_hi, memory_order_relaxed),
@@ -693,7 +693,7 @@ int tally_series_checkpoint(struct tally_series *s)
 	return err;
 }
 
-int tally_series_stats(const struct tally_series *s, struct tally_series_stats *out)
+int tally_series_get_stats(const struct tally_series *s, struct tally_series_stats *out)
 {
 	uint64_t word;
 

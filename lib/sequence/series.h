@@ -15,7 +15,7 @@
 
 /* The series word: (period << SEQ_COUNTER_BITS) | counter. 24 bits of period cover 45,000
  * years of days; 40 bits of counter hold 12 digits plus a maximal lease overshoot. */
-#define SEQ_COUNTER_BITS 40 /* also spelled 40 in tally/static/sequence.h */
+#define SEQ_COUNTER_BITS TALLY__SEQ_COUNTER_BITS /* tally/static/sequence.h */
 #define SEQ_COUNTER_MASK ((UINT64_C(1) << SEQ_COUNTER_BITS) - 1)
 #define SEQ_PACK(period, counter) (((uint64_t)(period) << SEQ_COUNTER_BITS) | (counter))
 #define SEQ_PERIOD(word) ((uint32_t)((word) >> SEQ_COUNTER_BITS))
