@@ -457,7 +457,7 @@ static void lfht_free_connection(struct rcu_head *rcu)
 	free(caa_container_of(rcu, struct lfht_connection, rcu));
 }
 
-/* init_size as tally_rcu_map_init_sized picks it: a power of two >= the expected count. */
+/* init_size as tally__rcu_map_init_sized picks it: a power of two >= the expected count. */
 static struct cds_lfht *lfht_new(unsigned long expected)
 {
 	unsigned long buckets = 64;

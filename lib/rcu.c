@@ -142,7 +142,7 @@ int tally_rcu_thread_is_registered(void)
 	return thread_registered;
 }
 
-void tally_rcu_ensure_registered(void)
+void tally__rcu_ensure_registered(void)
 {
 	if (!thread_registered)
 		tally_rcu_thread_register();
@@ -150,7 +150,7 @@ void tally_rcu_ensure_registered(void)
 
 void tally_rcu_read_lock(void)
 {
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	urcu_memb_read_lock();
 	read_depth++;
 }
@@ -285,11 +285,11 @@ static struct retire_block *block_filled(struct retire_block *block)
  * malloc (the allocator's own locking) every RETIRE_BATCH retires and a call_rcu (default
  * mode) or, in inline mode, a grace period every INLINE_BLOCKS * RETIRE_BATCH retires, which
  * waits at the thread's outermost read-side unlock (or here, outside any section). */
-void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
+void tally__rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
 {
 	struct retire_block *block, *fresh;
 
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	rcu->reclaim = reclaim;
 	TALLY_TSAN_RELEASE(rcu); /* the object's last write: pairs with run_chain / run_one */
 	if (exit_key_ready && !my_batch.listed)
@@ -339,7 +339,7 @@ int tally_rcu_thread_set_reclaim(int mode)
 		return TALLY_EINVAL;
 	if (read_depth > 0)
 		return TALLY_EBUSY;
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	if (reclaim_inline && mode == TALLY_RCU_RECLAIM_DEFERRED)
 		flush_own_batch();
 	reclaim_inline = mode == TALLY_RCU_RECLAIM_INLINE;
@@ -386,7 +386,7 @@ int tally_rcu_barrier(void)
 {
 	if (read_depth > 0)
 		return TALLY_EBUSY;
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	flush_all_batches();
 	urcu_memb_barrier();
 	return TALLY_OK;

@@ -21,12 +21,12 @@ static int64_t realtime_ms(void *unused)
 	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-int64_t tally_session_now(const struct tally_session_table *table)
+int64_t tally__session_now(const struct tally_session_table *table)
 {
 	return table->config.now_ms(table->config.clock_arg);
 }
 
-int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
+int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
 {
 	if (ttl == 0)
 		ttl = default_ttl;
@@ -40,10 +40,10 @@ static int expired(int64_t expires_at, int64_t now)
 	return expires_at != 0 && expires_at <= now;
 }
 
-struct session *tally_session_find(struct tally_session_table *table, const char *id,
+struct session *tally__session_find(struct tally_session_table *table, const char *id,
 				   size_t len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->sessions, id, len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&table->sessions, id, len);
 
 	return node ? caa_container_of(node, struct session, node) : NULL;
 }
@@ -78,7 +78,7 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 
 	if (version) {
 		version->len = (uint8_t)len; /* checked: <= TALLY_SESSION_ID_MAX (static assert) */
-		tally_session_copy_string(version->connection_id, connection_id, len);
+		tally__session_copy_string(version->connection_id, connection_id, len);
 	}
 	return version;
 }
@@ -86,10 +86,10 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 static void free_session_object(struct session *session)
 {
 	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
-	struct session_cold *cold = tally_session_cold(session);
+	struct session_cold *cold = tally__session_cold(session);
 
 	free(atomic_load_explicit(&cold->speaker, memory_order_relaxed));
-	tally_free_aligned(cold); /* the allocation starts with the cold line */
+	tally__free_aligned(cold); /* the allocation starts with the cold line */
 }
 
 static void free_session(struct tally_rcu_map_node *node)
@@ -99,7 +99,7 @@ static void free_session(struct tally_rcu_map_node *node)
 
 static void reclaim_session(struct tally_rcu_head *rcu)
 {
-	free_session_object(tally_session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
+	free_session_object(tally__session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
 }
 
 /* The lengths of a create's strings, measured once by the check. */
@@ -114,15 +114,15 @@ static int check_session_params(const struct tally_session_params *params,
 
 	if (!params)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
+	if ((err = tally__session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
 					      &len->id)) ||
-	    (err = tally_session_check_string(params->speaker_connection_id,
+	    (err = tally__session_check_string(params->speaker_connection_id,
 					      TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
-	    (err = tally_session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
+	    (err = tally__session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
 					      &len->user)) ||
-	    (err = tally_session_check_string(params->source_language,
+	    (err = tally__session_check_string(params->source_language,
 					      TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
-	    (err = tally_session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
+	    (err = tally__session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
 					      &len->tier)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
@@ -140,7 +140,7 @@ static struct session *new_session(struct tally_session_table *table,
 				   const struct tally_session_params *params,
 				   const struct session_lengths *len)
 {
-	struct session_cold *cold = tally_alloc_aligned(session_size(len));
+	struct session_cold *cold = tally__alloc_aligned(session_size(len));
 	struct speaker_version *speaker =
 		new_speaker_version(params->speaker_connection_id, len->speaker);
 	struct session *session;
@@ -149,11 +149,11 @@ static struct session *new_session(struct tally_session_table *table,
 	char *text;
 
 	if (!cold || !speaker) {
-		tally_free_aligned(cold);
+		tally__free_aligned(cold);
 		free(speaker);
 		return NULL;
 	}
-	session = tally_session_of_cold(cold);
+	session = tally__session_of_cold(cold);
 	/* checked lengths: each <= UINT8_MAX (static assert in session/internal.h) */
 	session->id_len = (uint8_t)len->id;
 	session->user_len = (uint8_t)len->user;
@@ -163,20 +163,20 @@ static struct session *new_session(struct tally_session_table *table,
 	if (len->id <= SESSION_SHORT_ID)
 		memcpy(session->short_id, params->session_id, len->id);
 	else
-		text = tally_session_pack_string(text, params->session_id, len->id);
-	text = tally_session_pack_string(text, params->speaker_user_id, len->user);
-	text = tally_session_pack_string(text, params->source_language, len->language);
-	tally_session_pack_string(text, params->quality_tier, len->tier);
-	cold->created_at = tally_session_now(table);
-	cold->expires_at = tally_session_expiry(cold->created_at, params->ttl_ms,
+		text = tally__session_pack_string(text, params->session_id, len->id);
+	text = tally__session_pack_string(text, params->speaker_user_id, len->user);
+	text = tally__session_pack_string(text, params->source_language, len->language);
+	tally__session_pack_string(text, params->quality_tier, len->tier);
+	cold->created_at = tally__session_now(table);
+	cold->expires_at = tally__session_expiry(cold->created_at, params->ttl_ms,
 						table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
 	atomic_init(&cold->speaker, speaker);
 	atomic_init(&session->first, NULL);
 	atomic_init(&session->listener_count, 0);
-	tally_lock_init(&session->list_lock);
-	key = tally_session_id(session, &key_len); /* short_id or the packed copy */
-	tally_rcu_map_node_init(&session->node, key, key_len);
+	tally__lock_init(&session->list_lock);
+	key = tally__session_id(session, &key_len); /* short_id or the packed copy */
+	tally__rcu_map_node_init(&session->node, key, key_len);
 	return session;
 }
 
@@ -193,14 +193,14 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 {
 	int64_t removed;
 
-	if (tally_rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
+	if (tally__rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
 		return TALLY_ENOTFOUND;
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(session);
-	removed = tally_connection_remove_all(table, session, NULL);
-	tally_lock_release(&session->list_lock);
+	removed = tally__connection_remove_all(table, session, NULL);
+	tally__lock_release(&session->list_lock);
 	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
-	tally_rcu_retire(&tally_session_cold(session)->rcu, reclaim_session); /* I4 */
+	tally__rcu_retire(&tally__session_cold(session)->rcu, reclaim_session); /* I4 */
 	if (connections_deleted)
 		*connections_deleted = removed;
 	return TALLY_OK;
@@ -215,10 +215,10 @@ static int find_locked(struct tally_session_table *table, const char *session_id
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
+	if ((err = tally__session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	*session = tally_session_find(table, session_id, len);
+	*session = tally__session_find(table, session_id, len);
 	if (*session)
 		return TALLY_OK;
 	tally_rcu_read_unlock();
@@ -252,16 +252,16 @@ int tally_session_table_create(struct tally_session_table **out,
 		free(table);
 		return TALLY_ENOMEM;
 	}
-	if (tally_rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
+	if (tally__rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
 	    TALLY_OK) {
 		tally_counter_destroy(&table->connection_total);
 		tally_counter_destroy(&table->session_total);
 		free(table);
 		return TALLY_ENOMEM;
 	}
-	if (tally_rcu_map_init_sized(&table->connections,
+	if (tally__rcu_map_init_sized(&table->connections,
 				     table->config.expected_connections) != TALLY_OK) {
-		tally_rcu_map_destroy(&table->sessions, NULL);
+		tally__rcu_map_destroy(&table->sessions, NULL);
 		tally_counter_destroy(&table->connection_total);
 		tally_counter_destroy(&table->session_total);
 		free(table);
@@ -294,8 +294,8 @@ int tally_session_table_destroy(struct tally_session_table *table)
 	if (running)
 		tally_session_sweeper_stop(table);
 	/* connections first: their reclaims are queued before the sessions they point at */
-	tally_rcu_map_destroy(&table->connections, tally_connection_free);
-	tally_rcu_map_destroy(&table->sessions, free_session);
+	tally__rcu_map_destroy(&table->connections, tally__connection_free);
+	tally__rcu_map_destroy(&table->sessions, free_session);
 	pthread_cond_destroy(&table->sweeper_wake);
 	pthread_mutex_destroy(&table->sweeper_lock);
 	tally_counter_destroy(&table->connection_total);
@@ -333,7 +333,7 @@ int tally_session_create(struct tally_session_table *table,
 	if (!session)
 		return TALLY_ENOMEM;
 	tally_rcu_read_lock();
-	if (tally_rcu_map_insert_unique(&table->sessions, &session->node) != &session->node)
+	if (tally__rcu_map_insert_unique(&table->sessions, &session->node) != &session->node)
 		err = TALLY_EEXIST;
 	else
 		tally_counter_inc(&table->session_total);
@@ -357,19 +357,19 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	cold = tally_session_cold(session);
+	cold = tally__session_cold(session);
 	/* the strings are immutable once published; each is copied by its stored length */
-	id = tally_session_id(session, &id_len);
-	tally_session_copy_string(info->session_id, id, id_len);
-	tally_session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
-	tally_session_copy_string(info->source_language, language_of(session),
+	id = tally__session_id(session, &id_len);
+	tally__session_copy_string(info->session_id, id, id_len);
+	tally__session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
+	tally__session_copy_string(info->source_language, language_of(session),
 				  session->language_len);
-	tally_session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
+	tally__session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
 	info->created_at = cold->created_at;
 	info->expires_at = cold->expires_at;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&cold->speaker, memory_order_acquire);
-	tally_session_copy_string(info->speaker_connection_id, speaker->connection_id,
+	tally__session_copy_string(info->speaker_connection_id, speaker->connection_id,
 				  speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	info->listener_count = tally_session_listeners(session);
@@ -423,7 +423,7 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	size_t len;
 	int err;
 
-	if ((err = tally_session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
+	if ((err = tally__session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
 					      &len)))
 		return err;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
@@ -435,9 +435,9 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	} else {
 		/* acq_rel: release publishes the new bytes (pairs with get's acquire); acquire
 		 * orders the old version's last readers before we retire it */
-		old = atomic_exchange_explicit(&tally_session_cold(session)->speaker, version,
+		old = atomic_exchange_explicit(&tally__session_cold(session)->speaker, version,
 					       memory_order_acq_rel);
-		tally_rcu_retire(&old->rcu, free_speaker_version);
+		tally__rcu_retire(&old->rcu, free_speaker_version);
 	}
 	tally_rcu_read_unlock();
 	return err;
@@ -450,9 +450,9 @@ int tally_session_mark_inactive(struct tally_session_table *table, const char *s
 
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(session);
-	tally_lock_release(&session->list_lock);
+	tally__lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
@@ -503,16 +503,16 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	/* 1. No join lands after this (I2), so the set notified below only shrinks. */
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(session);
-	tally_lock_release(&session->list_lock);
+	tally__lock_release(&session->list_lock);
 	/* 2. Notify without the lock: a callback may disconnect connections itself. */
-	tally_connection_visit_session(session, &listeners, notify_listener, &state);
+	tally__connection_visit_session(session, &listeners, notify_listener, &state);
 	/* 3. Remove everything that is left (listeners and the speaker's own connection). */
-	tally_lock_acquire(&session->list_lock);
-	local.connections_deleted = tally_connection_remove_all(table, session, NULL);
-	tally_lock_release(&session->list_lock);
-	local.duration_ms = tally_session_now(table) - tally_session_cold(session)->created_at;
+	tally__lock_acquire(&session->list_lock);
+	local.connections_deleted = tally__connection_remove_all(table, session, NULL);
+	tally__lock_release(&session->list_lock);
+	local.duration_ms = tally__session_now(table) - tally__session_cold(session)->created_at;
 	tally_rcu_read_unlock();
 	if (result)
 		*result = local;
@@ -533,7 +533,7 @@ static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
 	struct connection *connection = caa_container_of(node, struct connection, node);
 
 	if (expired(connection->expires_at, state->now) &&
-	    tally_connection_remove(state->table, connection, 0) == TALLY_OK)
+	    tally__connection_remove(state->table, connection, 0) == TALLY_OK)
 		state->result.connections_deleted++;
 	return 0;
 }
@@ -544,7 +544,7 @@ static int sweep_session(struct tally_rcu_map_node *node, void *arg)
 	struct session *session = caa_container_of(node, struct session, node);
 	int64_t removed = 0;
 
-	if (expired(tally_session_cold(session)->expires_at, state->now) &&
+	if (expired(tally__session_cold(session)->expires_at, state->now) &&
 	    delete_session(state->table, session, &removed) == TALLY_OK) {
 		state->result.sessions_deleted++;
 		state->result.connections_deleted += removed;
@@ -559,10 +559,10 @@ int tally_session_table_sweep(struct tally_session_table *table,
 
 	if (!table)
 		return TALLY_EINVAL;
-	state.now = tally_session_now(table);
+	state.now = tally__session_now(table);
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&table->connections, sweep_connection, &state);
-	tally_rcu_map_visit(&table->sessions, sweep_session, &state);
+	tally__rcu_map_visit(&table->connections, sweep_connection, &state);
+	tally__rcu_map_visit(&table->sessions, sweep_session, &state);
 	tally_rcu_read_unlock();
 	if (result)
 		*result = state.result;

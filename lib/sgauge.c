@@ -75,11 +75,11 @@ int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor
 		return TALLY_EINVAL;
 	shards = round_up_pow2(shards == 0 ? default_shards() : shards);
 	bytes = (size_t)shards * sizeof(struct tally_sgauge_shard);
-	gauge->above = tally_alloc_aligned(bytes);
-	gauge->headroom = ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally_alloc_aligned(bytes);
+	gauge->above = tally__alloc_aligned(bytes);
+	gauge->headroom = ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally__alloc_aligned(bytes);
 	if (!gauge->above || (ceiling != TALLY_GAUGE_NO_CEILING && !gauge->headroom)) {
-		tally_free_aligned(gauge->above);
-		tally_free_aligned(gauge->headroom);
+		tally__free_aligned(gauge->above);
+		tally__free_aligned(gauge->headroom);
 		gauge->magic = 0;
 		return TALLY_ENOMEM;
 	}
@@ -102,8 +102,8 @@ int tally_sgauge_destroy(struct tally_sgauge *gauge)
 	if (err != TALLY_OK)
 		return err;
 	gauge->magic = 0;
-	tally_free_aligned(gauge->above);
-	tally_free_aligned(gauge->headroom);
+	tally__free_aligned(gauge->above);
+	tally__free_aligned(gauge->headroom);
 	gauge->above = gauge->headroom = NULL;
 	return TALLY_OK;
 }
@@ -201,7 +201,7 @@ static bool take_tokens(struct tally_sgauge *gauge, struct tally_sgauge_shard *p
 		if (!others_in_flight &&
 		    atomic_load_explicit(&gauge->returns, memory_order_acquire) == returns_before)
 			return false; /* nothing moved under the scan: the value really was short */
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 	return false;
 }

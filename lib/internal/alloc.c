@@ -13,7 +13,7 @@ static size_t round_to_line(size_t size)
 	return (size + TALLY_CACHE_LINE - 1) & ~(size_t)(TALLY_CACHE_LINE - 1);
 }
 
-void *tally_alloc_aligned(size_t size)
+void *tally__alloc_aligned(size_t size)
 {
 	if (size == 0 || size > SIZE_MAX - TALLY_CACHE_LINE)
 		return NULL;
@@ -27,7 +27,7 @@ void *tally_alloc_aligned(size_t size)
 #endif
 }
 
-void tally_free_aligned(void *ptr)
+void tally__free_aligned(void *ptr)
 {
 	if (!ptr)
 		return;

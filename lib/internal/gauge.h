@@ -13,7 +13,7 @@
 /* Moves *value by delta (non-zero) if the result stays in [floor, ceiling]: one CAS loop,
  * lock-free, acq_rel on success (tally/gauge.h). TALLY_OK, TALLY_EFLOOR, TALLY_ECEILING or
  * TALLY_EOVERFLOW; *value_out (may be NULL) gets the value this call produced. */
-int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
+int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
 		     int64_t *value_out);
 
 #endif

@@ -33,7 +33,7 @@ struct rl_params {
 };
 
 /*
- * One key, cache-line aligned (tally_alloc_aligned). Written by: allow (word, by CAS),
+ * One key, cache-line aligned (tally__alloc_aligned). Written by: allow (word, by CAS),
  * sweep/reset (word -> RL_DEAD, by CAS). The word is the only field written after
  * publication, so it has a line to itself: every lookup reads the node and the key bytes
  * (this entry's, and its neighbours' nodes on the way down the chain), and a hot key's CAS
@@ -68,28 +68,28 @@ struct tally_ratelimit {
 
 /* Decides `cost` (>= 0; 0 only reports) at `now` against `word` (never RL_DEAD). Returns
  * true to admit with *next the word to install; false to refuse. Fills *result. */
-bool rl_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
 		    uint64_t *next, struct tally_ratelimit_result *result);
 /* The word of a key that has been charged nothing, at `now`. */
-uint64_t rl_window_fresh(const struct rl_params *params, int64_t now);
+uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now);
 /* True if `word` (not RL_DEAD) behaves as fresh and has for at least idle_ttl_ns. */
-bool rl_window_idle(const struct rl_params *params, uint64_t word, int64_t now);
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, int64_t now);
 /* Precomputes the packing; EINVAL if the config's window fields are out of range. */
-int rl_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+int tally__ratelimit_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
 
-bool rl_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+bool tally__ratelimit_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
 		  uint64_t *next, struct tally_ratelimit_result *result);
-uint64_t rl_gcra_fresh(const struct rl_params *params, int64_t now);
-bool rl_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
-int rl_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+uint64_t tally__ratelimit_gcra_fresh(const struct rl_params *params, int64_t now);
+bool tally__ratelimit_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
+int tally__ratelimit_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
 
 /* limiter.c */
-int64_t rl_now(const struct tally_ratelimit *limiter);
+int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter);
 /* Read lock held; `entry` is already marked RL_DEAD. Unlinks it if nobody has yet, and then
  * retires it. Returns 1 if this call unlinked it. */
-int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
+int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
 
 /* sweep.c: background sweeper. */
-int rl_sweeper_start(struct tally_ratelimit *limiter);
-void rl_sweeper_stop(struct tally_ratelimit *limiter);
+int tally__ratelimit_sweeper_start(struct tally_ratelimit *limiter);
+void tally__ratelimit_sweeper_stop(struct tally_ratelimit *limiter);
 #endif

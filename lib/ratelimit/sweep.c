@@ -32,8 +32,8 @@ struct sweep_walk {
 static bool idle(const struct rl_params *params, uint64_t word, int64_t now)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
-		return rl_gcra_idle(params, word, now);
-	return rl_window_idle(params, word, now);
+		return tally__ratelimit_gcra_idle(params, word, now);
+	return tally__ratelimit_window_idle(params, word, now);
 }
 
 static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
@@ -52,7 +52,7 @@ static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 							     memory_order_relaxed))
 			return 0; /* busy, or charged since we looked */
 	}
-	walk->removed += rl_unlink_dead(walk->limiter, entry);
+	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry);
 	return 0;
 }
 
@@ -74,12 +74,12 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed)
 
 	if (!limiter)
 		return TALLY_EINVAL;
-	walk.now = rl_now(limiter);
+	walk.now = tally__ratelimit_now(limiter);
 	if (walk.now < 0 || walk.now >= RL_CLOCK_MAX)
 		return TALLY_EOVERFLOW;
 	raise_horizon(limiter, walk.now);
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&limiter->map, sweep_entry, &walk);
+	tally__rcu_map_visit(&limiter->map, sweep_entry, &walk);
 	tally_rcu_read_unlock();
 	if (removed)
 		*removed = walk.removed;
@@ -122,7 +122,7 @@ static void *sweeper_main(void *arg)
 	return NULL;
 }
 
-int rl_sweeper_start(struct tally_ratelimit *limiter)
+int tally__ratelimit_sweeper_start(struct tally_ratelimit *limiter)
 {
 	pthread_condattr_t attr;
 
@@ -145,7 +145,7 @@ int rl_sweeper_start(struct tally_ratelimit *limiter)
 	return TALLY_OK;
 }
 
-void rl_sweeper_stop(struct tally_ratelimit *limiter)
+void tally__ratelimit_sweeper_stop(struct tally_ratelimit *limiter)
 {
 	if (!limiter->sweeper_running)
 		return;

@@ -22,7 +22,7 @@ static unsigned bit_width(uint64_t value)
 	return value ? 64u - (unsigned)__builtin_clzll(value) : 0u;
 }
 
-int rl_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config)
+int tally__ratelimit_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config)
 {
 	if (config->limit <= 0 || config->limit > TALLY_RATELIMIT_WINDOW_LIMIT_MAX ||
 	    config->period_ns <= 0 || config->period_ns >= RL_CLOCK_MAX ||
@@ -38,14 +38,14 @@ static uint64_t index_mask(const struct rl_params *params)
 	return (UINT64_C(1) << (64 - params->count_bits)) - 1;
 }
 
-uint64_t rl_window_fresh(const struct rl_params *params, int64_t now)
+uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now)
 {
 	uint64_t now_index = (uint64_t)now / (uint64_t)params->period_ns;
 
 	return (now_index & index_mask(params)) << params->count_bits;
 }
 
-bool rl_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
 		    uint64_t *next, struct tally_ratelimit_result *result)
 {
 	const uint64_t period = (uint64_t)params->period_ns, mask = index_mask(params);
@@ -81,7 +81,7 @@ bool rl_window_step(const struct rl_params *params, uint64_t word, int64_t now, 
 	return true;
 }
 
-bool rl_window_idle(const struct rl_params *params, uint64_t word, int64_t now)
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, int64_t now)
 {
 	const uint64_t period = (uint64_t)params->period_ns, mask = index_mask(params);
 	const uint64_t now_index = (uint64_t)now / period;

@@ -39,7 +39,7 @@ uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t ut
 	return (uint32_t)(year - 1970);
 }
 
-void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
+void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
 		     int *day)
 {
 	switch (reset) {
@@ -180,7 +180,7 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 	return TALLY_EFORMAT;
 }
 
-int seq_template_compile(struct seq_template *tmpl, const char *format,
+int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
 			 enum tally_seq_reset reset)
 {
 	size_t len;
@@ -242,7 +242,7 @@ static int emit_number(char *buf, size_t size, size_t *pos, uint64_t value, unsi
 	return emit(buf, size, pos, digits + sizeof(digits) - n, n);
 }
 
-int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
+int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
 			const char *tenant, size_t tenant_len, const char *series,
 			size_t series_len, uint32_t period, uint64_t counter, char *buf,
 			size_t size)
@@ -255,7 +255,7 @@ int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset re
 	if (size == 0)
 		return TALLY_ETOOLONG;
 	if (reset != TALLY_SEQ_RESET_NEVER)
-		seq_period_date(period, reset, &year, &month, &day);
+		tally__seq_period_date(period, reset, &year, &month, &day);
 	for (unsigned i = 0; i < tmpl->piece_count && !err; i++) {
 		const struct seq_piece *piece = &tmpl->pieces[i];
 

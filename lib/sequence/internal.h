@@ -30,16 +30,16 @@ struct seq_template {
 };
 
 /* Compiles `format` for `reset`. Errors: EINVAL, ETOOLONG, EFORMAT. */
-int seq_template_compile(struct seq_template *tmpl, const char *format,
+int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
 			 enum tally_seq_reset reset);
 
 /* Renders a number. Errors: EWIDTH, ETOOLONG. */
-int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
+int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
 			const char *tenant, size_t tenant_len, const char *series,
 			size_t series_len, uint32_t period, uint64_t counter, char *buf,
 			size_t size);
 
 /* Civil date of a period's first day. */
-void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
+void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
 		     int *day);
 #endif

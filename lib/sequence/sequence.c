@@ -39,7 +39,7 @@ static int64_t realtime_clock(void *arg)
 	return (int64_t)now.tv_sec;
 }
 
-uint32_t seq_current_period(const struct tally_series *s)
+uint32_t tally__seq_current_period(const struct tally_series *s)
 {
 	if (s->reset == TALLY_SEQ_RESET_NEVER)
 		return 0;
@@ -193,7 +193,7 @@ static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t
 	return true;
 }
 
-int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
+int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
 		   uint64_t *first, uint64_t *count)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
@@ -225,7 +225,7 @@ int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool
 			*count = end - start + 1;
 			return TALLY_OK;
 		}
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 }
 
@@ -303,7 +303,7 @@ static uint32_t next_block_size(const struct tally_series *s, struct tally__seq_
 
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
-	uint32_t now_period = seq_current_period(s);
+	uint32_t now_period = tally__seq_current_period(s);
 	struct tally__seq_block *block = home_block(s);
 	uint64_t first, count;
 	uint32_t size;
@@ -317,7 +317,7 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 		return TALLY_OK;
 	}
 	size = next_block_size(s, block);
-	err = seq_take_fresh(s, now_period, size, true, &first, &count);
+	err = tally__seq_take_fresh(s, now_period, size, true, &first, &count);
 	if (err)
 		return err;
 	block->series_id = s->hot.head.id;
@@ -331,18 +331,18 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 
 static int next_strict(struct tally_series *s, struct tally_seq_number *out)
 {
-	uint32_t now_period = seq_current_period(s);
+	uint32_t now_period = tally__seq_current_period(s);
 	uint64_t first, count;
 	int err;
 
 	/* Acquire: pairs with the release in seq_release_number; the lock is taken inside. */
 	if (atomic_load_explicit(&s->released_count, memory_order_acquire) > 0 &&
-	    seq_take_released(s, now_period, 1, &first) == 1) {
+	    tally__seq_take_released(s, now_period, 1, &first) == 1) {
 		out->period = SEQ_PERIOD(first);
 		out->counter = SEQ_COUNTER(first);
 		return TALLY_OK;
 	}
-	err = seq_take_fresh(s, now_period, 1, false, &first, &count);
+	err = tally__seq_take_fresh(s, now_period, 1, false, &first, &count);
 	if (err)
 		return err;
 	out->period = SEQ_PERIOD(first);
@@ -391,7 +391,7 @@ int tally_series_format(const struct tally_series *s, const struct tally_seq_num
 {
 	if (!s || !number || !buf)
 		return TALLY_EINVAL;
-	return seq_template_render(&s->tmpl, s->reset, s->key, s->tenant_len,
+	return tally__seq_template_render(&s->tmpl, s->reset, s->key, s->tenant_len,
 				   s->key + s->tenant_len + 1, s->key_len - s->tenant_len - 1,
 				   number->period, number->counter, buf, size);
 }
@@ -437,7 +437,7 @@ int tally_sequence_create(struct tally_sequence **out, const struct tally_sequen
 		return TALLY_ENOMEM;
 	seq->clock = opts && opts->clock ? opts->clock : realtime_clock;
 	seq->clock_arg = opts ? opts->clock_arg : NULL;
-	if (tally_rcu_map_init(&seq->series) != TALLY_OK) {
+	if (tally__rcu_map_init(&seq->series) != TALLY_OK) {
 		free(seq);
 		return TALLY_ENOMEM;
 	}
@@ -461,7 +461,7 @@ static void series_free(struct tally_series *s)
 	pthread_mutex_destroy(&s->lease_lock);
 	pthread_mutex_destroy(&s->release_lock);
 	free(s->released);
-	tally_free_aligned(s);
+	tally__free_aligned(s);
 }
 
 static void series_reclaim(struct tally_rcu_head *rcu)
@@ -508,16 +508,16 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 
 	if (!seq)
 		return TALLY_EINVAL;
-	s = tally_alloc_aligned(sizeof(*s));
+	s = tally__alloc_aligned(sizeof(*s));
 	if (!s)
 		return TALLY_ENOMEM;
 	err = make_key(tenant, series, s->key, &s->key_len, &s->tenant_len);
 	if (!err)
 		err = check_config(config);
 	if (!err)
-		err = seq_template_compile(&s->tmpl, config->format, config->reset);
+		err = tally__seq_template_compile(&s->tmpl, config->format, config->reset);
 	if (err) {
-		tally_free_aligned(s);
+		tally__free_aligned(s);
 		return err;
 	}
 	s->seq = seq;
@@ -548,9 +548,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 			return err;
 		}
 	}
-	tally_rcu_map_node_init(&s->node, s->key, s->key_len);
+	tally__rcu_map_node_init(&s->node, s->key, s->key_len);
 	tally_rcu_read_lock();
-	if (tally_rcu_map_insert_unique(&seq->series, &s->node) != &s->node)
+	if (tally__rcu_map_insert_unique(&seq->series, &s->node) != &s->node)
 		err = TALLY_EEXIST;
 	tally_rcu_read_unlock();
 	if (err) {
@@ -579,7 +579,7 @@ static int close_series(struct tally_series *s, struct tally_series_stats *final
 
 static struct tally_series *lookup(struct tally_sequence *seq, const char *key, size_t key_len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&seq->series, key, key_len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&seq->series, key, key_len);
 
 	return node ? caa_container_of(node, struct tally_series, node) : NULL;
 }
@@ -601,7 +601,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 		return TALLY_EBUSY;
 	tally_rcu_read_lock();
 	s = lookup(seq, key, key_len);
-	err = s ? tally_rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
+	err = s ? tally__rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
 	if (!err) { /* Relaxed: a diagnostic for late handle use; the grace period orders. */
 		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
 		atomic_fetch_or_explicit(&s->hot.head.divert, TALLY__SEQ_DIVERT_REMOVED,
@@ -613,7 +613,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	/* Every call that could still issue from s runs inside a read-side section. */
 	urcu_memb_synchronize_rcu();
 	err = close_series(s, final);
-	tally_rcu_retire(&s->rcu, series_reclaim);
+	tally__rcu_retire(&s->rcu, series_reclaim);
 	return err;
 }
 
@@ -736,9 +736,9 @@ int tally_sequence_destroy(struct tally_sequence *seq)
 	if (urcu_memb_read_ongoing())
 		return TALLY_EBUSY;
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&seq->series, close_visit, &first_error);
+	tally__rcu_map_visit(&seq->series, close_visit, &first_error);
 	tally_rcu_read_unlock();
-	err = tally_rcu_map_destroy(&seq->series, destroy_release);
+	err = tally__rcu_map_destroy(&seq->series, destroy_release);
 	if (err)
 		return err;
 	free(seq);
