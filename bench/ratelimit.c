@@ -135,7 +135,7 @@ static void tally_setup(enum tally_ratelimit_algorithm algorithm)
 		.expected_keys = TABLE_SIZE,
 	};
 
-	if (tally_ratelimit_create(&config, &limiter) != TALLY_OK)
+	if (tally_ratelimit_create(&limiter, &config) != TALLY_OK)
 		abort(); /* bench only */
 	tally_ratelimit_allow(limiter, hot_key, sizeof(hot_key) - 1, 1, NULL);
 	for (int i = 0; i < COLD_KEYS; i++)

@@ -70,8 +70,8 @@ void tally__connection_info_of(const struct connection *connection,
 	tally__session_copy_string(info->client_address, tally__connection_address(connection),
 				  connection->address_len);
 	info->role = connection->role;
-	info->connected_at = connection->connected_at;
-	info->expires_at = connection->expires_at;
+	info->connected_at_ms = connection->connected_at_ms;
+	info->expires_at_ms = connection->expires_at_ms;
 }
 
 static int check_filter(const struct tally_connection_filter *filter)
@@ -195,8 +195,8 @@ static struct connection *new_connection(struct tally_session_table *table,
 	text = tally__session_pack_string(text, params->target_language, len->language);
 	tally__session_pack_string(text, params->client_address, len->address);
 	connection->role = (uint8_t)role;
-	connection->connected_at = tally__session_now(table);
-	connection->expires_at = tally__session_expiry(connection->connected_at, params->ttl_ms,
+	connection->connected_at_ms = tally__session_now(table);
+	connection->expires_at_ms = tally__session_expiry(connection->connected_at_ms, params->ttl_ms,
 						      table->config.connection_ttl_ms);
 	connection->session = session;
 	tally__rcu_map_node_init(&connection->node, connection->text, len->id);

@@ -137,7 +137,7 @@ int tally_rcu_thread_unregister(void)
 	return TALLY_OK;
 }
 
-int tally_rcu_thread_is_registered(void)
+bool tally_rcu_thread_is_registered(void)
 {
 	return thread_registered;
 }
@@ -333,7 +333,7 @@ static void reclaim_own_inline(void)
 	run_chain(chain);
 }
 
-int tally_rcu_thread_set_reclaim(int mode)
+int tally_rcu_thread_set_reclaim(enum tally_rcu_reclaim mode)
 {
 	if (mode != TALLY_RCU_RECLAIM_DEFERRED && mode != TALLY_RCU_RECLAIM_INLINE)
 		return TALLY_EINVAL;
@@ -346,7 +346,7 @@ int tally_rcu_thread_set_reclaim(int mode)
 	return TALLY_OK;
 }
 
-int tally_rcu_thread_reclaim(void)
+enum tally_rcu_reclaim tally_rcu_thread_reclaim(void)
 {
 	return reclaim_inline ? TALLY_RCU_RECLAIM_INLINE : TALLY_RCU_RECLAIM_DEFERRED;
 }

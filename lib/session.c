@@ -35,9 +35,9 @@ int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
 	return now > INT64_MAX - ttl ? INT64_MAX : now + ttl;
 }
 
-static int expired(int64_t expires_at, int64_t now)
+static int expired(int64_t expires_at_ms, int64_t now)
 {
-	return expires_at != 0 && expires_at <= now;
+	return expires_at_ms != 0 && expires_at_ms <= now;
 }
 
 struct session *tally__session_find(struct tally_session_table *table, const char *id,
@@ -167,8 +167,8 @@ static struct session *new_session(struct tally_session_table *table,
 	text = tally__session_pack_string(text, params->speaker_user_id, len->user);
 	text = tally__session_pack_string(text, params->source_language, len->language);
 	tally__session_pack_string(text, params->quality_tier, len->tier);
-	cold->created_at = tally__session_now(table);
-	cold->expires_at = tally__session_expiry(cold->created_at, params->ttl_ms,
+	cold->created_at_ms = tally__session_now(table);
+	cold->expires_at_ms = tally__session_expiry(cold->created_at_ms, params->ttl_ms,
 						table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
 	atomic_init(&cold->speaker, speaker);
@@ -365,8 +365,8 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 	tally__session_copy_string(info->source_language, language_of(session),
 				  session->language_len);
 	tally__session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
-	info->created_at = cold->created_at;
-	info->expires_at = cold->expires_at;
+	info->created_at_ms = cold->created_at_ms;
+	info->expires_at_ms = cold->expires_at_ms;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&cold->speaker, memory_order_acquire);
 	tally__session_copy_string(info->speaker_connection_id, speaker->connection_id,
@@ -377,23 +377,23 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 	return TALLY_OK;
 }
 
-int tally_session_exists(struct tally_session_table *table, const char *session_id)
+bool tally_session_exists(struct tally_session_table *table, const char *session_id)
 {
 	struct session *session;
 
 	if (find_locked(table, session_id, &session) != TALLY_OK)
-		return 0;
+		return false;
 	tally_rcu_read_unlock();
-	return 1;
+	return true;
 }
 
-int tally_session_is_active(struct tally_session_table *table, const char *session_id)
+bool tally_session_is_active(struct tally_session_table *table, const char *session_id)
 {
 	struct session *session;
-	int active;
+	bool active;
 
 	if (find_locked(table, session_id, &session) != TALLY_OK)
-		return 0;
+		return false;
 	/* acquire: pairs with deactivate_locked's release */
 	active = atomic_load_explicit(&session->active, memory_order_acquire);
 	tally_rcu_read_unlock();
@@ -512,7 +512,7 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	tally__lock_acquire(&session->list_lock);
 	local.connections_deleted = tally__connection_remove_all(table, session, NULL);
 	tally__lock_release(&session->list_lock);
-	local.duration_ms = tally__session_now(table) - tally__session_cold(session)->created_at;
+	local.duration_ms = tally__session_now(table) - tally__session_cold(session)->created_at_ms;
 	tally_rcu_read_unlock();
 	if (result)
 		*result = local;
@@ -532,7 +532,7 @@ static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
 	struct sweep_state *state = arg;
 	struct connection *connection = caa_container_of(node, struct connection, node);
 
-	if (expired(connection->expires_at, state->now) &&
+	if (expired(connection->expires_at_ms, state->now) &&
 	    tally__connection_remove(state->table, connection, 0) == TALLY_OK)
 		state->result.connections_deleted++;
 	return 0;
@@ -544,7 +544,7 @@ static int sweep_session(struct tally_rcu_map_node *node, void *arg)
 	struct session *session = caa_container_of(node, struct session, node);
 	int64_t removed = 0;
 
-	if (expired(tally__session_cold(session)->expires_at, state->now) &&
+	if (expired(tally__session_cold(session)->expires_at_ms, state->now) &&
 	    delete_session(state->table, session, &removed) == TALLY_OK) {
 		state->result.sessions_deleted++;
 		state->result.connections_deleted += removed;

@@ -301,7 +301,7 @@ static long strict_gaps(const uint64_t *v, size_t n)
 
 static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_t *voided)
 {
-	struct tally_sequence_options opts = { .clock = fake_clock };
+	struct tally_sequence_options opts = { .now_s = fake_clock };
 	struct tally_series_config strict = { .format = "INV-{date}-{counter:08}",
 					      .mode = TALLY_SEQ_STRICT,
 					      .reset = TALLY_SEQ_RESET_DAILY };

@@ -35,7 +35,7 @@
 	S(tally_lease_provider) \
 	F(tally_lease_provider, ops) F(tally_lease_provider, impl) \
 	S(tally_sequence_options) \
-	F(tally_sequence_options, clock) F(tally_sequence_options, clock_arg) \
+	F(tally_sequence_options, now_s) F(tally_sequence_options, clock_arg) \
 	S(tally_series_config) \
 	F(tally_series_config, format) F(tally_series_config, mode) F(tally_series_config, reset) \
 	F(tally_series_config, utc_offset_minutes) F(tally_series_config, cache_block) \
@@ -63,7 +63,7 @@
 	F(tally_ratelimit_config, algorithm) F(tally_ratelimit_config, limit) \
 	F(tally_ratelimit_config, period_ns) F(tally_ratelimit_config, burst) \
 	F(tally_ratelimit_config, max_keys) F(tally_ratelimit_config, idle_ttl_ns) \
-	F(tally_ratelimit_config, sweep_interval_ns) F(tally_ratelimit_config, clock) \
+	F(tally_ratelimit_config, sweep_interval_ns) F(tally_ratelimit_config, now_ns) \
 	F(tally_ratelimit_config, clock_arg) F(tally_ratelimit_config, expected_keys) \
 	S(tally_ratelimit_result) \
 	F(tally_ratelimit_result, limit) F(tally_ratelimit_result, remaining) \
@@ -79,8 +79,8 @@
 	S(tally_session_info) \
 	F(tally_session_info, session_id) F(tally_session_info, speaker_connection_id) \
 	F(tally_session_info, speaker_user_id) F(tally_session_info, source_language) \
-	F(tally_session_info, quality_tier) F(tally_session_info, created_at) \
-	F(tally_session_info, expires_at) F(tally_session_info, listener_count) \
+	F(tally_session_info, quality_tier) F(tally_session_info, created_at_ms) \
+	F(tally_session_info, expires_at_ms) F(tally_session_info, listener_count) \
 	F(tally_session_info, active) \
 	S(tally_connection_params) \
 	F(tally_connection_params, connection_id) F(tally_connection_params, session_id) \
@@ -89,8 +89,8 @@
 	S(tally_connection_info) \
 	F(tally_connection_info, connection_id) F(tally_connection_info, session_id) \
 	F(tally_connection_info, target_language) F(tally_connection_info, client_address) \
-	F(tally_connection_info, role) F(tally_connection_info, connected_at) \
-	F(tally_connection_info, expires_at) \
+	F(tally_connection_info, role) F(tally_connection_info, connected_at_ms) \
+	F(tally_connection_info, expires_at_ms) \
 	S(tally_connection_filter) \
 	F(tally_connection_filter, role) F(tally_connection_filter, target_language) \
 	S(tally_session_sweep_result) \

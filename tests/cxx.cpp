@@ -127,7 +127,7 @@ static void test_sequence(void)
 	struct tally_series_stats stats = {};
 	char text[64];
 
-	options.clock = fixed_seconds;
+	options.now_s = fixed_seconds;
 	options.clock_arg = &now;
 	tap_eq(tally_sequence_create(&seq, &options), TALLY_OK, "sequence: create");
 	tap_eq(tally_lease_memory_create(&lease), TALLY_OK, "lease: memory provider");
@@ -235,9 +235,9 @@ static void test_ratelimit(void)
 	config.algorithm = TALLY_RATELIMIT_FIXED_WINDOW;
 	config.limit = 3;
 	config.period_ns = 1000000;
-	config.clock = fixed_ns;
+	config.now_ns = fixed_ns;
 	config.clock_arg = &now;
-	tap_eq(tally_ratelimit_create(&config, &limiter), TALLY_OK, "ratelimit: create");
+	tap_eq(tally_ratelimit_create(&limiter, &config), TALLY_OK, "ratelimit: create");
 	for (int i = 0; i < 3; i++)
 		tap_eq(tally_ratelimit_allow(limiter, key.data(), key.size(), 1, &retry), TALLY_OK,
 		       "ratelimit: request %d admitted", i);

@@ -25,7 +25,7 @@ static int64_t fake_clock(void *arg)
 
 static struct tally_sequence *new_seq(void)
 {
-	struct tally_sequence_options opts = { .clock = fake_clock };
+	struct tally_sequence_options opts = { .now_s = fake_clock };
 	struct tally_sequence *seq = NULL;
 
 	if (tally_sequence_create(&seq, &opts) != TALLY_OK)

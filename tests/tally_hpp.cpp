@@ -103,7 +103,7 @@ static void test_sequence(void)
 {
 	int64_t now = INT64_C(1795392000); /* 2026-11-23T00:00:00Z */
 	struct tally_sequence_options options = {};
-	options.clock = fixed_seconds;
+	options.now_s = fixed_seconds;
 	options.clock_arg = &now;
 	tally::lease_provider lease = tally::lease_provider::memory();
 	tally::sequence moved_from(&options);
@@ -184,7 +184,7 @@ static void test_ratelimit(void)
 	config.limit = 10;
 	config.period_ns = 1000;
 	config.burst = 2;
-	config.clock = fixed_ns;
+	config.now_ns = fixed_ns;
 	config.clock_arg = &now;
 	tally::ratelimiter limiter(config);
 	struct tally_ratelimit_result result;

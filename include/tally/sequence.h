@@ -78,7 +78,7 @@
  * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces.
  *
  * Clock: the default reads CLOCK_REALTIME on every issue of a resetting series (exact at
- * midnight). tally_seq_clock_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
+ * midnight). tally_seq_now_s_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
  * clock source makes CLOCK_REALTIME a slow call, at the cost of dating numbers issued in the
  * first few milliseconds (one scheduler tick) of a period with the previous period.
  *
@@ -131,13 +131,13 @@ enum tally_seq_reset {
 };
 
 /* Wall clock: UTC seconds since 1970. Called on every issue of a series that resets. */
-typedef int64_t (*tally_seq_clock_fn)(void *arg);
+typedef int64_t (*tally_seq_now_s_fn)(void *arg);
 
 /* A clock on CLOCK_REALTIME_COARSE (see "Clock" above); arg is ignored. */
-int64_t tally_seq_clock_coarse(void *arg);
+int64_t tally_seq_now_s_coarse(void *arg);
 
 struct tally_sequence_options {
-	tally_seq_clock_fn clock; /* NULL: CLOCK_REALTIME */
+	tally_seq_now_s_fn now_s; /* the wall clock in UTC seconds; NULL: CLOCK_REALTIME */
 	void *clock_arg;
 };
 
@@ -257,11 +257,14 @@ int tally_seq_reservation_finish(struct tally_seq_reservation *reservation, bool
 /* Stores the issued watermark in the lease provider (no-op without one), tightening the
  * crash report. Blocking (one provider call). Errors: EIO, ECORRUPT, EDESTROYED. */
 int tally_series_checkpoint(struct tally_series *series);
+/* *out = the series' counters (struct tally_series_stats). Lock-free reads of each field,
+ * not a snapshot across fields. Errors: EINVAL (NULL). */
 int tally_series_get_stats(const struct tally_series *series, struct tally_series_stats *out);
 
-/* Period index of UTC second `now` for a reset rule and offset (exposed for tests and for
- * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER or now < 0. */
-uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes);
+/* Period index of UTC second `now_s` for a reset rule and offset (exposed for tests and for
+ * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER or now_s < 0. */
+uint32_t tally_seq_period_of(int64_t now_s, enum tally_seq_reset reset,
+			     int32_t utc_offset_minutes);
 
 #ifdef __cplusplus
 }

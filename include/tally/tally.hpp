@@ -416,7 +416,7 @@ public:
 	/* tally_ratelimit_create. */
 	explicit ratelimiter(const struct tally_ratelimit_config &config) noexcept
 	{
-		init_ = tally_ratelimit_create(&config, &ptr_);
+		init_ = tally_ratelimit_create(&ptr_, &config);
 	}
 	status allow(const char *key, size_t key_len, int64_t cost = 1,
 		     int64_t *retry_after_ns = nullptr) noexcept

@@ -48,7 +48,7 @@ struct rl_entry {
 
 struct tally_ratelimit {
 	struct rl_params params;          /* immutable after create */
-	tally_ratelimit_clock_fn clock;
+	tally_ratelimit_now_ns_fn now_ns;
 	void *clock_arg;
 	int64_t max_keys;                 /* 0 = no cap */
 	struct tally_rcu_map map;

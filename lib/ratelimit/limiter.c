@@ -33,7 +33,7 @@ static int64_t monotonic_ns(void *unused)
 
 int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter)
 {
-	return limiter->clock(limiter->clock_arg);
+	return limiter->now_ns(limiter->clock_arg);
 }
 
 _Static_assert(offsetof(struct rl_entry, word) % TALLY_CACHE_LINE == 0 &&
@@ -83,8 +83,8 @@ static int check_config(const struct tally_ratelimit_config *config, struct rl_p
 	}
 }
 
-int tally_ratelimit_create(const struct tally_ratelimit_config *config,
-			   struct tally_ratelimit **limiter_out)
+int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
+			   const struct tally_ratelimit_config *config)
 {
 	struct rl_params params;
 	struct tally_ratelimit *limiter;
@@ -99,7 +99,7 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 	if (!limiter)
 		return TALLY_ENOMEM;
 	limiter->params = params;
-	limiter->clock = config->clock ? config->clock : monotonic_ns;
+	limiter->now_ns = config->now_ns ? config->now_ns : monotonic_ns;
 	limiter->clock_arg = config->clock_arg;
 	limiter->max_keys = config->max_keys;
 	limiter->sweep_interval_ns = config->sweep_interval_ns;

@@ -43,7 +43,7 @@ uint32_t tally__seq_current_period(const struct tally_series *s)
 {
 	if (s->reset == TALLY_SEQ_RESET_NEVER)
 		return 0;
-	return tally_seq_period_of(s->seq->clock(s->seq->clock_arg), s->reset,
+	return tally_seq_period_of(s->seq->now_s(s->seq->clock_arg), s->reset,
 				   s->utc_offset_minutes);
 }
 
@@ -377,7 +377,7 @@ int tally__series_next_width(struct tally_series *s, uint64_t old)
 	return TALLY_EWIDTH;
 }
 
-int64_t tally_seq_clock_coarse(void *arg)
+int64_t tally_seq_now_s_coarse(void *arg)
 {
 	struct timespec now;
 
@@ -435,7 +435,7 @@ int tally_sequence_create(struct tally_sequence **out, const struct tally_sequen
 	seq = calloc(1, sizeof(*seq));
 	if (!seq)
 		return TALLY_ENOMEM;
-	seq->clock = opts && opts->clock ? opts->clock : realtime_clock;
+	seq->now_s = opts && opts->now_s ? opts->now_s : realtime_clock;
 	seq->clock_arg = opts ? opts->clock_arg : NULL;
 	if (tally__rcu_map_init(&seq->series) != TALLY_OK) {
 		free(seq);

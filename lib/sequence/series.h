@@ -23,7 +23,7 @@
 
 struct tally_sequence {
 	struct tally_rcu_map series; /* "tenant\0series" -> struct tally_series */
-	tally_seq_clock_fn clock;    /* immutable after create */
+	tally_seq_now_s_fn now_s;    /* immutable after create */
 	void *clock_arg;
 };
 

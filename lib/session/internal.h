@@ -48,8 +48,8 @@ struct connection {
 	struct connection *prev;               /* writers only, under session->list_lock */
 	uint8_t role;                          /* enum tally_connection_role */
 	uint8_t id_len, language_len, address_len; /* the strings' lengths, without NUL */
-	int64_t connected_at;
-	int64_t expires_at;                    /* read by sweeps */
+	int64_t connected_at_ms;
+	int64_t expires_at_ms;                    /* read by sweeps */
 	struct tally_rcu_head rcu;             /* retire */
 	/* connection_id, target_language, client_address: each followed by its NUL. The session
 	 * id is not stored: it is connection->session's, which outlives the connection. */
@@ -119,8 +119,8 @@ struct session {
 struct session_cold {
 	struct tally_rcu_head rcu;                 /* retire */
 	_Atomic(struct speaker_version *) speaker; /* exchanged by set_speaker */
-	int64_t created_at;
-	int64_t expires_at;
+	int64_t created_at_ms;
+	int64_t expires_at_ms;
 	uint8_t tier_len;                          /* immutable */
 };
 
@@ -214,7 +214,7 @@ static inline char *tally__session_pack_string(char *to, const char *from, size_
 	return to + len + 1;
 }
 int64_t tally__session_now(const struct tally_session_table *table);
-/* expires_at for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
+/* expires_at_ms for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
 int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
 
 /* lib/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
