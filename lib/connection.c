@@ -46,7 +46,7 @@ static void list_unlink(struct session *session, struct connection *connection)
 /* ---- helpers ------------------------------------------------------------------------- */
 
 int tally__connection_matches(const struct connection *connection,
-			     const struct tally_connection_filter *filter)
+			      const struct tally_connection_filter *filter)
 {
 	if (!filter)
 		return 1;
@@ -57,18 +57,19 @@ int tally__connection_matches(const struct connection *connection,
 }
 
 void tally__connection_info_of(const struct connection *connection,
-			      struct tally_connection_info *info)
+			       struct tally_connection_info *info)
 {
 	size_t session_len;
 	const char *session_id = tally__session_id(connection->session, &session_len);
 
 	tally__session_copy_string(info->connection_id, tally__connection_id(connection),
-				  connection->id_len);
+				   connection->id_len);
 	tally__session_copy_string(info->session_id, session_id, session_len);
-	tally__session_copy_string(info->target_language, tally__connection_language(connection),
-				  connection->language_len);
+	tally__session_copy_string(info->target_language,
+				   tally__connection_language(connection),
+				   connection->language_len);
 	tally__session_copy_string(info->client_address, tally__connection_address(connection),
-				  connection->address_len);
+				   connection->address_len);
 	info->role = connection->role;
 	info->connected_at_ms = connection->connected_at_ms;
 	info->expires_at_ms = connection->expires_at_ms;
@@ -85,7 +86,7 @@ static int check_filter(const struct tally_connection_filter *filter)
 		return TALLY_EINVAL;
 	if (filter->target_language)
 		return tally__session_check_string(filter->target_language,
-						  TALLY_SESSION_LANGUAGE_MAX, 1, &len);
+						   TALLY_SESSION_LANGUAGE_MAX, 1, &len);
 	return TALLY_OK;
 }
 
@@ -100,7 +101,7 @@ static void reclaim_connection(struct tally_rcu_head *rcu)
 }
 
 struct connection *tally__connection_find(struct tally_session_table *table, const char *id,
-					 size_t len)
+					  size_t len)
 {
 	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&table->connections, id, len);
 
@@ -108,7 +109,7 @@ struct connection *tally__connection_find(struct tally_session_table *table, con
 }
 
 int tally__connection_remove(struct tally_session_table *table, struct connection *connection,
-			    int list_locked)
+			     int list_locked)
 {
 	struct session *session = connection->session;
 
@@ -127,7 +128,7 @@ int tally__connection_remove(struct tally_session_table *table, struct connectio
 }
 
 int64_t tally__connection_remove_all(struct tally_session_table *table, struct session *session,
-				    const struct tally_connection_filter *filter)
+				     const struct tally_connection_filter *filter)
 {
 	struct connection *connection, *next;
 	int64_t removed = 0;
@@ -161,13 +162,14 @@ static int check_params(const struct tally_connection_params *params, int role,
 	if (role != TALLY_ROLE_SPEAKER && role != TALLY_ROLE_LISTENER)
 		return TALLY_EINVAL;
 	if ((err = tally__session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->id)) ||
+					       &len->id)) ||
 	    (err = tally__session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->session)) ||
-	    (err = tally__session_check_string(params->target_language, TALLY_SESSION_LANGUAGE_MAX,
-					      role == TALLY_ROLE_LISTENER, &len->language)) ||
-	    (err = tally__session_check_string(params->client_address, TALLY_SESSION_ADDRESS_MAX,
-					      0, &len->address)))
+					       &len->session)) ||
+	    (err = tally__session_check_string(params->target_language,
+					       TALLY_SESSION_LANGUAGE_MAX,
+					       role == TALLY_ROLE_LISTENER, &len->language)) ||
+	    (err = tally__session_check_string(params->client_address,
+					       TALLY_SESSION_ADDRESS_MAX, 0, &len->address)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
@@ -196,8 +198,8 @@ static struct connection *new_connection(struct tally_session_table *table,
 	tally__session_pack_string(text, params->client_address, len->address);
 	connection->role = (uint8_t)role;
 	connection->connected_at_ms = tally__session_now(table);
-	connection->expires_at_ms = tally__session_expiry(connection->connected_at_ms, params->ttl_ms,
-						      table->config.connection_ttl_ms);
+	connection->expires_at_ms = tally__session_expiry(
+		connection->connected_at_ms, params->ttl_ms, table->config.connection_ttl_ms);
 	connection->session = session;
 	tally__rcu_map_node_init(&connection->node, connection->text, len->id);
 	return connection;
@@ -215,7 +217,7 @@ static int insert_connection(struct tally_session_table *table, struct session *
 	/* relaxed: active is only written under list_lock, which we hold */
 	if (!atomic_load_explicit(&session->active, memory_order_relaxed))
 		err = tally__rcu_map_node_removed(&session->node) ? TALLY_ENOTFOUND
-								 : TALLY_EINACTIVE;
+								  : TALLY_EINACTIVE;
 	else if (tally__rcu_map_insert_unique(&table->connections, &connection->node) !=
 		 &connection->node)
 		err = TALLY_EEXIST;
@@ -391,8 +393,8 @@ static int visit_one(struct connection *connection, void *arg)
 }
 
 size_t tally__connection_visit_session(struct session *session,
-				      const struct tally_connection_filter *filter,
-				      tally_connection_fn fn, void *arg)
+				       const struct tally_connection_filter *filter,
+				       tally_connection_fn fn, void *arg)
 {
 	struct visit_state state = { fn, arg, 0 };
 
@@ -457,7 +459,7 @@ static int collect_language(struct connection *connection, void *arg)
 		return 1;
 	}
 	tally__session_copy_string(state->languages[state->count++], language,
-				  connection->language_len);
+				   connection->language_len);
 	return 0;
 }
 

@@ -39,7 +39,7 @@ int tally_gauge_destroy(struct tally_gauge *gauge)
 }
 
 int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
-		     int64_t *value_out)
+		      int64_t *value_out)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
 	int64_t next, current = atomic_load_explicit(value, memory_order_relaxed);

@@ -41,7 +41,7 @@ static int expired(int64_t expires_at_ms, int64_t now)
 }
 
 struct session *tally__session_find(struct tally_session_table *table, const char *id,
-				   size_t len)
+				    size_t len)
 {
 	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&table->sessions, id, len);
 
@@ -99,7 +99,8 @@ static void free_session(struct tally_rcu_map_node *node)
 
 static void reclaim_session(struct tally_rcu_head *rcu)
 {
-	free_session_object(tally__session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
+	free_session_object(
+		tally__session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
 }
 
 /* The lengths of a create's strings, measured once by the check. */
@@ -115,15 +116,15 @@ static int check_session_params(const struct tally_session_params *params,
 	if (!params)
 		return TALLY_EINVAL;
 	if ((err = tally__session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->id)) ||
+					       &len->id)) ||
 	    (err = tally__session_check_string(params->speaker_connection_id,
-					      TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
+					       TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
 	    (err = tally__session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
-					      &len->user)) ||
-	    (err = tally__session_check_string(params->source_language,
-					      TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
+					       &len->user)) ||
+	    (err = tally__session_check_string(
+		     params->source_language, TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
 	    (err = tally__session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
-					      &len->tier)))
+					       &len->tier)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
@@ -169,7 +170,7 @@ static struct session *new_session(struct tally_session_table *table,
 	tally__session_pack_string(text, params->quality_tier, len->tier);
 	cold->created_at_ms = tally__session_now(table);
 	cold->expires_at_ms = tally__session_expiry(cold->created_at_ms, params->ttl_ms,
-						table->config.session_ttl_ms);
+						    table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
 	atomic_init(&cold->speaker, speaker);
 	atomic_init(&session->first, NULL);
@@ -260,7 +261,7 @@ int tally_session_table_create(struct tally_session_table **out,
 		return TALLY_ENOMEM;
 	}
 	if (tally__rcu_map_init_sized(&table->connections,
-				     table->config.expected_connections) != TALLY_OK) {
+				      table->config.expected_connections) != TALLY_OK) {
 		tally__rcu_map_destroy(&table->sessions, NULL);
 		tally_counter_destroy(&table->connection_total);
 		tally_counter_destroy(&table->session_total);
@@ -361,16 +362,17 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 	/* the strings are immutable once published; each is copied by its stored length */
 	id = tally__session_id(session, &id_len);
 	tally__session_copy_string(info->session_id, id, id_len);
-	tally__session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
+	tally__session_copy_string(info->speaker_user_id, user_id_of(session),
+				   session->user_len);
 	tally__session_copy_string(info->source_language, language_of(session),
-				  session->language_len);
+				   session->language_len);
 	tally__session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
 	info->created_at_ms = cold->created_at_ms;
 	info->expires_at_ms = cold->expires_at_ms;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&cold->speaker, memory_order_acquire);
 	tally__session_copy_string(info->speaker_connection_id, speaker->connection_id,
-				  speaker->len);
+				   speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	info->listener_count = tally_session_listeners(session);
 	tally_rcu_read_unlock();
@@ -424,7 +426,7 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	int err;
 
 	if ((err = tally__session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
-					      &len)))
+					       &len)))
 		return err;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
@@ -512,7 +514,8 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	tally__lock_acquire(&session->list_lock);
 	local.connections_deleted = tally__connection_remove_all(table, session, NULL);
 	tally__lock_release(&session->list_lock);
-	local.duration_ms = tally__session_now(table) - tally__session_cold(session)->created_at_ms;
+	local.duration_ms =
+		tally__session_now(table) - tally__session_cold(session)->created_at_ms;
 	tally_rcu_read_unlock();
 	if (result)
 		*result = local;

@@ -76,7 +76,8 @@ int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor
 	shards = round_up_pow2(shards == 0 ? default_shards() : shards);
 	bytes = (size_t)shards * sizeof(struct tally_sgauge_shard);
 	gauge->above = tally__alloc_aligned(bytes);
-	gauge->headroom = ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally__alloc_aligned(bytes);
+	gauge->headroom =
+		ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally__alloc_aligned(bytes);
 	if (!gauge->above || (ceiling != TALLY_GAUGE_NO_CEILING && !gauge->headroom)) {
 		tally__free_aligned(gauge->above);
 		tally__free_aligned(gauge->headroom);

@@ -76,13 +76,15 @@ static void test_basics(void)
 	tally__rcu_map_visit(&map, count_node, &visited);
 	tap_eq(visited, 2, "visit sees both nodes");
 	tap_eq(tally__rcu_map_remove(&map, &a->node), TALLY_OK, "remove alpha");
-	tap_eq(tally__rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND, "second remove is ENOTFOUND");
+	tap_eq(tally__rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND,
+	       "second remove is ENOTFOUND");
 	tap_ok(tally__rcu_map_node_removed(&a->node), "node reports removed");
 	tap_ok(tally__rcu_map_lookup(&map, "alpha", 5) == NULL, "alpha gone");
 	tally__rcu_retire(&a->rcu, reclaim_retired);
 	tally_rcu_read_unlock();
 	free(a2);
-	tap_eq(tally__rcu_map_destroy(&map, reclaim_entry), TALLY_OK, "destroy frees what is left");
+	tap_eq(tally__rcu_map_destroy(&map, reclaim_entry), TALLY_OK,
+	       "destroy frees what is left");
 	tap_eq(atomic_load(&reclaimed_count), 2, "both entries reclaimed exactly once");
 	tap_eq(tally__rcu_map_hash(&map, "x", 1) == tally__rcu_map_hash(&map, "x", 1), 1,
 	       "hash is deterministic per map");
@@ -103,7 +105,8 @@ static void *race_body(struct test_thread *self)
 		for (int i = 0; i < KEYS; i++) {
 			int len = snprintf(key, sizeof(key), "key-%d", i);
 			tally_rcu_read_lock();
-			struct tally_rcu_map_node *node = tally__rcu_map_lookup(&race->map, key, len);
+			struct tally_rcu_map_node *node =
+				tally__rcu_map_lookup(&race->map, key, len);
 			if (node) {
 				struct entry *entry = caa_container_of(node, struct entry, node);
 				if (atomic_load(&entry->alive) != 1)

@@ -236,7 +236,8 @@ static void test_session_crud(void)
 	       strcmp(info.source_language, "en") == 0 && strcmp(info.quality_tier,
 		"standard") == 0, "get copies every string");
 	tap_ok(info.created_at_ms == 1000 && info.expires_at_ms == 0 && info.active == 1 &&
-	       info.listener_count == 0, "get: created_at_ms from the clock, no expiry, active, 0");
+	       info.listener_count == 0,
+	       "get: created_at_ms from the clock, no expiry, active, 0");
 	tap_eq(tally_session_get(table, "nope", &info), TALLY_ENOTFOUND, "get: missing");
 	tap_eq(tally_session_get(table, "s3", NULL), TALLY_EINVAL, "get: NULL info");
 	tap_eq(tally_session_get(table, NULL, &info), TALLY_EINVAL, "get: NULL id");

@@ -108,9 +108,9 @@ struct tally_ratelimit_result {
 struct tally_ratelimit;
 
 /*
- * tally_ratelimit_create: *limiter_out = a limiter with `config` (copied). Errors: EINVAL (NULL, unknown
- * algorithm, limit/period/burst <= 0 or out of range, negative max_keys/ttl/interval/
- * expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, GCRA burst * T or
+ * tally_ratelimit_create: *limiter_out = a limiter with `config` (copied). Errors: EINVAL
+ * (NULL, unknown algorithm, limit/period/burst <= 0 or out of range, negative
+ * max_keys/ttl/interval/expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, GCRA burst * T or
  * period_ns at or above TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread).
  * Blocking only to start the sweeper.
  */

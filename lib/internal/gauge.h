@@ -14,6 +14,6 @@
  * lock-free, acq_rel on success (tally/gauge.h). TALLY_OK, TALLY_EFLOOR, TALLY_ECEILING or
  * TALLY_EOVERFLOW; *value_out (may be NULL) gets the value this call produced. */
 int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
-		     int64_t *value_out);
+		      int64_t *value_out);
 
 #endif

@@ -148,14 +148,14 @@ static int key_matches(struct cds_lfht_node *lfht, const void *wanted)
 }
 
 struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, const char *key,
-						size_t key_len)
+						 size_t key_len)
 {
 	struct lookup_key wanted = { key, key_len };
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *found;
 
-	cds_lfht_lookup(map->table, tally__rcu_map_hash(map, key, key_len), key_matches, &wanted,
-			&iter);
+	cds_lfht_lookup(map->table, tally__rcu_map_hash(map, key, key_len), key_matches,
+			&wanted, &iter);
 	found = cds_lfht_iter_get_node(&iter);
 	if (!found)
 		return NULL;
@@ -164,13 +164,14 @@ struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, cons
 }
 
 struct tally_rcu_map_node *tally__rcu_map_insert_unique(struct tally_rcu_map *map,
-						       struct tally_rcu_map_node *node)
+							struct tally_rcu_map_node *node)
 {
 	struct lookup_key wanted = { tally__rcu_map_node_key(node), node->key_len };
 	struct cds_lfht_node *present;
 
 	TALLY_TSAN_RELEASE(node); /* publication: pairs with the acquires in lookup/visit */
-	present = cds_lfht_add_unique(map->table, tally__rcu_map_hash(map, wanted.bytes, wanted.len),
+	present = cds_lfht_add_unique(map->table,
+				      tally__rcu_map_hash(map, wanted.bytes, wanted.len),
 				      key_matches, &wanted, &node->lfht);
 	if (present != &node->lfht)
 		TALLY_TSAN_ACQUIRE(node_of(present));
@@ -188,7 +189,7 @@ int tally__rcu_map_node_removed(struct tally_rcu_map_node *node)
 }
 
 int tally__rcu_map_visit(struct tally_rcu_map *map,
-			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
+			 int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
 {
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *lfht;
@@ -225,7 +226,7 @@ static struct tally_rcu_map_node *remove_all(struct tally_rcu_map *map)
 }
 
 int tally__rcu_map_destroy(struct tally_rcu_map *map,
-			  void (*release_node)(struct tally_rcu_map_node *node))
+			   void (*release_node)(struct tally_rcu_map_node *node))
 {
 	struct tally_rcu_map_node *removed, *next;
 	int err = tally_rcu_barrier();

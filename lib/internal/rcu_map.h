@@ -95,7 +95,7 @@ int tally__rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
  * a read-side section).
  */
 int tally__rcu_map_destroy(struct tally_rcu_map *map,
-			  void (*release_node)(struct tally_rcu_map_node *node));
+			   void (*release_node)(struct tally_rcu_map_node *node));
 
 /* Points `node` at its key: key_len bytes inside the node's owner (within 2 GiB of the node;
  * at most UINT32_MAX bytes), unchanged while the node is in the map. */
@@ -103,12 +103,12 @@ void tally__rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, 
 
 /* Read lock held. The node with this key, or NULL. */
 struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, const char *key,
-						size_t key_len);
+						 size_t key_len);
 
 /* Read lock held. Inserts `node` unless its key is present: returns `node` when inserted,
  * else the node already present (and `node` is left untouched). */
 struct tally_rcu_map_node *tally__rcu_map_insert_unique(struct tally_rcu_map *map,
-						       struct tally_rcu_map_node *node);
+							struct tally_rcu_map_node *node);
 
 /* Read lock held. TALLY_OK if this call removed `node`; TALLY_ENOTFOUND if it was already
  * removed (by this or another thread). */
@@ -121,7 +121,7 @@ int tally__rcu_map_node_removed(struct tally_rcu_map_node *node);
  * is then returned (0 after a full pass). Nodes added or removed during the walk may or may
  * not be visited; every node present throughout is visited once. */
 int tally__rcu_map_visit(struct tally_rcu_map *map,
-			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg);
+			 int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg);
 
 /* SipHash-1-3 of the bytes under the map's key (exposed for secondary indexes). */
 uint64_t tally__rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len);

@@ -68,20 +68,24 @@ struct tally_ratelimit {
 
 /* Decides `cost` (>= 0; 0 only reports) at `now` against `word` (never RL_DEAD). Returns
  * true to admit with *next the word to install; false to refuse. Fills *result. */
-bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		    uint64_t *next, struct tally_ratelimit_result *result);
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now,
+				  int64_t cost, uint64_t *next,
+				  struct tally_ratelimit_result *result);
 /* The word of a key that has been charged nothing, at `now`. */
 uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now);
 /* True if `word` (not RL_DEAD) behaves as fresh and has for at least idle_ttl_ns. */
 bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, int64_t now);
 /* Precomputes the packing; EINVAL if the config's window fields are out of range. */
-int tally__ratelimit_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+int tally__ratelimit_window_configure(struct rl_params *params,
+				      const struct tally_ratelimit_config *config);
 
-bool tally__ratelimit_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		  uint64_t *next, struct tally_ratelimit_result *result);
+bool tally__ratelimit_gcra_step(const struct rl_params *params, uint64_t word, int64_t now,
+				int64_t cost, uint64_t *next,
+				struct tally_ratelimit_result *result);
 uint64_t tally__ratelimit_gcra_fresh(const struct rl_params *params, int64_t now);
 bool tally__ratelimit_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
-int tally__ratelimit_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+int tally__ratelimit_gcra_configure(struct rl_params *params,
+				    const struct tally_ratelimit_config *config);
 
 /* limiter.c */
 int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter);

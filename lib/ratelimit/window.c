@@ -22,7 +22,8 @@ static unsigned bit_width(uint64_t value)
 	return value ? 64u - (unsigned)__builtin_clzll(value) : 0u;
 }
 
-int tally__ratelimit_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config)
+int tally__ratelimit_window_configure(struct rl_params *params,
+				      const struct tally_ratelimit_config *config)
 {
 	if (config->limit <= 0 || config->limit > TALLY_RATELIMIT_WINDOW_LIMIT_MAX ||
 	    config->period_ns <= 0 || config->period_ns >= RL_CLOCK_MAX ||
@@ -45,8 +46,9 @@ uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t n
 	return (now_index & index_mask(params)) << params->count_bits;
 }
 
-bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		    uint64_t *next, struct tally_ratelimit_result *result)
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now,
+				  int64_t cost, uint64_t *next,
+				  struct tally_ratelimit_result *result)
 {
 	const uint64_t period = (uint64_t)params->period_ns, mask = index_mask(params);
 	const uint64_t now_index = (uint64_t)now / period;

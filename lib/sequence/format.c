@@ -40,7 +40,7 @@ uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t ut
 }
 
 void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
-		     int *day)
+			    int *day)
 {
 	switch (reset) {
 	case TALLY_SEQ_RESET_DAILY:
@@ -181,7 +181,7 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 }
 
 int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
-			 enum tally_seq_reset reset)
+				enum tally_seq_reset reset)
 {
 	size_t len;
 	int counters = 0, err;
@@ -243,9 +243,9 @@ static int emit_number(char *buf, size_t size, size_t *pos, uint64_t value, unsi
 }
 
 int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
-			const char *tenant, size_t tenant_len, const char *series,
-			size_t series_len, uint32_t period, uint64_t counter, char *buf,
-			size_t size)
+			       const char *tenant, size_t tenant_len, const char *series,
+			       size_t series_len, uint32_t period, uint64_t counter, char *buf,
+			       size_t size)
 {
 	int year = 1970, month = 1, day = 1, err = TALLY_OK;
 	size_t pos = 0;

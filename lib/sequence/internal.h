@@ -31,15 +31,15 @@ struct seq_template {
 
 /* Compiles `format` for `reset`. Errors: EINVAL, ETOOLONG, EFORMAT. */
 int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
-			 enum tally_seq_reset reset);
+				enum tally_seq_reset reset);
 
 /* Renders a number. Errors: EWIDTH, ETOOLONG. */
 int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
-			const char *tenant, size_t tenant_len, const char *series,
-			size_t series_len, uint32_t period, uint64_t counter, char *buf,
-			size_t size);
+			       const char *tenant, size_t tenant_len, const char *series,
+			       size_t series_len, uint32_t period, uint64_t counter, char *buf,
+			       size_t size);
 
 /* Civil date of a period's first day. */
 void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
-		     int *day);
+			    int *day);
 #endif

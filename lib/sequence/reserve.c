@@ -47,7 +47,8 @@ static void set_divert(struct tally_series *s, bool pending)
 					  memory_order_release);
 }
 
-size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out)
+size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k,
+				uint64_t *out)
 {
 	uint32_t period = effective_period(s, now_period);
 	size_t taken = 0, voided = 0;

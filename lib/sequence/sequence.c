@@ -194,7 +194,7 @@ static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t
 }
 
 int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
-		   uint64_t *first, uint64_t *count)
+			  uint64_t *first, uint64_t *count)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
 	uint64_t cur;
@@ -391,9 +391,9 @@ int tally_series_format(const struct tally_series *s, const struct tally_seq_num
 {
 	if (!s || !number || !buf)
 		return TALLY_EINVAL;
-	return tally__seq_template_render(&s->tmpl, s->reset, s->key, s->tenant_len,
-				   s->key + s->tenant_len + 1, s->key_len - s->tenant_len - 1,
-				   number->period, number->counter, buf, size);
+	return tally__seq_template_render(
+		&s->tmpl, s->reset, s->key, s->tenant_len, s->key + s->tenant_len + 1,
+		s->key_len - s->tenant_len - 1, number->period, number->counter, buf, size);
 }
 
 /* ---- registry ---- */

@@ -67,8 +67,9 @@ _Static_assert(offsetof(struct tally_series, hot) == 0 &&
 uint32_t tally__seq_current_period(const struct tally_series *s);
 /* Takes k fresh numbers (fewer with partial, at the width limit): [*first, +*count). */
 int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
-		   uint64_t *first, uint64_t *count);
+			  uint64_t *first, uint64_t *count);
 /* Pops up to k released numbers of the current period into out[] (smallest first);
  * voids older ones. Returns how many it took. */
-size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out);
+size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k,
+				uint64_t *out);
 #endif

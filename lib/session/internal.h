@@ -49,7 +49,7 @@ struct connection {
 	uint8_t role;                          /* enum tally_connection_role */
 	uint8_t id_len, language_len, address_len; /* the strings' lengths, without NUL */
 	int64_t connected_at_ms;
-	int64_t expires_at_ms;                    /* read by sweeps */
+	int64_t expires_at_ms;                 /* read by sweeps */
 	struct tally_rcu_head rcu;             /* retire */
 	/* connection_id, target_language, client_address: each followed by its NUL. The session
 	 * id is not stored: it is connection->session's, which outlives the connection. */
@@ -184,7 +184,7 @@ struct tally_session_table {
  * *len gets its length (0 for NULL), so no caller measures a string twice. Inline: it is on
  * every lookup. */
 static inline int tally__session_check_string(const char *text, size_t max, int required,
-					     size_t *len)
+					      size_t *len)
 {
 	size_t n;
 
@@ -219,31 +219,31 @@ int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
 
 /* lib/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
 struct session *tally__session_find(struct tally_session_table *table, const char *id,
-				   size_t len);
+				    size_t len);
 
 /* lib/connection.c. All with the read lock held. */
 /* Looks up a connection by a validated id of len bytes. */
 struct connection *tally__connection_find(struct tally_session_table *table, const char *id,
-					 size_t len);
+					  size_t len);
 /* I3: removes `connection`; OK if this call won, ENOTFOUND if another did. list_locked says
  * whether the caller already holds connection->session->list_lock. */
 int tally__connection_remove(struct tally_session_table *table, struct connection *connection,
-			    int list_locked);
+			     int list_locked);
 /* Removes every connection of `session` matching filter (NULL = all); list_lock held. */
 int64_t tally__connection_remove_all(struct tally_session_table *table, struct session *session,
-				    const struct tally_connection_filter *filter);
+				     const struct tally_connection_filter *filter);
 /* Copies `connection` into *info: only each string's bytes and its NUL (the rest of each
  * array is left as it was). */
 void tally__connection_info_of(const struct connection *connection,
-			      struct tally_connection_info *info);
+			       struct tally_connection_info *info);
 /* Does `connection` match the filter (NULL = all)? */
 int tally__connection_matches(const struct connection *connection,
-			     const struct tally_connection_filter *filter);
+			      const struct tally_connection_filter *filter);
 /* Calls fn on each connection of session that matches filter and is not removed, until fn
  * returns non-zero; returns the number of calls. */
 size_t tally__connection_visit_session(struct session *session,
-				      const struct tally_connection_filter *filter,
-				      tally_connection_fn fn, void *arg);
+				       const struct tally_connection_filter *filter,
+				       tally_connection_fn fn, void *arg);
 /* Frees a connection that is in no structure (destroy, failed insert). */
 void tally__connection_free(struct tally_rcu_map_node *node);
 
