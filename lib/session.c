@@ -4,7 +4,6 @@
  * Connections and the per-session list live in lib/connection.c; the invariants both files
  * keep are written in session/internal.h.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -244,61 +243,47 @@ int tally_session_table_create(struct tally_session_table **out,
 		table->config.now_ms = realtime_ms;
 		table->config.clock_arg = NULL;
 	}
-	if (tally_counter_init(&table->session_total, 0) != TALLY_OK) {
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	if (tally_counter_init(&table->connection_total, 0) != TALLY_OK) {
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
+	/* Each step undoes the ones before it on failure (a failed create changes nothing). */
+	if (tally_counter_init(&table->session_total, 0) != TALLY_OK)
+		goto fail_table;
+	if (tally_counter_init(&table->connection_total, 0) != TALLY_OK)
+		goto fail_session_total;
 	if (tally__rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
-	    TALLY_OK) {
-		tally_counter_destroy(&table->connection_total);
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
+	    TALLY_OK)
+		goto fail_connection_total;
 	if (tally__rcu_map_init_sized(&table->connections,
-				      table->config.expected_connections) != TALLY_OK) {
-		tally__rcu_map_destroy(&table->sessions, NULL);
-		tally_counter_destroy(&table->connection_total);
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	pthread_mutex_init(&table->sweeper_lock, NULL);
-	{
-		pthread_condattr_t attr;
-
-		pthread_condattr_init(&attr);
-		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-		pthread_cond_init(&table->sweeper_wake, &attr);
-		pthread_condattr_destroy(&attr);
-	}
+				      table->config.expected_connections) != TALLY_OK)
+		goto fail_sessions;
+	if (tally__sweeper_init(&table->sweeper) != TALLY_OK)
+		goto fail_connections;
 	*out = table;
 	return TALLY_OK;
+
+fail_connections:
+	tally__rcu_map_destroy(&table->connections, NULL);
+fail_sessions:
+	tally__rcu_map_destroy(&table->sessions, NULL);
+fail_connection_total:
+	tally_counter_destroy(&table->connection_total);
+fail_session_total:
+	tally_counter_destroy(&table->session_total);
+fail_table:
+	free(table);
+	return TALLY_ENOMEM;
 }
 
 int tally_session_table_destroy(struct tally_session_table *table)
 {
-	int err, running;
+	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
 	if ((err = tally_rcu_barrier()) != TALLY_OK)
 		return err; /* inside a read-side section: nothing done */
-	pthread_mutex_lock(&table->sweeper_lock);
-	running = table->sweeper_running;
-	pthread_mutex_unlock(&table->sweeper_lock);
-	if (running)
-		tally_session_sweeper_stop(table);
+	tally__sweeper_destroy(&table->sweeper); /* stops it first if it runs */
 	/* connections first: their reclaims are queued before the sessions they point at */
 	tally__rcu_map_destroy(&table->connections, tally__connection_free);
 	tally__rcu_map_destroy(&table->sessions, free_session);
-	pthread_cond_destroy(&table->sweeper_wake);
-	pthread_mutex_destroy(&table->sweeper_lock);
 	tally_counter_destroy(&table->connection_total);
 	tally_counter_destroy(&table->session_total);
 	free(table);
@@ -572,71 +557,23 @@ int tally_session_table_sweep(struct tally_session_table *table,
 	return TALLY_OK;
 }
 
-static void *sweeper_main(void *arg)
+static void sweep_in_background(void *table)
 {
-	struct tally_session_table *table = arg;
-	struct timespec deadline;
-
-	pthread_mutex_lock(&table->sweeper_lock);
-	while (!table->sweeper_stop) {
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += table->sweeper_interval_ms / 1000;
-		deadline.tv_nsec += (table->sweeper_interval_ms % 1000) * 1000000;
-		if (deadline.tv_nsec >= 1000000000) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000;
-		}
-		while (!table->sweeper_stop &&
-		       pthread_cond_timedwait(&table->sweeper_wake, &table->sweeper_lock,
-					      &deadline) != ETIMEDOUT)
-			;
-		if (table->sweeper_stop)
-			break;
-		pthread_mutex_unlock(&table->sweeper_lock);
-		tally_session_table_sweep(table, NULL);
-		pthread_mutex_lock(&table->sweeper_lock);
-	}
-	pthread_mutex_unlock(&table->sweeper_lock);
-	tally_rcu_thread_unregister();
-	return NULL;
+	tally_session_table_sweep(table, NULL);
 }
 
 int tally_session_sweeper_start(struct tally_session_table *table, int64_t interval_ms)
 {
-	int err = TALLY_OK;
-
 	if (!table || interval_ms <= 0)
 		return TALLY_EINVAL;
-	pthread_mutex_lock(&table->sweeper_lock);
-	if (table->sweeper_running) {
-		err = TALLY_ESTATE;
-	} else {
-		table->sweeper_interval_ms = interval_ms;
-		table->sweeper_stop = 0;
-		if (pthread_create(&table->sweeper, NULL, sweeper_main, table) != 0)
-			err = TALLY_ETHREAD;
-		else
-			table->sweeper_running = 1;
-	}
-	pthread_mutex_unlock(&table->sweeper_lock);
-	return err;
+	/* ms to ns; an interval past INT64_MAX ns (292 years) is as good as never. */
+	return tally__sweeper_start(&table->sweeper,
+				    interval_ms > INT64_MAX / 1000000 ? INT64_MAX
+								       : interval_ms * 1000000,
+				    sweep_in_background, table);
 }
 
 int tally_session_sweeper_stop(struct tally_session_table *table)
 {
-	if (!table)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&table->sweeper_lock);
-	if (!table->sweeper_running || table->sweeper_stop) { /* not running, or being stopped */
-		pthread_mutex_unlock(&table->sweeper_lock);
-		return TALLY_ESTATE;
-	}
-	table->sweeper_stop = 1;
-	pthread_cond_signal(&table->sweeper_wake);
-	pthread_mutex_unlock(&table->sweeper_lock);
-	pthread_join(table->sweeper, NULL);
-	pthread_mutex_lock(&table->sweeper_lock);
-	table->sweeper_running = 0;
-	pthread_mutex_unlock(&table->sweeper_lock);
-	return TALLY_OK;
+	return table ? tally__sweeper_stop(&table->sweeper) : TALLY_EINVAL;
 }

@@ -16,6 +16,7 @@
 #include "tally/ratelimit.h"
 #include "internal/alloc.h"
 #include "internal/rcu_map.h"
+#include "internal/sweeper.h"
 
 #define RL_DEAD UINT64_MAX
 
@@ -56,11 +57,7 @@ struct tally_ratelimit {
 	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
 	/* background sweeper (sweep.c) */
 	int64_t sweep_interval_ns;
-	bool sweeper_running;             /* set by create, read by destroy (same thread duty) */
-	bool sweeper_stop;                /* under sweeper_lock */
-	pthread_t sweeper;
-	pthread_mutex_t sweeper_lock;
-	pthread_cond_t sweeper_wake;
+	struct tally__sweeper sweeper;    /* initialised only when sweep_interval_ns > 0 */
 };
 
 /* Clock readings must lie in [0, RL_CLOCK_MAX): sums with spans stay inside int64. */

@@ -19,8 +19,6 @@
  * that has already passed, at which the killed state was fresh. (After, not only before the
  * insert: see limiter.c, tally_ratelimit_allow_result.)
  */
-#include <errno.h>
-#include <time.h>
 #include "ratelimit/internal.h"
 
 struct sweep_walk {
@@ -86,75 +84,26 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed)
 	return TALLY_OK;
 }
 
-static struct timespec deadline_after(int64_t ns)
+static void sweep_in_background(void *limiter)
 {
-	struct timespec at;
-
-	clock_gettime(CLOCK_MONOTONIC, &at);
-	at.tv_sec += (time_t)(ns / 1000000000);
-	at.tv_nsec += (long)(ns % 1000000000);
-	if (at.tv_nsec >= 1000000000) {
-		at.tv_sec++;
-		at.tv_nsec -= 1000000000;
-	}
-	return at;
-}
-
-static void *sweeper_main(void *arg)
-{
-	struct tally_ratelimit *limiter = arg;
-
-	pthread_mutex_lock(&limiter->sweeper_lock);
-	while (!limiter->sweeper_stop) {
-		struct timespec at = deadline_after(limiter->sweep_interval_ns);
-		int wait = 0;
-		while (!limiter->sweeper_stop && wait != ETIMEDOUT)
-			wait = pthread_cond_timedwait(&limiter->sweeper_wake,
-						      &limiter->sweeper_lock, &at);
-		if (limiter->sweeper_stop)
-			break;
-		pthread_mutex_unlock(&limiter->sweeper_lock);
-		tally_ratelimit_sweep(limiter, NULL);
-		pthread_mutex_lock(&limiter->sweeper_lock);
-	}
-	pthread_mutex_unlock(&limiter->sweeper_lock);
-	/* The RCU registration this thread picked up is dropped at thread exit (tally/rcu.h). */
-	return NULL;
+	tally_ratelimit_sweep(limiter, NULL);
 }
 
 int tally__ratelimit_sweeper_start(struct tally_ratelimit *limiter)
 {
-	pthread_condattr_t attr;
+	int err = tally__sweeper_init(&limiter->sweeper);
 
-	if (pthread_condattr_init(&attr))
-		return TALLY_ENOMEM;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	if (pthread_cond_init(&limiter->sweeper_wake, &attr)) {
-		pthread_condattr_destroy(&attr);
-		return TALLY_ENOMEM;
-	}
-	pthread_condattr_destroy(&attr);
-	pthread_mutex_init(&limiter->sweeper_lock, NULL);
-	limiter->sweeper_stop = false;
-	if (pthread_create(&limiter->sweeper, NULL, sweeper_main, limiter)) {
-		pthread_cond_destroy(&limiter->sweeper_wake);
-		pthread_mutex_destroy(&limiter->sweeper_lock);
-		return TALLY_ETHREAD;
-	}
-	limiter->sweeper_running = true;
-	return TALLY_OK;
+	if (err != TALLY_OK)
+		return err;
+	err = tally__sweeper_start(&limiter->sweeper, limiter->sweep_interval_ns,
+				   sweep_in_background, limiter);
+	if (err != TALLY_OK)
+		tally__sweeper_destroy(&limiter->sweeper);
+	return err;
 }
 
 void tally__ratelimit_sweeper_stop(struct tally_ratelimit *limiter)
 {
-	if (!limiter->sweeper_running)
-		return;
-	pthread_mutex_lock(&limiter->sweeper_lock);
-	limiter->sweeper_stop = true;
-	pthread_cond_signal(&limiter->sweeper_wake);
-	pthread_mutex_unlock(&limiter->sweeper_lock);
-	pthread_join(limiter->sweeper, NULL);
-	pthread_cond_destroy(&limiter->sweeper_wake);
-	pthread_mutex_destroy(&limiter->sweeper_lock);
-	limiter->sweeper_running = false;
+	if (limiter->sweep_interval_ns > 0)
+		tally__sweeper_destroy(&limiter->sweeper);
 }

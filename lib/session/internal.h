@@ -32,6 +32,7 @@
 #include "internal/lock.h"
 #include "internal/rcu.h"
 #include "internal/rcu_map.h"
+#include "internal/sweeper.h"
 
 struct session;
 
@@ -171,13 +172,7 @@ struct tally_session_table {
 	 * leave on every core wrote, which cost more than the join itself on two cores. */
 	struct tally_counter session_total;
 	struct tally_counter connection_total;
-	/* background sweeper */
-	pthread_mutex_t sweeper_lock;
-	pthread_cond_t sweeper_wake;
-	pthread_t sweeper;
-	int sweeper_running;               /* under sweeper_lock */
-	int sweeper_stop;                  /* under sweeper_lock */
-	int64_t sweeper_interval_ms;
+	struct tally__sweeper sweeper; /* the background sweep (lib/internal/sweeper.h) */
 };
 
 /* Validates a string argument: EINVAL (NULL/empty when required), ETOOLONG, else OK; on OK
