@@ -464,7 +464,11 @@ int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 		free(fp);
 		return TALLY_EIO;
 	}
-	pthread_mutex_init(&fp->lock, NULL);
+	if (pthread_mutex_init(&fp->lock, NULL)) {
+		close(fp->fd);
+		free(fp);
+		return TALLY_ENOMEM;
+	}
 	/* Validate (and initialise an empty file) now, so corruption shows at open. */
 	err = file_lock(fp, F_WRLCK);
 	if (!err) {

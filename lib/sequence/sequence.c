@@ -537,8 +537,15 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	s->cache_block = config->cache_block ? config->cache_block : TALLY_SEQ_CACHE_BLOCK_DEFAULT;
 	s->lease = config->lease;
 	s->lease_size = config->lease_size ? config->lease_size : TALLY_SEQ_LEASE_SIZE_DEFAULT;
-	pthread_mutex_init(&s->lease_lock, NULL);
-	pthread_mutex_init(&s->release_lock, NULL);
+	if (pthread_mutex_init(&s->lease_lock, NULL)) {
+		tally__free_aligned(s);
+		return TALLY_ENOMEM;
+	}
+	if (pthread_mutex_init(&s->release_lock, NULL)) {
+		pthread_mutex_destroy(&s->lease_lock);
+		tally__free_aligned(s);
+		return TALLY_ENOMEM;
+	}
 	atomic_init(&s->hot.state, 0);
 	atomic_init(&s->lease_hi, s->lease ? 0 : UINT64_MAX);
 	if (s->lease) {

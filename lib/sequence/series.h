@@ -54,6 +54,12 @@ struct tally_series {
 	struct tally_rcu_map_node node;
 	struct tally_rcu_head rcu;    /* retire */
 
+	/* Lock order: lease_lock, then release_lock, then the lease provider's own locks.
+	 * extend_lease and tally_series_checkpoint hold lease_lock across the provider call and
+	 * take release_lock inside it (issued_watermark, released again before the call); the
+	 * release list (reserve.c) takes release_lock alone and never calls the provider. No
+	 * path takes lease_lock under release_lock or inside a provider, and a provider must
+	 * not call back into the series. */
 	pthread_mutex_t lease_lock;   /* serialises lease extensions */
 	pthread_mutex_t release_lock; /* guards released[] */
 	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
