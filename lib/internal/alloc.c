@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "internal/alloc.h"
+#include "internal/test_hooks.h"
 #ifdef HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
 #endif
+
+_Atomic(tally__test_hook_fn) tally__test_hook_alloc;
 
 static size_t round_to_line(size_t size)
 {
@@ -15,6 +18,7 @@ static size_t round_to_line(size_t size)
 
 void *tally__alloc_aligned(size_t size)
 {
+	TALLY__TEST_HOOK(tally__test_hook_alloc);
 	if (size == 0 || size > SIZE_MAX - TALLY_CACHE_LINE)
 		return NULL;
 #ifdef HAVE_JEMALLOC
