@@ -25,11 +25,11 @@ static void *churn(void *arg)
 {
 	struct run *run = arg;
 	int64_t single_net = 0, sharded_net = 0, ops = 0;
-	unsigned seed = (unsigned)(uintptr_t)&seed;
+	uint32_t seed = (uint32_t)(uintptr_t)&seed;
 
 	while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
-		int64_t n = 1 + rand_r(&seed) % 4;
-		if (rand_r(&seed) & 1) {
+		int64_t n = 1 + test_random(&seed) % 4;
+		if (test_random(&seed) & 1) {
 			single_net += tally_gauge_add(&run->single, n, NULL) == TALLY_OK ? n : 0;
 			sharded_net += tally_sgauge_add(&run->sharded, n) == TALLY_OK ? n : 0;
 		} else {

@@ -81,13 +81,12 @@ static void *worker(void *arg)
 {
 	struct run *run = arg;
 	struct tally_ratelimit_result res;
-	uint64_t seed = (uint64_t)(uintptr_t)&res;
+	uint32_t seed = (uint32_t)(uintptr_t)&res;
 	char key[32];
 	int64_t allows = 0;
 
 	while (!atomic_load_explicit(&run->stop, memory_order_relaxed)) {
-		seed = seed * 6364136223846793005u + 1442695040888963407u;
-		int hot = (int)(seed >> 60) % HOT_KEYS;
+		int hot = (int)(test_random(&seed) >> 28) % HOT_KEYS;
 		int len = snprintf(key, sizeof(key), "hot-%d", hot);
 		int64_t now = take_reading(run);
 		int err = tally_ratelimit_allow_result(run->window, key, (size_t)len, 1, &res);
@@ -109,7 +108,7 @@ static void *worker(void *arg)
 		check(run, err, 1);
 		if (err == TALLY_OK)
 			atomic_fetch_add(&run->gcra_admitted[hot], 1);
-		len = snprintf(key, sizeof(key), "cold-%llu", (unsigned long long)(seed >> 40));
+		len = snprintf(key, sizeof(key), "cold-%llu", (unsigned long long)(seed >> 8));
 		check(run, tally_ratelimit_allow(run->gcra, key, (size_t)len, 1, NULL), 1);
 		allows += 3;
 	}

@@ -180,7 +180,7 @@ static size_t phase_crashes(int incarnations, double seconds, int *unclean_repor
 				break;
 			usleep(1000);
 		}
-		seed = seed * 1103515245u + 12345u;
+		test_random(&seed);
 		life = (useconds_t)(seconds * 1e6 / incarnations * (0.3 + (seed >> 16) % 70 / 100.0));
 		usleep(life);
 		kill(child, SIGKILL);
@@ -240,7 +240,7 @@ static void *thread_body(struct test_thread *self)
 
 	while (sl < RECORD_CAP - 16 && cl < RECORD_CAP && stress_now() < run->deadline) {
 		for (int burst = 0; burst < 64 && sl < RECORD_CAP - 16; burst++) {
-			seed = seed * 1103515245u + 12345u;
+			test_random(&seed);
 			if ((seed >> 16) % 32 == 0) {
 				struct tally_seq_reservation *r;
 				const struct tally_seq_number *nums;

@@ -31,14 +31,6 @@ struct shared {
 	_Atomic int64_t created, removed, ops, foreign_seen, notified;
 };
 
-static unsigned next_random(unsigned *state)
-{
-	*state ^= *state << 13;
-	*state ^= *state >> 17;
-	*state ^= *state << 5;
-	return *state;
-}
-
 static void session_name(char *out, unsigned pick)
 {
 	snprintf(out, 16, "s%u", pick % SESSIONS);
@@ -74,7 +66,7 @@ static int count_notify(const struct tally_connection_info *c, void *arg)
 
 static void one_op(struct shared *shared, unsigned *seed)
 {
-	unsigned pick = next_random(seed);
+	unsigned pick = test_random(seed);
 	unsigned op = pick % 100;
 	char session[16], connection[16];
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include "../tests/random.h"
 
 struct stress_args {
 	double seconds;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
+#include "random.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -513,7 +514,7 @@ static void *mixed_body(struct test_thread *self)
 	for (int i = 0; i < 3000; i++) {
 		struct tally_seq_number n;
 
-		seed = seed * 1103515245u + 12345u;
+		test_random(&seed);
 		if ((seed >> 16) % 4) {
 			if (tally_series_next(run->series, &n) == TALLY_OK)
 				held[len++] = packed(n);

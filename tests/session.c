@@ -7,6 +7,7 @@
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/session.h>
+#include "random.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -433,12 +434,6 @@ struct race {
 	_Atomic int64_t joins_ok, leaves_ok, swept, speaker_deleted;
 };
 
-static unsigned next_random(unsigned *state)
-{
-	*state = *state * 1103515245u + 12345u;
-	return *state >> 8;
-}
-
 static int count_listener(const struct tally_connection_info *c, void *arg)
 {
 	(*(int64_t *)arg)++;
@@ -455,7 +450,7 @@ static void *race_body(struct test_thread *self)
 	if (self->index & 1)
 		tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
 	for (int round = 0; round < RACE_ROUNDS; round++) {
-		unsigned pick = next_random(&seed);
+		unsigned pick = test_random(&seed);
 		unsigned op = pick % 100;
 
 		snprintf(session, sizeof(session), "s%u", (pick >> 8) % RACE_SESSIONS);
