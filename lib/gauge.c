@@ -45,8 +45,11 @@ int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, in
 	int64_t next, current = atomic_load_explicit(value, memory_order_relaxed);
 
 	for (;;) {
+		/* Past int64 is past any floor, and past any ceiling but "none". */
 		if (__builtin_add_overflow(current, delta, &next))
-			return delta < 0 ? TALLY_EFLOOR : TALLY_EOVERFLOW;
+			return delta < 0 ? TALLY_EFLOOR
+			       : ceiling == TALLY_GAUGE_NO_CEILING ? TALLY_EOVERFLOW
+								   : TALLY_ECEILING;
 		if (next < floor)
 			return TALLY_EFLOOR;
 		if (next > ceiling)

@@ -46,6 +46,12 @@ static void test_errors(void)
 
 	tally_gauge_init(&gauge, INT64_MAX - 1, INT64_MIN, TALLY_GAUGE_NO_CEILING);
 	tap_eq(tally_gauge_add(&gauge, 2, NULL), TALLY_EOVERFLOW, "no ceiling: int64 overflow");
+	/* With a ceiling, a sum past int64 is past the ceiling too: ECEILING, as tally_sgauge. */
+	tally_gauge_init(&gauge, 10, -100, 100);
+	tap_eq(tally_gauge_add(&gauge, INT64_MAX, NULL), TALLY_ECEILING,
+	       "ceiling 100, add INT64_MAX: ECEILING, not EOVERFLOW");
+	tally_gauge_read(&gauge, &value);
+	tap_eq(value, 10, "... and nothing changed");
 	tally_gauge_init(&gauge, -10, -10, 10);
 	tap_eq(tally_gauge_dec(&gauge, NULL), TALLY_EFLOOR, "negative floor is honoured");
 }

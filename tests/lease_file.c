@@ -159,9 +159,6 @@ static void read_bytes(const char *path, void *bytes, size_t len, off_t off)
 	close(fd);
 }
 
-	return hash;
-}
-
 /*
  * A crash while a new key's record is appended: the record (whole, torn or short) lies past
  * the header's record count, was never acknowledged, and is dropped at the next open; the
@@ -245,6 +242,44 @@ static void test_torn_append(void)
 	unlink(path);
 }
 
+/* Two valid records for one key (its second copy with a lower mark): damage, ECORRUPT,
+ * at open and for every call of an open provider; never "the last copy wins". */
+static void test_duplicate_keys(void)
+{
+	struct tally_lease_provider *p = NULL, *q = NULL;
+	struct tally_lease_record rec;
+	unsigned char second[256];
+	const char *path = path_of("dup.lease");
+	uint64_t base = 0, check;
+	int fd;
+
+	tally_lease_file_open(&p, path);
+	tally_lease_acquire(p, "dup", 3, 0, 1000, 0, &base);
+	tally_lease_acquire(p, "xyz", 3, 0, 5, 0, &base);
+	tally_lease_acquire(p, "other", 5, 0, 7, 0, &base);
+	/* Rename the second record to "dup" (mark 5), with a valid checksum. */
+	read_bytes(path, second, sizeof(second), 64 + 256);
+	memcpy(second + 8, "dup", 3);
+	check = tally__fnv1a64(TALLY__FNV1A64_BASIS, second, 248);
+	memcpy(second + 248, &check, 8);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || pwrite(fd, second, sizeof(second), 64 + 256) != (ssize_t)sizeof(second))
+		abort();
+	close(fd);
+	tap_eq(tally_lease_file_open(&q, path), TALLY_ECORRUPT,
+	       "a key recorded twice (marks 1000 and 5): open is ECORRUPT");
+	tap_eq(tally_lease_read(p, "dup", 3, &rec), TALLY_ECORRUPT,
+	       "... read of that key by an open provider: ECORRUPT");
+	base = 77;
+	tap_eq(tally_lease_acquire(p, "dup", 3, 0, 10, 0, &base), TALLY_ECORRUPT,
+	       "... acquire: ECORRUPT, no base 5");
+	tap_eq(base, 77, "... and no base reported");
+	tap_eq(tally_lease_read(p, "other", 5, &rec), TALLY_ECORRUPT,
+	       "... and every other key's calls too");
+	tally_lease_provider_destroy(p);
+	unlink(path);
+}
+
 /* A version 1 file (no record count) is read and upgraded in place. */
 static void test_version1(void)
 {
@@ -298,31 +333,87 @@ static void test_version1(void)
 	unlink(path);
 }
 
-/* A creation cut short (a prefix of the new header, or zeros) is an empty file; anything
- * else shorter than a header is not ours. A relative path syncs "." as its directory. */
+/*
+ * Creation is atomic (a complete header is written to a temporary file, synced, and linked
+ * into place), so a lease file shorter than its header is never "a creation cut short": it
+ * is damage, ECORRUPT, whatever its bytes, and a provider never reinitialises it (that
+ * would hand out numbers below an acknowledged mark again). A relative path syncs "." as
+ * its directory.
+ */
 static void test_short_files(void)
 {
-	struct tally_lease_provider *p = NULL;
+	struct tally_lease_provider *p = NULL, *q = NULL;
 	struct tally_lease_record rec;
-	const char *path = path_of("short.lease");
-	char cwd[512];
+	char path[256], stray[256], cwd[512];
 	uint64_t base;
 	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, "TALLYL", 6) != 6)
-		abort();
-	close(fd);
-	tap_eq(tally_lease_file_open(&p, path), TALLY_OK, "a torn header of a new file: OK");
-	tap_ok(file_size(path) == 64 && tally_lease_read(p, "k", 1, &rec) == TALLY_ENOTFOUND,
-	       "... reinitialised, empty");
+	snprintf(path, sizeof(path), "%s", path_of("short.lease"));
+	snprintf(stray, sizeof(stray), "%s", path_of("short.lease.tmp-AbC123"));
+	tap_eq(tally_lease_file_open(&p, path), TALLY_OK, "a new lease file");
+	tap_eq(file_size(path), 64, "... is created whole: a 64-byte header");
+	tally_lease_acquire(p, "k", 1, 0, 100, 0, &base);
+	tally_lease_acquire(p, "k", 1, 0, 100, 0, &base);
 	tally_lease_provider_destroy(p);
-	fd = open(path, O_WRONLY | O_TRUNC);
-	if (fd < 0 || write(fd, "not a lease", 11) != 11)
+	if (truncate(path, 16) != 0)
+		abort();
+	tap_eq(tally_lease_file_open(&p, path), TALLY_ECORRUPT,
+	       "a counted file truncated to 16 bytes: ECORRUPT, not a new file");
+	tap_eq(file_size(path), 16, "... and left as it is");
+	if (truncate(path, 0) != 0)
+		abort();
+	tap_eq(tally_lease_file_open(&p, path), TALLY_ECORRUPT, "truncated to 0 bytes: ECORRUPT");
+	tap_eq(file_size(path), 0, "... and left as it is");
+	unlink(path);
+
+	/* Truncated to nothing under an open provider: the next call fails, never base 0. */
+	tally_lease_file_open(&p, path);
+	tally_lease_acquire(p, "k", 1, 0, 100, 0, &base);
+	if (truncate(path, 0) != 0)
+		abort();
+	base = 12345;
+	tap_eq(tally_lease_acquire(p, "k", 1, 0, 100, 0, &base), TALLY_ECORRUPT,
+	       "truncated to 0 under an open provider: acquire is ECORRUPT");
+	tap_eq(base, 12345, "... and hands out no base");
+	tap_eq(tally_lease_read(p, "k", 1, &rec), TALLY_ECORRUPT, "... read too");
+	tap_eq(file_size(path), 0, "... and the file was not reinitialised");
+	tally_lease_provider_destroy(p);
+	unlink(path);
+
+	/* Short files tally never writes: empty, a header prefix, zeros, foreign bytes. */
+	for (int i = 0; i < 4; i++) {
+		static const char *const what[] = { "an empty file", "a prefix of a header",
+						     "zeros", "foreign bytes" };
+		static const char *const bytes[] = { "", "TALLYL", "\0\0\0\0\0\0\0\0",
+						      "not a lease" };
+		static const size_t lens[] = { 0, 6, 8, 11 };
+
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || write(fd, bytes[i], lens[i]) != (ssize_t)lens[i])
+			abort();
+		close(fd);
+		tap_eq(tally_lease_file_open(&p, path), TALLY_ECORRUPT, "%s at the path: ECORRUPT",
+		       what[i]);
+		tap_eq(file_size(path), (off_t)lens[i], "... left untouched");
+	}
+	unlink(path);
+
+	/* A crash between writing the temporary file and linking it leaves a stray
+	 * "<path>.tmp-XXXXXX" holding an empty header: ignored, the path is created anew. */
+	fd = open(stray, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, "TALLYLSE", 8) != 8)
 		abort();
 	close(fd);
-	tap_eq(tally_lease_file_open(&p, path), TALLY_ECORRUPT, "a short foreign file: ECORRUPT");
+	tap_ok(tally_lease_file_open(&p, path) == TALLY_OK &&
+		       tally_lease_read(p, "k", 1, &rec) == TALLY_ENOTFOUND,
+	       "a stray temporary file is ignored: the lease file is created empty");
+	tap_eq(file_size(stray), 8, "... and the stray left alone");
+	tap_ok(tally_lease_file_open(&q, path) == TALLY_OK, "a second open finds the file");
+	tally_lease_provider_destroy(q);
+	tally_lease_provider_destroy(p);
+	unlink(stray);
 	unlink(path);
+
 	if (!getcwd(cwd, sizeof(cwd)) || chdir(dir) != 0)
 		abort();
 	tap_ok(tally_lease_file_open(&p, "relative.lease") == TALLY_OK &&
@@ -332,6 +423,65 @@ static void test_short_files(void)
 	unlink("relative.lease");
 	if (chdir(cwd) != 0)
 		abort();
+}
+
+/*
+ * Processes racing to create one lease file: exactly one creation wins and every process
+ * uses that file (a creation never replaces a file another process already leases from).
+ */
+static void test_create_race(void)
+{
+	struct tally_lease_provider *p;
+	struct tally_lease_record rec;
+	const char *path = path_of("race.lease");
+	uint64_t all[4 * 20];
+	int fds[2], go[2], status, ok = 1;
+	size_t got = 0;
+
+	if (pipe(fds) || pipe(go))
+		abort();
+	for (int c = 0; c < 4; c++) {
+		if (fork() == 0) {
+			char byte;
+			uint64_t base;
+
+			close(fds[0]);
+			close(go[1]);
+			if (read(go[0], &byte, 1) != 0) /* wait for the start: EOF */
+				_exit(6);
+			if (tally_lease_file_open(&p, path))
+				_exit(2);
+			for (int i = 0; i < 20; i++) {
+				if (tally_lease_acquire(p, "k", 1, 0, 3, 0, &base))
+					_exit(3);
+				if (write(fds[1], &base, sizeof(base)) != sizeof(base))
+					_exit(4);
+			}
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	close(go[0]);
+	close(go[1]); /* all four start together */
+	while (got < sizeof(all)) {
+		ssize_t n = read(fds[0], (char *)all + got, sizeof(all) - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	for (int c = 0; c < 4; c++) {
+		wait(&status);
+		ok &= WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	}
+	tap_ok(ok && got == sizeof(all), "4 processes created and leased from one new file");
+	tap_eq(count_duplicates(all, 80), 0, "... 80 leases of 3, all bases disjoint");
+	tap_ok(tally_lease_file_open(&p, path) == TALLY_OK &&
+		       tally_lease_read(p, "k", 1, &rec) == TALLY_OK && rec.mark == 80 * 3,
+	       "... and the file's mark counts every lease (240)");
+	tally_lease_provider_destroy(p);
+	unlink(path);
 }
 
 struct thread_run {
@@ -512,8 +662,10 @@ int main(int argc, char **argv)
 	test_basics();
 	test_corruption();
 	test_torn_append();
+	test_duplicate_keys();
 	test_version1();
 	test_short_files();
+	test_create_race();
 	test_threads_and_processes();
 	test_restart();
 	tally_rcu_barrier();

@@ -711,6 +711,32 @@ static void test_leases(void)
 	tally_lease_provider_destroy(mem);
 }
 
+/* A refused acquire of a new key stores nothing: the key stays never-acquired. */
+static void test_lease_refused_new_key(void)
+{
+	struct tally_lease_provider *mem;
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = strict_daily();
+	struct tally_seq_recovery rec;
+	struct tally_lease_record lr;
+	uint64_t base = 7;
+
+	tally_lease_memory_create(&mem);
+	tap_eq(tally_lease_acquire(mem, "t\0INV", 5, UINT64_MAX - 5, 10, 0, &base), TALLY_EINVAL,
+	       "memory provider: acquire past UINT64_MAX on a new key: EINVAL");
+	tap_eq(base, 7, "... no base reported");
+	tap_eq(tally_lease_read(mem, "t\0INV", 5, &lr), TALLY_ENOTFOUND,
+	       "... and the key is still never acquired (ENOTFOUND)");
+	cfg.lease = mem;
+	cfg.lease_size = 10;
+	tap_eq(tally_sequence_series_create(seq, "t", "INV", &cfg, &rec), TALLY_OK,
+	       "a series on that key");
+	tap_ok(!rec.resumed && !rec.unclean && rec.count == 0,
+	       "... starts fresh, no false crash report");
+	tally_sequence_destroy(seq);
+	tally_lease_provider_destroy(mem);
+}
+
 /* A provider that fails on demand. */
 static int failing;
 static struct tally_lease_provider *inner;
@@ -834,6 +860,61 @@ static void test_remove_race(void)
 	tally_sequence_destroy(run.seq);
 }
 
+/*
+ * A clock outside [1970-01-01, 10000-01-01) in the series' offset (a milliseconds value
+ * passed as seconds, a negative one) is refused: EOVERFLOW, nothing issued. Never a period
+ * pinned at its field's maximum and rendered as a 9-digit "date".
+ */
+static void test_clock_range(void)
+{
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = strict_daily(), never = strict_daily(), cached;
+	struct tally_seq_reservation *r = NULL;
+	struct tally_seq_number n = { 0, 0 };
+	char buf[64] = "untouched";
+	const int64_t year_10000 = INT64_C(253402300800); /* 10000-01-01T00:00:00Z */
+	int ok = 1;
+
+	never.format = "N-{counter}";
+	never.reset = TALLY_SEQ_RESET_NEVER;
+	cached = cfg;
+	cached.mode = TALLY_SEQ_CACHED;
+	tally_sequence_series_create(seq, "t", "D", &cfg, NULL);
+	tally_sequence_series_create(seq, "t", "N", &never, NULL);
+	tally_sequence_series_create(seq, "t", "C", &cached, NULL);
+	cfg.utc_offset_minutes = 60;
+	tally_sequence_series_create(seq, "t", "E", &cfg, NULL);
+	atomic_store(&fake_now, NOV23_2026 * 1000); /* milliseconds, read as seconds */
+	tap_eq(tally_sequence_next_text(seq, "t", "D", buf, sizeof(buf), &n), TALLY_EOVERFLOW,
+	       "a clock in ms (tens of millennia ahead): EOVERFLOW");
+	tap_ok(n.counter == 0 && strcmp(buf, "untouched") == 0, "... nothing issued or rendered");
+	tap_eq(tally_sequence_next(seq, "t", "C", &n), TALLY_EOVERFLOW, "... cached mode too");
+	{
+		struct tally_series *h;
+
+		tally_sequence_series_find(seq, "t", "D", &h);
+		tap_eq(tally_series_reserve(h, 3, &r), TALLY_EOVERFLOW, "... and reserve");
+	}
+	tap_eq(tally_sequence_next(seq, "t", "N", &n), TALLY_OK,
+	       "a series that never resets does not read the clock");
+	atomic_store(&fake_now, -1);
+	tap_eq(tally_sequence_next(seq, "t", "D", &n), TALLY_EOVERFLOW, "a clock before 1970");
+	atomic_store(&fake_now, NOV23_2026 + 3600);
+	ok = tally_sequence_next_text(seq, "t", "D", buf, sizeof(buf), &n) == TALLY_OK;
+	tap_ok(ok && n.counter == 1 && strcmp(buf, "INV-20261123-000001") == 0,
+	       "a good clock again: the series starts where it would have (%s)", buf);
+	atomic_store(&fake_now, year_10000 - 1);
+	ok = tally_sequence_next_text(seq, "t", "D", buf, sizeof(buf), &n) == TALLY_OK;
+	tap_ok(ok && strcmp(buf, "INV-99991231-000001") == 0,
+	       "the last second of 9999 is in range: %s", buf);
+	tap_eq(tally_sequence_next(seq, "t", "E", &n), TALLY_EOVERFLOW,
+	       "... but not at +60 minutes (10000-01-01 there)");
+	atomic_store(&fake_now, year_10000);
+	tap_eq(tally_sequence_next(seq, "t", "D", &n), TALLY_EOVERFLOW, "10000-01-01: EOVERFLOW");
+	atomic_store(&fake_now, NOV23_2026 + 3600);
+	tally_sequence_destroy(seq);
+}
+
 static void test_periods(void)
 {
 	/* 2026-11-23T23:30Z is 2026-11-24 at +60 minutes, and still the 23rd at -60. */
@@ -846,6 +927,10 @@ static void test_periods(void)
 	tap_eq(tally_seq_period_of(t, TALLY_SEQ_RESET_YEARLY, 0), 2026 - 1970, "year");
 	tap_eq(tally_seq_period_of(t, TALLY_SEQ_RESET_NEVER, 0), 0, "never");
 	tap_eq(tally_seq_period_of(-5, TALLY_SEQ_RESET_DAILY, 0), 0, "before 1970 clamps to 0");
+	tap_eq(tally_seq_period_of(NOV23_2026 * 1000, TALLY_SEQ_RESET_DAILY, 0), 2932896,
+	       "past 9999 clamps to 9999-12-31 (day 2932896)");
+	tap_eq(tally_seq_period_of(INT64_MAX, TALLY_SEQ_RESET_YEARLY, 60), 9999 - 1970,
+	       "INT64_MAX with an offset: year 9999, no overflow");
 }
 
 int main(void)
@@ -871,8 +956,10 @@ int main(void)
 	}
 	test_leases();
 	test_lease_released();
+	test_lease_refused_new_key();
 	test_lease_failure();
 	test_remove_race();
+	test_clock_range();
 	test_periods();
 	tally_rcu_barrier();
 	return tap_done();

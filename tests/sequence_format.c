@@ -88,6 +88,14 @@ int main(void)
 	check_error("{date:%m}{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
 	check_error("{date:%H}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
 	check_error("{date:%}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
+	/* One spelling per width, no empty date, no braces inside a field. */
+	check_error("{counter:0000000000006}", TALLY_SEQ_RESET_NEVER, TALLY_EFORMAT);
+	check_error("{counter:006}", TALLY_SEQ_RESET_NEVER, TALLY_EFORMAT);
+	check_error("{date:}{counter}", TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT);
+	check_error("{date:%Y{%m}{counter}", TALLY_SEQ_RESET_MONTHLY, TALLY_EFORMAT);
+	check_error("{date:{{%Y}{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
+	check_error("{date:%Y-{counter}", TALLY_SEQ_RESET_YEARLY, TALLY_EFORMAT);
+	check_render("{counter:010}", TALLY_SEQ_RESET_NEVER, 42, "0000000042");
 	check_error("{date:%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d%Y%m%d}{counter}",
 		    TALLY_SEQ_RESET_DAILY, TALLY_EFORMAT); /* more than 32 pieces */
 	memset(long_format, 'x', sizeof(long_format) - 1);
@@ -107,6 +115,23 @@ int main(void)
 	tap_eq(tally_series_format(h, &n, buf, 4), TALLY_ETOOLONG, "4 bytes: ETOOLONG");
 	tap_eq(tally_series_format(h, &n, buf, 0), TALLY_ETOOLONG, "0 bytes: ETOOLONG");
 	tap_eq(tally_series_format(h, NULL, buf, 4), TALLY_EINVAL, "NULL number: EINVAL");
+
+	/* %Y is 4 digits: years 1970..9999. A period past 9999 (never from the clock, which
+	 * is refused there) is not rendered as a 5-digit year. */
+	make("{date}-{counter}", TALLY_SEQ_RESET_DAILY, &h);
+	n = (struct tally_seq_number){ 1, 2932896 }; /* 9999-12-31 */
+	tap_ok(tally_series_format(h, &n, buf, sizeof(buf)) == TALLY_OK &&
+		       strcmp(buf, "99991231-1") == 0, "day 2932896 renders 99991231 (%s)", buf);
+	n.period = 2932897; /* 10000-01-01 */
+	tap_eq(tally_series_format(h, &n, buf, sizeof(buf)), TALLY_EOVERFLOW,
+	       "10000-01-01: EOVERFLOW, not a 5-digit year");
+	make("{date:%y}-{counter}", TALLY_SEQ_RESET_YEARLY, &h);
+	n = (struct tally_seq_number){ 1, 10000 - 1970 };
+	tap_eq(tally_series_format(h, &n, buf, sizeof(buf)), TALLY_EOVERFLOW,
+	       "year 10000 with %%y: EOVERFLOW too");
+	make("{counter}", TALLY_SEQ_RESET_YEARLY, &h);
+	tap_eq(tally_series_format(h, &n, buf, sizeof(buf)), TALLY_OK,
+	       "... but a template without a date renders any period");
 	tally_sequence_destroy(seq);
 	tally_rcu_barrier();
 	return tap_done();

@@ -90,6 +90,10 @@ static void test_size_hints(void)
 	}
 	tally_session_table_counts(table, &sessions, NULL);
 	tap_ok(created == 1000 && sessions == 1000, "1000 sessions past a hint of 100");
+	tap_eq(tally_session_table_counts(table, NULL, NULL), TALLY_OK,
+	       "counts: both outputs NULL is accepted (nothing read)");
+	tap_eq(tally_session_table_counts(NULL, &sessions, NULL), TALLY_EINVAL,
+	       "counts: NULL table is EINVAL");
 	tap_eq(tally_session_exists(table, "hinted-999"), 1, "the last one is found");
 	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy the hinted table");
 }

@@ -24,7 +24,8 @@
  * still call into it. A `struct tally_counter` is owned by the caller (stack, static, heap).
  *
  * Errors: TALLY_EINVAL (NULL argument, slot count above TALLY_COUNTER_SLOTS_MAX),
- * TALLY_EDESTROYED (not initialised or destroyed, detected while the struct's memory lives),
+ * TALLY_EDESTROYED (destroyed, or zeroed memory never initialised, detected while the struct's
+ * memory lives; garbage is not detected),
  * TALLY_EOVERFLOW (a slot or the total would leave the int64 range; nothing changes),
  * TALLY_ENOMEM.
  */

@@ -22,7 +22,8 @@ enum tally_err {
 	TALLY_EOVERFLOW,   /* the result would leave the int64 range (or a documented width) */
 	TALLY_EFLOOR,      /* the decrement would take the value below its floor */
 	TALLY_ECEILING,    /* the increment would take the value above its ceiling */
-	TALLY_EDESTROYED,  /* the object was destroyed (or never initialised) */
+	TALLY_EDESTROYED,  /* destroyed or never initialised: detected only for zeroed memory or
+			    * a destroyed object whose memory lives, never for garbage */
 	TALLY_EEXIST,      /* an entry with this key already exists */
 	TALLY_ENOTFOUND,   /* no entry with this key (or it was already removed) */
 	TALLY_EINACTIVE,   /* the entry exists but is no longer active */

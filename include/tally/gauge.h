@@ -36,9 +36,12 @@
  * Caller duties: none (no registration); do not destroy while other threads use the gauge.
  * Errors: TALLY_EINVAL (NULL, n <= 0, floor > ceiling, initial outside [floor, ceiling];
  * for tally_sgauge also shards above TALLY_SGAUGE_SHARDS_MAX, or initial - floor or
- * ceiling - floor outside int64), TALLY_EFLOOR, TALLY_ECEILING, TALLY_EOVERFLOW (no ceiling
- * and the value would leave int64: tally_gauge at the update; tally_sgauge when no shard can
- * hold n more, and at read when floor + tokens leaves int64), TALLY_EDESTROYED, TALLY_ENOMEM.
+ * ceiling - floor outside int64), TALLY_EFLOOR, TALLY_ECEILING (also for an add whose sum
+ * would leave int64 when there is a ceiling), TALLY_EOVERFLOW (only without a ceiling, and
+ * the value would leave int64: tally_gauge at the update; tally_sgauge when no shard can
+ * hold n more, and at read when floor + tokens leaves int64), TALLY_EDESTROYED (a gauge after
+ * destroy while its memory lives, or zeroed memory never initialised: a check of a marker
+ * word, so uninitialised garbage is undefined, never detected), TALLY_ENOMEM.
  */
 #ifndef TALLY_GAUGE_H
 #define TALLY_GAUGE_H

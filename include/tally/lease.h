@@ -17,7 +17,8 @@
  * - acquire(min_start, size, issued): base = max(stored mark or 0, min_start); stores
  *   mark = base + size, issued, flags = 0; returns base. The caller owns (base, base + size].
  *   size 0 is a checkpoint: the mark only rises to min_start, issued is recorded.
- *   Blocking (one store round trip); durable before it returns.
+ *   Blocking (one store round trip); durable before it returns. A failed acquire stores
+ *   nothing: a key it would have created stays never acquired (read: TALLY_ENOTFOUND).
  * - close(leased_hi, issued): if the stored mark still equals leased_hi (no one leased after
  *   the caller), sets mark = issued = `issued` and TALLY_LEASE_CLEAN, giving back the unused
  *   part of the lease so the next owner continues without a gap. Otherwise the record
@@ -26,7 +27,9 @@
  *
  * Providers: an in-memory one (tests, and processes that need no durability) and a file one.
  * Other stores implement struct tally_lease_ops; a provider must be safe to call from many
- * threads at once. The provider is owned by its creator and must outlive every sequence
+ * threads at once, and must never return a base below a mark it acknowledged: a store that
+ * lost records it held (a truncated file, an emptied or reset table) is damage to report
+ * (TALLY_ECORRUPT), never "never acquired". The provider is owned by its creator and must outlive every sequence
  * that uses it.
  *
  * File provider (tally_lease_file_open): one file holds many keys, each a 256-byte record
@@ -35,13 +38,23 @@
  * reads the file, and rewrites the one record with pwrite + fdatasync before returning. The
  * state part of a record is 64 bytes at a 256-byte-aligned offset, so a write never spans a
  * disk sector. A new key's record is appended, synced, and only then counted in the header
- * (a second synced 64-byte write); open also fsyncs the file's directory, so a created
- * file's name is as durable as its records. A crash in the middle of an append leaves an
- * uncounted tail that was never acknowledged: the next open (or call) truncates it. Any
- * counted record (or the header) that fails its checksum or is missing makes every call
- * fail with TALLY_ECORRUPT: tally never guesses a mark, since a guess too low would issue
- * numbers twice. Safe to share between processes (open it after fork, one provider per
- * process).
+ * (a second synced 64-byte write). A crash in the middle of an append leaves an uncounted
+ * tail that was never acknowledged: the next open (or call) truncates it. Any counted
+ * record (or the header) that fails its checksum or is missing, two counted records with
+ * the same key, or a file shorter than its 64-byte header (empty included) makes every
+ * call fail with TALLY_ECORRUPT: tally never guesses a mark, since a guess too low would
+ * issue numbers twice. Safe to share between
+ * processes (open it after fork, one provider per process).
+ *
+ * Creation is atomic: open of an absent path writes a complete empty header to a new file
+ * "<path>.tmp-XXXXXX" (mkostemp, mode 0600) in the same directory, fsyncs it, link()s it to
+ * `path` (never replacing a file another process created meanwhile: that one is used),
+ * removes the temporary name and fsyncs the directory. So a file at `path` shorter than a
+ * header was never "a creation cut short"; an empty or short file is reported, never
+ * reinitialised, also when it is truncated while a provider has it open. A crash during
+ * creation may leave a stray "<path>.tmp-XXXXXX" (an empty header, or a second name of the
+ * lease file): tally ignores such files, and deleting one is always safe. Every open also
+ * fsyncs the directory, so a file another process created is as durable as its records.
  *
  * Errors: TALLY_EINVAL (NULL, empty key, size above TALLY_LEASE_SIZE_MAX, mark arithmetic
  * out of range), TALLY_ETOOLONG (key longer than TALLY_LEASE_KEY_MAX), TALLY_ENOTFOUND
@@ -87,8 +100,10 @@ struct tally_lease_provider {
 /* An in-memory provider (a mutex-protected table). Errors: EINVAL, ENOMEM. */
 int tally_lease_memory_create(struct tally_lease_provider **out);
 
-/* Opens (creating if absent, mode 0600) the lease file at `path`. Validates the header and
- * every record. Errors: EINVAL, ENOMEM, EIO, ECORRUPT. */
+/* Opens (creating it whole if absent, mode 0600: see above) the lease file at `path`.
+ * Validates the header and every record (checksums, no key twice, no short file).
+ * Errors: EINVAL, ENOMEM, EIO (also: the directory is not writable to create the file),
+ * ECORRUPT. */
 int tally_lease_file_open(struct tally_lease_provider **out, const char *path);
 
 /* Destroys a provider made by either constructor (or any provider whose ops->destroy frees

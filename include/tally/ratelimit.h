@@ -20,8 +20,11 @@
  * - Fixed window: the admitted cost per key per window never exceeds `limit`.
  * - GCRA: over any time span S, the admitted cost per key never exceeds burst + S / T.
  * - allow is linearizable per key (one CAS on the key's word is its linearization point) and
- *   lock-free. Memory order: the key word is updated with relaxed atomics (it carries no other
- *   data); an admission does not publish the caller's writes to other threads.
+ *   lock-free. Memory order: the key word's CAS is a release and its loads acquire, for the
+ *   limiter's own bookkeeping; do not rely on an admission to publish the caller's writes.
+ * - Fixed window: a key's new window always starts at 0, however long it was idle (the
+ *   word's window index is truncated, but the entry keeps the full index of the newest
+ *   window: see docs/ratelimit.md).
  * - Keys are created on first use and removed when idle (see tally_ratelimit_sweep). Removing a
  *   key never changes a decision: only a key whose state is equivalent to a fresh key (window
  *   over; TAT in the past) can be removed, and the removal first swaps that exact state for a
@@ -48,7 +51,7 @@
  * TALLY_ELIMITED   allow refused the request; *retry_after_ns says when it would succeed.
  * TALLY_EFULL      a new key and the limiter already holds max_keys keys (no eviction: the
  *                  caller decides to fail open or closed; sweep to make room).
- * TALLY_EOVERFLOW  the clock read outside [0, 2^62) ns.
+ * TALLY_EOVERFLOW  the clock read outside [0, 2^62) ns (allow, peek, sweep).
  * TALLY_ENOMEM     allocation failed (create, or a new key).
  * TALLY_ENOTFOUND  reset/peek of a key that is not present.
  * TALLY_EBUSY      destroy inside an RCU read-side section.
@@ -83,7 +86,8 @@ typedef int64_t (*tally_ratelimit_now_ns_fn)(void *clock_arg);
 struct tally_ratelimit_config {
 	enum tally_ratelimit_algorithm algorithm;
 	int64_t limit;      /* units per period: 1..TALLY_RATELIMIT_WINDOW_LIMIT_MAX (window) */
-	int64_t period_ns;  /* window length, or the period `limit` refers to (GCRA); > 0 */
+	int64_t period_ns;  /* window length, or the period `limit` refers to (GCRA); > 0 and
+			     * below 2^62 (window: at most 2^62 - 1 ns; GCRA: see SPAN_MAX) */
 	int64_t burst;      /* GCRA only: units admitted at once from idle, >= 1; 0 = limit */
 	int64_t max_keys;   /* cap on keys held; 0 = no cap */
 	int64_t idle_ttl_ns;/* a key is removable this long after its state became fresh; >= 0 */
@@ -110,8 +114,9 @@ struct tally_ratelimit;
 /*
  * tally_ratelimit_create: *limiter_out = a limiter with `config` (copied). Errors: EINVAL
  * (NULL, unknown algorithm, limit/period/burst <= 0 or out of range, negative
- * max_keys/ttl/interval/expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, GCRA burst * T or
- * period_ns at or above TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread).
+ * max_keys/ttl/interval/expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX,
+ * window period_ns at or above 2^62, GCRA burst * T or period_ns at or above
+ * TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread).
  * Blocking only to start the sweeper.
  */
 int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
@@ -139,7 +144,9 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 				 struct tally_ratelimit_result *result);
 
 /* Reports the key's quota without charging: TALLY_OK and *result, or ENOTFOUND for a key not
- * held (which would have the full quota). Wait-free apart from the map lookup. */
+ * held (which would have the full quota). Reads the clock once, as allow does: EOVERFLOW
+ * for a reading outside [0, 2^62) (nothing reported); also EINVAL (NULL limiter, key or
+ * result; key_len 0), ETOOLONG. Wait-free apart from the map lookup and the clock. */
 int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_t key_len,
 			 struct tally_ratelimit_result *result);
 
@@ -156,7 +163,9 @@ int tally_ratelimit_reset(struct tally_ratelimit *limiter, const char *key, size
  */
 int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed);
 
-/* Keys currently held (created and not yet removed). Wait-free. */
+/* Keys currently held (created and not yet removed), counting a new key from the moment
+ * its creator reserves room for it until it is removed (or its creator backs out): never
+ * above max_keys, even while creators are refused. Wait-free. */
 int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count);
 
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes

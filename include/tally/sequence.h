@@ -68,19 +68,29 @@
  *
  * Templates: literal text plus fields in braces; "{{" and "}}" are literal braces.
  *   {counter}        the counter, at most 12 digits, no padding
- *   {counter:0N}     zero-padded to N digits, N in 1..12; a counter above 10^N - 1 is never
- *                    issued (TALLY_EWIDTH): never a wider or wrapped number
- *   {date:SPEC}      the period's date; SPEC has %Y (4 digits), %y (2), %m, %d, %% and
+ *   {counter:0N}     zero-padded to N digits, N in 1..12 written without leading zeros
+ *                    ({counter:06}; {counter:006} is TALLY_EFORMAT); a counter above
+ *                    10^N - 1 is never issued (TALLY_EWIDTH): never a wider or wrapped number
+ *   {date:SPEC}      the period's date; SPEC has %Y (4 digits: years 1970..9999, see
+ *                    "Clock"), %y (2), %m, %d, %% and
  *                    literal characters. Only units down to the reset period are allowed
  *                    (%d needs daily reset, %m monthly or daily, no date with reset never)
  *   {date}           %Y%m%d, %Y%m or %Y for daily, monthly, yearly reset
  *   {tenant} {series} the ids
- * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces.
+ * Exactly one counter field. At most TALLY_SEQ_FORMAT_MAX bytes and 32 pieces. An empty
+ * spec ({date:}) and a brace inside a field ({date:%Y{%m}) are TALLY_EFORMAT: braces are
+ * literal only doubled, outside fields.
  *
  * Clock: the default reads CLOCK_REALTIME on every issue of a resetting series (exact at
  * midnight). tally_seq_now_s_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
  * clock source makes CLOCK_REALTIME a slow call, at the cost of dating numbers issued in the
  * first few milliseconds (one scheduler tick) of a period with the previous period.
+ * Range: a reading shifted by the series' offset must lie in [0, TALLY_SEQ_CLOCK_MAX)
+ * (1970-01-01T00:00:00 to 9999-12-31T23:59:59); outside it (e.g. milliseconds passed as
+ * seconds) next, next_text and reserve of a resetting series return TALLY_EOVERFLOW and
+ * issue nothing. A series that never resets does not read the clock. Rendering a number
+ * whose period lies past 9999 (never one the clock gave) with a date field is
+ * TALLY_EOVERFLOW, never a 5-digit year.
  *
  * Memory ordering: issuing does not publish other data (do not use numbers as flags).
  * Thread registration: none needed (RCU registers threads on first use, tally/rcu.h).
@@ -93,7 +103,8 @@
  *
  * Errors (per call below): TALLY_EINVAL (NULL, bad enum, out-of-range option, reserve of 0 or
  * more than TALLY_SEQ_RESERVE_MAX), TALLY_ETOOLONG (id or template too long; output buffer
- * too small for the rendered number plus NUL), TALLY_EFORMAT, TALLY_EWIDTH, TALLY_EEXIST,
+ * too small for the rendered number plus NUL), TALLY_EOVERFLOW (clock out of range, see
+ * "Clock"), TALLY_EFORMAT, TALLY_EWIDTH, TALLY_EEXIST,
  * TALLY_ENOTFOUND, TALLY_EDESTROYED, TALLY_ENOTRESERVED, TALLY_ENOMEM, TALLY_EBUSY (remove
  * or destroy inside an RCU read-side section), and from the lease provider TALLY_EIO,
  * TALLY_ECORRUPT. A failed call issues nothing and changes nothing.
@@ -121,6 +132,9 @@ extern "C" {
 #define TALLY_SEQ_LEASE_SIZE_DEFAULT 1000
 #define TALLY_SEQ_UTC_OFFSET_MAX (18 * 60)
 #define TALLY_SEQ_THREAD_CACHE 8
+/* Clock readings, shifted by a series' offset, must lie in [0, TALLY_SEQ_CLOCK_MAX):
+ * 1970-01-01T00:00:00 to 9999-12-31T23:59:59 (10000-01-01 is 253402300800). */
+#define TALLY_SEQ_CLOCK_MAX INT64_C(253402300800)
 
 enum tally_seq_mode { TALLY_SEQ_STRICT = 0, TALLY_SEQ_CACHED = 1 };
 enum tally_seq_reset {
@@ -213,8 +227,8 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 int tally_sequence_series_find(struct tally_sequence *seq, const char *tenant,
 			       const char *series, struct tally_series **handle);
 
-/* Issues the next number. Errors: EINVAL, ENOTFOUND/EDESTROYED, EWIDTH, EIO, ECORRUPT,
- * ENOMEM (lease extension only). */
+/* Issues the next number. Errors: EINVAL, ENOTFOUND/EDESTROYED, EWIDTH, EOVERFLOW (clock
+ * out of range), EIO, ECORRUPT, ENOMEM (lease extension only). */
 int tally_sequence_next(struct tally_sequence *seq, const char *tenant, const char *series,
 			struct tally_seq_number *out);
 /* Issues and renders into buf (size bytes with the NUL). A number that does not fit the
@@ -231,13 +245,14 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
 TALLY__INLINE int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.
- * Errors: EINVAL, EWIDTH (counter above the template's width), ETOOLONG (buffer). */
+ * Errors: EINVAL, EWIDTH (counter above the template's width), ETOOLONG (buffer),
+ * EOVERFLOW (a date field and a period past 9999-12-31). */
 int tally_series_format(const struct tally_series *series, const struct tally_seq_number *number,
 			char *buf, size_t size);
 
 /* Reserves n numbers (released ones first in strict mode, then a consecutive fresh range).
- * Errors: EINVAL (n == 0 or n > TALLY_SEQ_RESERVE_MAX), EWIDTH, ENOMEM, EIO, ECORRUPT,
- * EDESTROYED. */
+ * Errors: EINVAL (n == 0 or n > TALLY_SEQ_RESERVE_MAX), EWIDTH, EOVERFLOW (clock out of
+ * range), ENOMEM, EIO, ECORRUPT, EDESTROYED. */
 int tally_series_reserve(struct tally_series *series, uint32_t n,
 			 struct tally_seq_reservation **out);
 /* The reserved numbers, sorted by (period, counter). Valid until finish. */
@@ -262,7 +277,9 @@ int tally_series_checkpoint(struct tally_series *series);
 int tally_series_get_stats(const struct tally_series *series, struct tally_series_stats *out);
 
 /* Period index of UTC second `now_s` for a reset rule and offset (exposed for tests and for
- * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER or now_s < 0. */
+ * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER. A reading out
+ * of range (see "Clock") is clamped: before 1970 (in the offset) as 1970-01-01T00:00:00,
+ * from 10000-01-01 as 9999-12-31T23:59:59; a series refuses such readings instead. */
 uint32_t tally_seq_period_of(int64_t now_s, enum tally_seq_reset reset,
 			     int32_t utc_offset_minutes);
 

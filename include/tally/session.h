@@ -303,7 +303,8 @@ int tally_session_delete_connections(struct tally_session_table *table, const ch
 				     const struct tally_connection_filter *filter,
 				     int64_t *deleted);
 
-/* Totals, for tests and metrics (exact when quiescent). Errors: EINVAL. */
+/* Totals, for tests and metrics (exact when quiescent). Either output may be NULL: that
+ * total is not read (both NULL is a valid no-op). Errors: EINVAL (NULL table). */
 int tally_session_table_counts(struct tally_session_table *table, int64_t *sessions,
 			       int64_t *connections);
 

@@ -44,6 +44,10 @@ struct rl_entry {
 	struct tally_rcu_map_node node;                 /* line 0; key points at `key` */
 	struct tally_rcu_head rcu;                      /* line 0: retire */
 	_Alignas(TALLY_CACHE_LINE) _Atomic uint64_t word; /* line 1: state, or RL_DEAD */
+	/* Fixed window: the highest full window index installed (or being installed) in
+	 * `word`, whose index field is truncated: raised before the CAS that installs it
+	 * (window.c says why). Same line as word: loaded together. Unused by GCRA. */
+	_Atomic uint64_t newest_window;
 	_Alignas(TALLY_CACHE_LINE) char key[];          /* line 2..: key_len bytes, immutable */
 };
 
@@ -53,7 +57,8 @@ struct tally_ratelimit {
 	void *clock_arg;
 	int64_t max_keys;                 /* 0 = no cap */
 	struct tally_rcu_map map;
-	_Atomic int64_t key_count;        /* entries inserted and not yet removed */
+	_Atomic int64_t key_count;        /* entries reserved (inserted or about to be) and not
+					   * yet removed; never above max_keys */
 	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
 	/* background sweeper (sweep.c) */
 	int64_t sweep_interval_ns;
@@ -63,15 +68,20 @@ struct tally_ratelimit {
 /* Clock readings must lie in [0, RL_CLOCK_MAX): sums with spans stay inside int64. */
 #define RL_CLOCK_MAX ((int64_t)1 << 62)
 
-/* Decides `cost` (>= 0; 0 only reports) at `now` against `word` (never RL_DEAD). Returns
- * true to admit with *next the word to install; false to refuse. Fills *result. */
-bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now,
-				  int64_t cost, uint64_t *next,
+/* Decides `cost` (>= 0; 0 only reports) at `now` against `word` (never RL_DEAD), with
+ * *newest the entry's newest_window loaded after the word. Returns true to admit with *next
+ * the word to install, and *newest raised to the full index of its window; false to refuse.
+ * Fills *result. */
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word,
+				  uint64_t *newest, int64_t now, int64_t cost, uint64_t *next,
 				  struct tally_ratelimit_result *result);
-/* The word of a key that has been charged nothing, at `now`. */
+/* The word of a key that has been charged nothing, at `now`, and its full window index. */
 uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now);
-/* True if `word` (not RL_DEAD) behaves as fresh and has for at least idle_ttl_ns. */
-bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, int64_t now);
+uint64_t rl_window_index(const struct rl_params *params, int64_t now);
+/* True if `word` (not RL_DEAD; `newest` loaded after it) behaves as fresh and has for at
+ * least idle_ttl_ns. */
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
+		    int64_t now);
 /* Precomputes the packing; EINVAL if the config's window fields are out of range. */
 int tally__ratelimit_window_configure(struct rl_params *params,
 				      const struct tally_ratelimit_config *config);

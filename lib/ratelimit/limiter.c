@@ -12,9 +12,10 @@
  * the entry (freed after an RCU grace period). An allow that meets a dead entry helps unlink
  * it and starts over with a fresh entry, so an admission is never charged to a dead word.
  *
- * Cap. key_count is reserved (fetch_add) before an entry is inserted and released when it is
- * unlinked (or when the reserving creator loses its race), so the map never holds more than
- * max_keys entries; retired entries wait at most one grace period for their free.
+ * Cap. key_count is reserved (a CAS that never takes it past max_keys) before an entry is
+ * inserted and released when it is unlinked (or when the reserving creator loses its race),
+ * so neither the map nor the count ever holds more than max_keys; retired entries wait at
+ * most one grace period for their free.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -46,12 +47,24 @@ size_t tally_ratelimit_entry_size(void)
 	return sizeof(struct rl_entry);
 }
 
-static bool step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		 uint64_t *next, struct tally_ratelimit_result *result)
+/* *newest: the entry's newest_window, loaded after the word (fixed window only). */
+static bool step(const struct rl_params *params, uint64_t word, uint64_t *newest, int64_t now,
+		 int64_t cost, uint64_t *next, struct tally_ratelimit_result *result)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
 		return tally__ratelimit_gcra_step(params, word, now, cost, next, result);
-	return tally__ratelimit_window_step(params, word, now, cost, next, result);
+	return tally__ratelimit_window_step(params, word, newest, now, cost, next, result);
+}
+
+/* Raises entry->newest_window to `window` (a max: a stale installer never lowers it).
+ * Relaxed: the installing CAS on the word, a release, publishes it (window.c). */
+static void raise_newest(struct rl_entry *entry, uint64_t seen, uint64_t window)
+{
+	while (seen < window &&
+	       !atomic_compare_exchange_weak_explicit(&entry->newest_window, &seen, window,
+						      memory_order_relaxed,
+						      memory_order_relaxed))
+		;
 }
 
 static uint64_t fresh_word(const struct rl_params *params, int64_t now)
@@ -184,6 +197,25 @@ static void clamp_to_horizon(struct tally_ratelimit *limiter, int64_t *now)
 }
 
 /*
+ * Takes a slot for a new key: key_count + 1, unless that would pass max_keys. A CAS loop,
+ * not fetch_add and undo: the count never passes the cap even for an instant, so
+ * tally_ratelimit_key_count never reports more keys than max_keys. Relaxed: the
+ * reservation only counts; the entry is published by the map.
+ */
+static bool reserve_key(struct tally_ratelimit *limiter)
+{
+	int64_t held = atomic_load_explicit(&limiter->key_count, memory_order_relaxed);
+
+	do {
+		if (limiter->max_keys > 0 && held >= limiter->max_keys)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&limiter->key_count, &held, held + 1,
+						       memory_order_relaxed,
+						       memory_order_relaxed));
+	return true;
+}
+
+/*
  * Read lock held. The live-or-dead entry for `key`, created if absent, or NULL with *err.
  * A new entry's word is built from *now clamped to the horizon read after the missed lookup,
  * but that word may still be stale: between that read and our insert, another caller can
@@ -203,10 +235,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	 * sweep raised is visible to the load below. */
 	atomic_thread_fence(memory_order_acquire);
 	clamp_to_horizon(limiter, now);
-	/* relaxed: the reservation only counts; the entry is published by the map. */
-	if (atomic_fetch_add_explicit(&limiter->key_count, 1, memory_order_relaxed) >=
-		    limiter->max_keys && limiter->max_keys > 0) {
-		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
+	if (!reserve_key(limiter)) {
 		/* The slot may be held by a racing creator of this very key: use its entry if
 		 * it is in by now (else EFULL: the key was not in the map at our lookups). */
 		node = tally__rcu_map_lookup(&limiter->map, key, key_len);
@@ -223,6 +252,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	}
 	memcpy(entry->key, key, key_len);
 	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
+	atomic_init(&entry->newest_window, rl_window_index(&limiter->params, *now));
 	tally__rcu_map_node_init(&entry->node, entry->key, key_len);
 	node = tally__rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
@@ -239,22 +269,29 @@ static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry,
 			int64_t cost, struct tally_ratelimit_result *result)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
-	/* relaxed everywhere on the word: it carries no other data, and the count/TAT
-	 * invariants need only the atomicity of the CAS (one modification order per word). */
-	uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed), next;
+	/* The word carries no other data: the count/TAT invariants need only the atomicity
+	 * of the CAS (one modification order per word). Acquire loads and release CAS only
+	 * for the fixed window's newest_window, raised before the CAS and loaded after the
+	 * word (window.c); plain loads and a locked CAS on x86 either way. */
+	uint64_t word = atomic_load_explicit(&entry->word, memory_order_acquire), next;
 
 	for (;;) {
+		uint64_t newest, window;
+
 		if (word == RL_DEAD) {
 			/* acquire: pairs with the killing sweep's release CAS, so the caller
 			 * then sees that sweep's sweep_horizon (see sweep.c). */
 			(void)atomic_load_explicit(&entry->word, memory_order_acquire);
 			return -1;
 		}
-		if (!step(&limiter->params, word, now, cost, &next, result))
+		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+		window = newest;
+		if (!step(&limiter->params, word, &window, now, cost, &next, result))
 			return TALLY_ELIMITED;
+		raise_newest(entry, newest, window);
 		if (atomic_compare_exchange_weak_explicit(&entry->word, &word, next,
-							  memory_order_relaxed,
-							  memory_order_relaxed))
+							  memory_order_release,
+							  memory_order_acquire))
 			return TALLY_OK;
 		tally__backoff(&backoff);
 	}
@@ -327,7 +364,7 @@ int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_
 			 struct tally_ratelimit_result *result)
 {
 	struct tally_rcu_map_node *node;
-	uint64_t word = RL_DEAD, unused;
+	uint64_t word = RL_DEAD, newest = 0, unused;
 	int64_t now;
 	int err = check_key(limiter, key, key_len);
 
@@ -339,13 +376,16 @@ int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_
 		return err;
 	tally_rcu_read_lock();
 	node = tally__rcu_map_lookup(&limiter->map, key, key_len);
-	if (node) /* relaxed: see charge_entry */
-		word = atomic_load_explicit(&caa_container_of(node, struct rl_entry, node)->word,
-					    memory_order_relaxed);
+	if (node) { /* acquire, then newest_window: see charge_entry */
+		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
+
+		word = atomic_load_explicit(&entry->word, memory_order_acquire);
+		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+	}
 	tally_rcu_read_unlock();
 	if (word == RL_DEAD)
 		return TALLY_ENOTFOUND;
-	step(&limiter->params, word, now, 0, &unused, result);
+	step(&limiter->params, word, &newest, now, 0, &unused, result);
 	return TALLY_OK;
 }
 

@@ -27,24 +27,28 @@ struct sweep_walk {
 	int64_t removed;
 };
 
-static bool idle(const struct rl_params *params, uint64_t word, int64_t now)
+static bool idle(const struct rl_params *params, const struct rl_entry *entry, uint64_t word,
+		 int64_t now)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
 		return tally__ratelimit_gcra_idle(params, word, now);
-	return tally__ratelimit_window_idle(params, word, now);
+	/* After the acquire load of the word (see limiter.c, charge_entry). */
+	return tally__ratelimit_window_idle(params, word,
+			      atomic_load_explicit(&entry->newest_window, memory_order_relaxed),
+			      now);
 }
 
 static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 {
 	struct sweep_walk *walk = arg;
 	struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
-	/* relaxed: the word carries no other data (see limiter.c, charge_entry). */
-	uint64_t word = atomic_load_explicit(&entry->word, memory_order_relaxed);
+	/* acquire: the fixed window's newest_window is read after it (limiter.c). */
+	uint64_t word = atomic_load_explicit(&entry->word, memory_order_acquire);
 
 	if (word != RL_DEAD) {
 		/* release: publishes the sweep_horizon raised before the walk to the allow
 		 * that finds the dead mark (its acquire reload in limiter.c, charge_entry). */
-		if (!idle(&walk->limiter->params, word, walk->now) ||
+		if (!idle(&walk->limiter->params, entry, word, walk->now) ||
 		    !atomic_compare_exchange_strong_explicit(&entry->word, &word, RL_DEAD,
 							     memory_order_release,
 							     memory_order_relaxed))

@@ -12,8 +12,20 @@
  * Invariant: for every window, the counts installed for it only grow, by admitted costs, and
  * never exceed `limit`. A caller whose clock reading is stale (it read the clock, then lost the
  * CPU while another caller moved the key to a later window) finds the stored window ahead of
- * its own and is charged against the stored window, never resets it; "ahead" is told from
- * "long idle" by the modular distance (ahead by less than half the index range).
+ * its own and is charged against the stored window, never resets it.
+ *
+ * The word's index is truncated (it wraps after 2^(64 - count_bits) windows, 2^32 for the
+ * largest limit), so alone it cannot tell "ahead of this reading" from "idle for a wrap or
+ * more". The entry's newest_window holds the highest full index installed: every installer
+ * raises it (a max) before its CAS on the word, and that CAS is a release that a reader's
+ * acquire load of the word pairs with, so a reader that sees a word also sees a newest at
+ * or above the word's full index. The word's full index is then the largest index <= newest
+ * agreeing with its truncated one: never below the true index, so a current window is never
+ * taken for an old one (which would recount it). It can only be above it if an installer
+ * raised newest a whole wrap or more past the word and has not yet swapped the word (or
+ * failed to), and then a reader charges against the later window: conservative. So a new
+ * window always starts at 0, whatever the idle time, and a stale reading any distance behind
+ * is charged to the stored window.
  */
 #include "ratelimit/internal.h"
 
@@ -39,35 +51,38 @@ static uint64_t index_mask(const struct rl_params *params)
 	return (UINT64_C(1) << (64 - params->count_bits)) - 1;
 }
 
-uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now)
+uint64_t rl_window_index(const struct rl_params *params, int64_t now)
 {
-	uint64_t now_index = (uint64_t)now / (uint64_t)params->period_ns;
-
-	return (now_index & index_mask(params)) << params->count_bits;
+	return (uint64_t)now / (uint64_t)params->period_ns;
 }
 
-bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word, int64_t now,
-				  int64_t cost, uint64_t *next,
+uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now)
+{
+	return (rl_window_index(params, now) & index_mask(params)) << params->count_bits;
+}
+
+/* The full index of the window stored in `word`: the largest index <= newest that agrees
+ * with the word's truncated index (newest is never below it: see the top of the file). */
+static uint64_t stored_window(const struct rl_params *params, uint64_t word, uint64_t newest)
+{
+	return newest - ((newest - (word >> params->count_bits)) & index_mask(params));
+}
+
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word,
+				  uint64_t *newest, int64_t now, int64_t cost, uint64_t *next,
 				  struct tally_ratelimit_result *result)
 {
-	const uint64_t period = (uint64_t)params->period_ns, mask = index_mask(params);
-	const uint64_t now_index = (uint64_t)now / period;
+	const uint64_t period = (uint64_t)params->period_ns, now_index = rl_window_index(params, now);
 	const uint64_t count = word & ((UINT64_C(1) << params->count_bits) - 1);
-	const uint64_t behind = (now_index - (word >> params->count_bits)) & mask;
-	uint64_t window = now_index, used = 0;
-
-	if (behind == 0) {
-		used = count;
-	} else if (behind > mask / 2) {
-		/* Stored window ahead of this reading: charge it there (unless the distance is
-		 * impossible for a stale reading, i.e. its end would not fit a clock value). */
-		uint64_t ahead = mask + 1 - behind;
-		if (ahead < ((uint64_t)RL_CLOCK_MAX - (uint64_t)now) / period) {
-			window = now_index + ahead;
-			used = count;
-		}
-	}
+	const uint64_t stored = stored_window(params, word, *newest);
+	/* The stored window, if it is this reading's or ahead of it (a stale reading is
+	 * charged there); else a new window, counted from 0, however long the key was idle. */
+	const uint64_t window = stored >= now_index ? stored : now_index;
+	uint64_t used = stored >= now_index ? count : 0;
+	/* Fits: stored <= newest, an index of a reading below RL_CLOCK_MAX (2^62), and the
+	 * period is below 2^62 too. */
 	const int64_t window_end = (int64_t)((window + 1) * period);
+
 	result->limit = params->limit;
 	if ((int64_t)used + cost > params->limit) {
 		result->remaining = params->limit - (int64_t)used;
@@ -76,23 +91,21 @@ bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word,
 		return false;
 	}
 	used += (uint64_t)cost;
-	*next = ((window & mask) << params->count_bits) | used;
+	*next = ((window & index_mask(params)) << params->count_bits) | used;
+	if (window > *newest)
+		*newest = window;
 	result->remaining = params->limit - (int64_t)used;
 	result->reset_ns = used ? window_end - now : 0;
 	result->retry_after_ns = 0;
 	return true;
 }
 
-bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, int64_t now)
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
+		    int64_t now)
 {
-	const uint64_t period = (uint64_t)params->period_ns, mask = index_mask(params);
-	const uint64_t now_index = (uint64_t)now / period;
-	const uint64_t behind = (now_index - (word >> params->count_bits)) & mask;
+	const uint64_t stored = stored_window(params, word, newest);
 
-	if (behind == 0 || behind > mask / 2)
+	if (stored >= rl_window_index(params, now))
 		return false; /* current window, or ahead of this reading */
-	if (behind > now_index)
-		return true;  /* an index from before the clock's zero: a wrapped, ancient state */
-	const int64_t window_end = (int64_t)((now_index - behind + 1) * period);
-	return now - window_end >= params->idle_ttl_ns;
+	return now - (int64_t)((stored + 1) * (uint64_t)params->period_ns) >= params->idle_ttl_ns;
 }

@@ -3,6 +3,7 @@
  * Template compiler and renderer for sequence numbers, and the period arithmetic
  * (tally/sequence.h, "Templates"). Pure functions: no shared state.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "sequence/internal.h"
 
@@ -23,20 +24,47 @@ static void civil_from_days(int64_t days, int *year, int *month, int *day)
 	*day = (int)d;
 }
 
-uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes)
+/* now shifted by the offset, if that lies in [0, TALLY_SEQ_CLOCK_MAX) (else false). */
+static bool local_time(int64_t now, int32_t utc_offset_minutes, int64_t *local)
 {
-	int64_t local = now + (int64_t)utc_offset_minutes * 60, days;
+	return !__builtin_add_overflow(now, (int64_t)utc_offset_minutes * 60, local) &&
+	       *local >= 0 && *local < TALLY_SEQ_CLOCK_MAX;
+}
+
+/* The period of a local time in [0, TALLY_SEQ_CLOCK_MAX). */
+static uint32_t period_of_local(int64_t local, enum tally_seq_reset reset)
+{
+	int64_t days = local / 86400;
 	int year, month, day;
 
-	if (reset == TALLY_SEQ_RESET_NEVER || local < 0)
+	if (reset == TALLY_SEQ_RESET_NEVER)
 		return 0;
-	days = local / 86400;
 	if (reset == TALLY_SEQ_RESET_DAILY)
-		return days > 0xffffff ? 0xffffff : (uint32_t)days;
+		return (uint32_t)days;
 	civil_from_days(days, &year, &month, &day);
 	if (reset == TALLY_SEQ_RESET_MONTHLY)
 		return (uint32_t)((year - 1970) * 12 + (month - 1));
 	return (uint32_t)(year - 1970);
+}
+
+int seq_period_at(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes,
+		  uint32_t *period)
+{
+	int64_t local;
+
+	if (!local_time(now, utc_offset_minutes, &local))
+		return TALLY_EOVERFLOW;
+	*period = period_of_local(local, reset);
+	return TALLY_OK;
+}
+
+uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes)
+{
+	int64_t local;
+
+	if (!local_time(now, utc_offset_minutes, &local)) /* clamp to the range's ends */
+		local = now > 0 ? TALLY_SEQ_CLOCK_MAX - 1 : 0;
+	return period_of_local(local, reset);
 }
 
 void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
@@ -72,6 +100,8 @@ static int add_piece(struct seq_template *tmpl, enum seq_piece_kind kind, size_t
 	}
 	if (tmpl->piece_count == SEQ_TEMPLATE_PIECES_MAX)
 		return TALLY_EFORMAT;
+	if (kind >= PIECE_YEAR4 && kind <= PIECE_DAY)
+		tmpl->has_date = true;
 	tmpl->pieces[tmpl->piece_count++] =
 		(struct seq_piece){ kind, (uint16_t)offset, (uint16_t)len };
 	return TALLY_OK;
@@ -85,14 +115,20 @@ static int finest_unit(enum tally_seq_reset reset)
 	return unit[reset];
 }
 
-/* Compiles the spec of {date:...} found at text[from, to). */
+/* Compiles the spec of {date:...} found at text[from, to): not empty (a date field that
+ * renders nothing is a mistake), and no '{' (braces are never literal inside a field;
+ * '}' cannot occur, it ends the field). */
 static int compile_date(struct seq_template *tmpl, size_t from, size_t to, int finest)
 {
+	if (from == to)
+		return TALLY_EFORMAT;
 	for (size_t i = from; i < to; i++) {
 		const char *text = tmpl->text;
 		enum seq_piece_kind kind;
 		int unit, err;
 
+		if (text[i] == '{')
+			return TALLY_EFORMAT;
 		if (text[i] != '%') {
 			err = add_piece(tmpl, PIECE_LITERAL, i, 1);
 			if (err)
@@ -140,7 +176,8 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 		tmpl->max_counter = max_for_digits(TALLY_SEQ_COUNTER_DIGITS_MAX);
 		return add_piece(tmpl, PIECE_COUNTER, 0, 0);
 	}
-	if (len >= 10 && memcmp(name, "counter:0", 9) == 0) {
+	/* "0" then N in 1..12 without leading zeros: one spelling per width. */
+	if (len >= 10 && len <= 11 && memcmp(name, "counter:0", 9) == 0 && name[9] != '0') {
 		unsigned width = 0;
 
 		for (size_t i = 9; i < len; i++) {
@@ -256,6 +293,10 @@ int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_r
 		return TALLY_ETOOLONG;
 	if (reset != TALLY_SEQ_RESET_NEVER)
 		tally__seq_period_date(period, reset, &year, &month, &day);
+	/* %Y is 4 digits: a date past 9999 (a period the clock never gives: see
+	 * seq_period_at) is refused rather than rendered wider or wrapped. */
+	if (year > 9999 && tmpl->has_date)
+		return TALLY_EOVERFLOW;
 	for (unsigned i = 0; i < tmpl->piece_count && !err; i++) {
 		const struct seq_piece *piece = &tmpl->pieces[i];
 

@@ -4,6 +4,7 @@
  */
 #ifndef TALLY_SEQUENCE_INTERNAL_H
 #define TALLY_SEQUENCE_INTERNAL_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "tally/sequence.h"
@@ -26,6 +27,7 @@ struct seq_template {
 	struct seq_piece pieces[SEQ_TEMPLATE_PIECES_MAX];
 	unsigned piece_count;
 	unsigned counter_width; /* 0: unpadded */
+	bool has_date;          /* a %Y, %y, %m or %d piece */
 	uint64_t max_counter;   /* 10^digits - 1 */
 };
 
@@ -33,7 +35,12 @@ struct seq_template {
 int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
 				enum tally_seq_reset reset);
 
-/* Renders a number. Errors: EWIDTH, ETOOLONG. */
+/* The period of clock reading `now` (UTC seconds): TALLY_OK, or TALLY_EOVERFLOW if now
+ * shifted by the offset lies outside [0, TALLY_SEQ_CLOCK_MAX). */
+int seq_period_at(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes,
+		  uint32_t *period);
+
+/* Renders a number. Errors: EWIDTH, ETOOLONG, EOVERFLOW (a date past 9999). */
 int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
 			       const char *tenant, size_t tenant_len, const char *series,
 			       size_t series_len, uint32_t period, uint64_t counter, char *buf,

@@ -12,16 +12,20 @@
  * A record's state part is rewritten in place with one 64-byte pwrite at a 256-aligned
  * offset and fdatasync'd.
  *
+ * Creation (create_file) writes the whole empty header to a temporary file and links it into
+ * place, so a file at the path always starts with a complete header: a shorter one was cut
+ * (or written) by someone else, and is TALLY_ECORRUPT like any other damage.
+ *
  * Appending a new key is two steps, each fdatasync'd: the whole record past the last one,
  * then the header with the record count + 1 (64 bytes at offset 0: one sector). The call
  * returns only after both, so a record at or past the header's count was never
  * acknowledged to any caller: no lease was handed out from it. A crash between or during
  * the two steps leaves such a tail (a short or torn record, or a whole one the header does
  * not count yet); the next load under the file lock, by any process, truncates it. Every
- * counted record must pass its checksum: damage there is TALLY_ECORRUPT, never repaired,
- * because the only safe value for a lost mark is one no lower than it was. Version 1 files
- * (no count; every whole record counted, any partial tail ECORRUPT) are upgraded in place
- * by rewriting the header.
+ * counted record must pass its checksum and hold a key no other counted record holds:
+ * damage there is TALLY_ECORRUPT, never repaired, because the only safe value for a lost
+ * mark is one no lower than it was. Version 1 files (no count; every whole record counted,
+ * any partial tail ECORRUPT) are upgraded in place by rewriting the header.
  *
  * Concurrency: the mutex serialises this process's threads (an OFD lock is shared by all
  * threads using the descriptor); F_OFD_SETLKW on the whole file serialises processes.
@@ -148,23 +152,42 @@ static uint32_t header_version(const unsigned char *hdr)
 	return version == FILE_VERSION || version == FILE_VERSION_NO_COUNT ? version : 0;
 }
 
-/*
- * A file shorter than a header can only be a creation cut short (the header is the first
- * and only write of a new file, before any record): nothing was ever stored in it. Only
- * a prefix of the empty header we write, or zeros (a file system may show an extension
- * whose data never reached the disk as zeros), counts as that.
- */
-static bool torn_creation(int fd, off_t size)
+/* Orders records by key (length, then bytes): the key part is u32 len, u32 0, key bytes. */
+static int key_order(const void *a, const void *b)
 {
-	unsigned char got[HEADER_SIZE], want[HEADER_SIZE];
-	bool zeros = true;
+	const unsigned char *x = *(const unsigned char *const *)a;
+	const unsigned char *y = *(const unsigned char *const *)b;
+	uint32_t x_len = get32(x), y_len = get32(y);
 
-	if (full_pread(fd, got, (size_t)size, 0) != TALLY_OK)
-		return false;
-	header_build(want, 0);
-	for (off_t i = 0; i < size; i++)
-		zeros &= got[i] == 0;
-	return zeros || memcmp(got, want, (size_t)size) == 0;
+	if (x_len != y_len)
+		return x_len < y_len ? -1 : 1;
+	return memcmp(x + 8, y + 8, x_len);
+}
+
+/*
+ * TALLY_ECORRUPT if two of the n (checked) records hold the same key: appends happen only
+ * for a key not found under the file lock, so a second copy is damage, and which copy
+ * holds the true mark cannot be known (taking the lower would issue numbers twice).
+ * O(n log n): a sort of pointers to the records.
+ */
+static int check_unique_keys(const unsigned char *records, size_t n)
+{
+	const unsigned char **by_key;
+	int err = TALLY_OK;
+
+	if (n < 2)
+		return TALLY_OK;
+	by_key = malloc(n * sizeof(*by_key));
+	if (!by_key)
+		return TALLY_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		by_key[i] = records + i * RECORD_SIZE;
+	qsort(by_key, n, sizeof(*by_key), key_order);
+	for (size_t i = 1; i < n && !err; i++)
+		if (key_order(&by_key[i - 1], &by_key[i]) == 0)
+			err = TALLY_ECORRUPT;
+	free(by_key);
+	return err;
 }
 
 /* Drops an unacknowledged tail (see the top of the file): truncate, then make it durable. */
@@ -194,13 +217,10 @@ static int load(struct file_provider *fp, const char *key, size_t key_len,
 	*index = -1;
 	if (fstat(fp->fd, &st) != 0)
 		return TALLY_EIO;
-	if (st.st_size < HEADER_SIZE) {
-		if (st.st_size > 0 && !torn_creation(fp->fd, st.st_size))
-			return TALLY_ECORRUPT;
-		header_build(hdr, 0);
-		*count = 0;
-		return full_pwrite(fp->fd, hdr, sizeof(hdr), 0);
-	}
+	/* A file is created whole (create_file), so anything shorter than its header was cut
+	 * or written by someone else: never reinitialise what may have held marks. */
+	if (st.st_size < HEADER_SIZE)
+		return TALLY_ECORRUPT;
 	if (full_pread(fp->fd, hdr, sizeof(hdr), 0) != TALLY_OK)
 		return TALLY_EIO;
 	version = header_version(hdr);
@@ -235,8 +255,8 @@ static int load(struct file_provider *fp, const char *key, size_t key_len,
 		if (len == key_len && memcmp(rec + 8, key, key_len) == 0)
 			*index = (long)i;
 	}
-	err = TALLY_OK;
-	if (st.st_size != (off_t)(HEADER_SIZE + n * RECORD_SIZE))
+	err = check_unique_keys(records, n);
+	if (!err && st.st_size != (off_t)(HEADER_SIZE + n * RECORD_SIZE))
 		err = truncate_tail(fp->fd, (off_t)(HEADER_SIZE + n * RECORD_SIZE));
 	if (!err && version == FILE_VERSION_NO_COUNT) {
 		header_build(hdr, n);
@@ -311,7 +331,7 @@ static int file_op(void *impl, enum file_op op, const char *key, size_t key_len,
 	int err;
 
 	pthread_mutex_lock(&fp->lock);
-	/* A write lock even to read: load() initialises a file found empty. */
+	/* A write lock even to read: load() truncates an unacknowledged tail. */
 	err = file_lock(fp, F_WRLCK);
 	if (err)
 		goto unlock_mutex;
@@ -405,12 +425,12 @@ static const struct tally_lease_ops file_ops = {
 };
 
 /*
- * fsyncs the directory holding `path`. open(O_CREAT) may have just created the file: its
- * data is fdatasync'd by every write, but the directory entry that names it is the
- * directory's data, and without this a crash could lose the whole file (and every mark in
- * it) after calls that returned success. Done at every open, since we cannot tell whether
- * another process created the file and crashed before syncing the directory. A file system
- * that cannot sync directories (EINVAL) has nothing to flush.
+ * fsyncs the directory holding `path`. create_file may have just linked the file in: its
+ * data is synced, but the directory entry that names it is the directory's data, and
+ * without this a crash could lose the whole file (and every mark in it) after calls that
+ * returned success. Done at every open, since we cannot tell whether another process
+ * created the file and crashed before syncing the directory. A file system that cannot
+ * sync directories (EINVAL) has nothing to flush.
  */
 static int sync_parent_dir(const char *path)
 {
@@ -436,6 +456,63 @@ static int sync_parent_dir(const char *path)
 	return err;
 }
 
+#define TEMP_SUFFIX ".tmp-XXXXXX"
+
+/*
+ * Creates the lease file at `path` whole, if nothing is there: a complete empty header is
+ * written to a new temporary file "<path>.tmp-XXXXXX" in the same directory and fsync'd,
+ * then link()ed to `path`, the temporary name removed and the directory synced. link, not
+ * rename: it fails (EEXIST) instead of replacing a file another process created meanwhile
+ * and may already lease from; that loser simply opens the winner's file. A crash before
+ * the link leaves only a stray temporary file (an empty header, never leased from); after
+ * it, at most a second name of the lease file. Nothing reads those names; deleting them is
+ * always safe.
+ */
+static int create_file(const char *path)
+{
+	size_t len = strlen(path);
+	char *temp = malloc(len + sizeof(TEMP_SUFFIX));
+	unsigned char hdr[HEADER_SIZE];
+	int fd, err;
+
+	if (!temp)
+		return TALLY_ENOMEM;
+	memcpy(temp, path, len);
+	memcpy(temp + len, TEMP_SUFFIX, sizeof(TEMP_SUFFIX));
+	fd = mkostemp(temp, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0) {
+		free(temp);
+		return TALLY_EIO;
+	}
+	header_build(hdr, 0);
+	err = full_pwrite(fd, hdr, sizeof(hdr), 0);
+	if (!err && fsync(fd) != 0) /* the inode too, before a name can reach it */
+		err = TALLY_EIO;
+	close(fd);
+	if (!err && link(temp, path) != 0 && errno != EEXIST)
+		err = TALLY_EIO;
+	unlink(temp);
+	free(temp);
+	return err;
+}
+
+/* Opens `path`, creating it whole (create_file) if absent. -1 with *err on failure. */
+static int open_or_create(const char *path, int *err)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	*err = TALLY_OK;
+	if (fd < 0 && errno == ENOENT) {
+		*err = create_file(path);
+		if (*err)
+			return -1;
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	}
+	if (fd < 0)
+		*err = TALLY_EIO;
+	return fd;
+}
+
 int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 {
 	struct file_provider *fp;
@@ -449,22 +526,21 @@ int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 	fp = calloc(1, sizeof(*fp));
 	if (!fp)
 		return TALLY_ENOMEM;
-	fp->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fp->fd = open_or_create(path, &err);
 	if (fp->fd < 0) {
 		free(fp);
-		return TALLY_EIO;
+		return err;
 	}
 	if (pthread_mutex_init(&fp->lock, NULL)) {
 		close(fp->fd);
 		free(fp);
 		return TALLY_ENOMEM;
 	}
-	/* Validate (and initialise an empty file) now, so corruption shows at open. */
+	/* Validate now, so corruption shows at open. */
 	err = file_lock(fp, F_WRLCK);
 	if (!err) {
 		err = load(fp, "", 0, &records, &count, &index);
 		free(records);
-		/* After load: the header of a new file is written and synced by then. */
 		if (!err)
 			err = sync_parent_dir(path);
 		file_lock(fp, F_UNLCK);

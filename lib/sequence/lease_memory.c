@@ -31,6 +31,28 @@ static struct memory_record *find(struct memory_provider *mem, const char *key, 
 	return NULL;
 }
 
+/* A new key's record, appended (zeroed: mark 0, never acquired yet), or NULL on ENOMEM. */
+static struct memory_record *append(struct memory_provider *mem, const char *key,
+				    size_t key_len)
+{
+	struct memory_record *rec;
+
+	if (mem->count == mem->capacity) {
+		size_t cap = mem->capacity ? mem->capacity * 2 : 8;
+		struct memory_record *grown = realloc(mem->records, cap * sizeof(*grown));
+
+		if (!grown)
+			return NULL;
+		mem->records = grown;
+		mem->capacity = cap;
+	}
+	rec = &mem->records[mem->count++];
+	memset(rec, 0, sizeof(*rec));
+	memcpy(rec->key, key, key_len);
+	rec->key_len = key_len;
+	return rec;
+}
+
 static int memory_acquire(void *impl, const char *key, size_t key_len, uint64_t min_start,
 			  uint64_t size, uint64_t issued, uint64_t *base_out)
 {
@@ -41,26 +63,17 @@ static int memory_acquire(void *impl, const char *key, size_t key_len, uint64_t 
 
 	pthread_mutex_lock(&mem->lock);
 	rec = find(mem, key, key_len);
-	if (!rec) {
-		if (mem->count == mem->capacity) {
-			size_t cap = mem->capacity ? mem->capacity * 2 : 8;
-			struct memory_record *grown = realloc(mem->records, cap * sizeof(*grown));
-
-			if (!grown) {
-				err = TALLY_ENOMEM;
-				goto out;
-			}
-			mem->records = grown;
-			mem->capacity = cap;
-		}
-		rec = &mem->records[mem->count++];
-		memset(rec, 0, sizeof(*rec));
-		memcpy(rec->key, key, key_len);
-		rec->key_len = key_len;
-	}
-	base = rec->state.mark > min_start ? rec->state.mark : min_start;
+	/* Validate before a new key is added: a refused acquire must store nothing, or a
+	 * later read would find a record (mark 0, not clean) for a key never acquired. */
+	base = rec && rec->state.mark > min_start ? rec->state.mark : min_start;
 	if (base > UINT64_MAX - size) {
 		err = TALLY_EINVAL;
+		goto out;
+	}
+	if (!rec)
+		rec = append(mem, key, key_len);
+	if (!rec) {
+		err = TALLY_ENOMEM;
 		goto out;
 	}
 	rec->state.mark = base + size;

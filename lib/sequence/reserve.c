@@ -74,8 +74,11 @@ size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, siz
 static int release_number(struct tally_series *s, uint64_t packed)
 {
 	size_t lo = 0, hi;
+	uint32_t now_period;
 
-	if (SEQ_PERIOD(packed) < effective_period(s, tally__seq_current_period(s))) {
+	/* A clock out of range leaves now_period 0: the series word's period decides. */
+	(void)tally__seq_current_period(s, &now_period);
+	if (SEQ_PERIOD(packed) < effective_period(s, now_period)) {
 		atomic_fetch_add_explicit(&s->voided, 1, memory_order_relaxed);
 		return TALLY_OK;
 	}
@@ -136,11 +139,13 @@ static struct tally_seq_reservation *reservation_alloc(uint32_t n)
 
 static int reserve_numbers(struct tally_series *s, uint32_t n, uint64_t *packed)
 {
-	uint32_t now_period = tally__seq_current_period(s);
+	uint32_t now_period;
 	uint64_t first, count;
 	size_t got = 0;
-	int err;
+	int err = tally__seq_current_period(s, &now_period);
 
+	if (err)
+		return err;
 	/* Acquire: pairs with the release stores on the release list. */
 	if (s->mode == TALLY_SEQ_STRICT &&
 	    atomic_load_explicit(&s->released_count, memory_order_acquire) > 0)

@@ -39,12 +39,13 @@ static int64_t realtime_clock(void *arg)
 	return (int64_t)now.tv_sec;
 }
 
-uint32_t tally__seq_current_period(const struct tally_series *s)
+int tally__seq_current_period(const struct tally_series *s, uint32_t *period)
 {
+	*period = 0;
 	if (s->reset == TALLY_SEQ_RESET_NEVER)
-		return 0;
-	return tally_seq_period_of(s->seq->now_s(s->seq->clock_arg), s->reset,
-				   s->utc_offset_minutes);
+		return TALLY_OK;
+	return seq_period_at(s->seq->now_s(s->seq->clock_arg), s->reset, s->utc_offset_minutes,
+			     period);
 }
 
 /*
@@ -303,12 +304,13 @@ static uint32_t next_block_size(const struct tally_series *s, struct tally__seq_
 
 static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 {
-	uint32_t now_period = tally__seq_current_period(s);
 	struct tally__seq_block *block = home_block(s);
 	uint64_t first, count;
-	uint32_t size;
-	int err;
+	uint32_t size, now_period;
+	int err = tally__seq_current_period(s, &now_period);
 
+	if (err)
+		return err;
 	if (block->series_id == s->hot.head.id && block->next <= block->end &&
 	    SEQ_PERIOD(block->next) >= now_period) {
 		out->period = SEQ_PERIOD(block->next);
@@ -331,10 +333,12 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 
 static int next_strict(struct tally_series *s, struct tally_seq_number *out)
 {
-	uint32_t now_period = tally__seq_current_period(s);
+	uint32_t now_period;
 	uint64_t first, count;
-	int err;
+	int err = tally__seq_current_period(s, &now_period);
 
+	if (err)
+		return err;
 	/* Acquire: pairs with the release in seq_release_number; the lock is taken inside. */
 	if (atomic_load_explicit(&s->released_count, memory_order_acquire) > 0 &&
 	    tally__seq_take_released(s, now_period, 1, &first) == 1) {

@@ -70,7 +70,8 @@ _Static_assert(offsetof(struct tally_series, hot) == 0 &&
 		       sizeof(struct tally__series_hot) == 2 * TALLY_CACHE_LINE,
 	       "tally/static/sequence.h reads the head and the word at these offsets");
 
-uint32_t tally__seq_current_period(const struct tally_series *s);
+/* The period of a clock reading now; TALLY_EOVERFLOW if the clock is out of range. */
+int tally__seq_current_period(const struct tally_series *s, uint32_t *period);
 /* Takes k fresh numbers (fewer with partial, at the width limit): [*first, +*count). */
 int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
 			  uint64_t *first, uint64_t *count);

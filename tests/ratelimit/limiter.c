@@ -43,6 +43,10 @@ static void test_config_errors(void)
 	tap_eq(create_err(c), TALLY_EINVAL, "window limit above the packing's maximum");
 	c = window; c.period_ns = 0;
 	tap_eq(create_err(c), TALLY_EINVAL, "period 0");
+	c = window; c.period_ns = INT64_C(1) << 62;
+	tap_eq(create_err(c), TALLY_EINVAL, "window period 2^62: above the largest");
+	c = window; c.period_ns = (INT64_C(1) << 62) - 1;
+	tap_eq(create_err(c), TALLY_OK, "window period 2^62 - 1: the largest");
 	c = window; c.burst = 3;
 	tap_eq(create_err(c), TALLY_EINVAL, "a window burst other than the limit");
 	c = gcra; c.limit = 0;
@@ -115,6 +119,8 @@ static void test_input_errors(void)
 	tap_eq(tally_ratelimit_allow(rl, "a", 1, 1, NULL), TALLY_EOVERFLOW,
 	       "a clock reading at 2^62");
 	tap_eq(tally_ratelimit_sweep(rl, NULL), TALLY_EOVERFLOW, "sweep with a bad clock");
+	tap_eq(tally_ratelimit_peek(rl, "a\0b", 3, &res), TALLY_EOVERFLOW,
+	       "peek reads the clock too: EOVERFLOW");
 	atomic_store(&shared_now, 100);
 	tap_eq(tally_ratelimit_peek(rl, "a", 1, &res), TALLY_OK, "after the clock errors...");
 	tap_eq(res.remaining, 2, "...nothing was charged");
@@ -218,6 +224,75 @@ static void test_creation_race(int64_t max_keys)
 }
 
 /*
+ * key_count under churn never reads above max_keys: 5 threads create (mostly refused at the
+ * cap), reset and sweep 40 keys under a cap of 10 while one thread reads the count.
+ */
+#define CHURN_CAP 10
+#if defined(__SANITIZE_THREAD__)
+#define CHURN_OPS 4000
+#else
+#define CHURN_OPS 40000
+#endif
+
+struct churn {
+	struct tally_ratelimit *rl;
+	_Atomic int writers_left;
+	int64_t reads, over, highest;
+};
+
+static void *churn_body(struct test_thread *self)
+{
+	struct churn *churn = self->shared;
+	char key[16];
+
+	if (self->index == 0) { /* the reader */
+		while (atomic_load(&churn->writers_left) > 0) {
+			int64_t count = -1;
+
+			tally_ratelimit_key_count(churn->rl, &count);
+			churn->reads++;
+			churn->over += count > CHURN_CAP || count < 0;
+			if (count > churn->highest)
+				churn->highest = count;
+		}
+		return NULL;
+	}
+	for (int i = 0; i < CHURN_OPS; i++) {
+		int len = snprintf(key, sizeof(key), "c%d", (i * 7 + self->index) % 40);
+
+		if (i % 97 == 0)
+			tally_ratelimit_reset(churn->rl, key, (size_t)len);
+		else if (i % 211 == 0)
+			tally_ratelimit_sweep(churn->rl, NULL);
+		else /* mostly refused: a new key while the cap is full */
+			tally_ratelimit_allow(churn->rl, key, (size_t)len, 1, NULL);
+	}
+	atomic_fetch_sub(&churn->writers_left, 1);
+	return NULL;
+}
+
+static void test_count_within_cap(void)
+{
+	struct test_thread threads[6];
+	struct churn churn = { .writers_left = 5 };
+	struct tally_ratelimit_config config = {
+		.algorithm = TALLY_RATELIMIT_FIXED_WINDOW, .limit = 1000000, .period_ns = 1000,
+		.max_keys = CHURN_CAP, .now_ns = shared_clock };
+	int64_t count = -1;
+
+	atomic_store(&shared_now, 5000);
+	tally_ratelimit_create(&churn.rl, &config);
+	run_threads(6, churn_body, &churn, threads);
+	tap_ok(churn.over == 0 && churn.highest <= CHURN_CAP,
+	       "key_count under create/reset/sweep churn: %lld of %lld reads above the cap "
+	       "of %d (highest %lld)", (long long)churn.over, (long long)churn.reads, CHURN_CAP,
+	       (long long)churn.highest);
+	tally_ratelimit_key_count(churn.rl, &count);
+	tap_ok(count >= 0 && count <= CHURN_CAP, "at rest: %lld keys", (long long)count);
+	tally_ratelimit_destroy(churn.rl);
+}
+
+/*
  * Destroy with many keys (regression: bench/ratelimit crashed in teardown). Deleting the keys
  * makes cds_lfht shrink its table on liburcu's resize worker, whose threads walk the bucket
  * chains under their own read-side sections; a destroy that freed each entry at once, right
@@ -267,6 +342,7 @@ int main(void)
 	test_cap();
 	test_creation_race(0);
 	test_creation_race(100);
+	test_count_within_cap();
 	test_destroy_many_keys();
 	tap_ok(tally_ratelimit_entry_size() > 0 && tally_ratelimit_entry_size() <= 128,
 	       "entry size %zu bytes plus the key", tally_ratelimit_entry_size());

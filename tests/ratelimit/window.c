@@ -75,6 +75,67 @@ static void test_limit_edges(void)
 	tally_ratelimit_destroy(max);
 }
 
+/*
+ * The largest limit leaves the window index 32 bits, so with 1 ns windows it wraps every
+ * 2^32 ns. A key idle for any time, in the second half of a wrap, at an exact multiple of
+ * it, or past it, starts its new window at 0; it is never charged against its old count.
+ */
+static void test_index_wrap(void)
+{
+	const int64_t limit = TALLY_RATELIMIT_WINDOW_LIMIT_MAX, wrap = INT64_C(1) << 32;
+	const int64_t idles[] = { (INT64_C(1) << 31) + 5, wrap - 1, wrap, 3 * wrap,
+				  5 * wrap + (INT64_C(1) << 31) };
+	struct tally_ratelimit_result res;
+	int64_t removed = -1;
+
+	for (size_t i = 0; i < sizeof(idles) / sizeof(idles[0]); i++) {
+		struct tally_ratelimit *rl =
+			make_limiter(TALLY_RATELIMIT_FIXED_WINDOW, limit, 1, 0, shared_clock);
+
+		atomic_store(&shared_now, 1000);
+		tap_eq(allow_str(rl, "k", limit, NULL), TALLY_OK, "the whole limit in window 1000");
+		atomic_store(&shared_now, 1000 + idles[i]);
+		tap_ok(allow_str(rl, "k", 1, &res) == TALLY_OK && res.remaining == limit - 1 &&
+			       res.reset_ns == 1,
+		       "idle %lld windows: a new window, counted from 0 (remaining %lld, "
+		       "reset %lld ns)", (long long)idles[i], (long long)res.remaining,
+		       (long long)res.reset_ns);
+		tally_ratelimit_destroy(rl);
+	}
+
+	/* The sweep sees such a key as idle too. */
+	{
+		struct tally_ratelimit *rl =
+			make_limiter(TALLY_RATELIMIT_FIXED_WINDOW, limit, 1, 0, shared_clock);
+
+		atomic_store(&shared_now, 1000);
+		allow_str(rl, "k", limit, NULL);
+		atomic_store(&shared_now, 1000 + wrap);
+		tap_ok(tally_ratelimit_peek(rl, "k", 1, &res) == TALLY_OK &&
+			       res.remaining == limit,
+		       "peek after exactly one wrap: the full quota (%lld)",
+		       (long long)res.remaining);
+		tally_ratelimit_sweep(rl, &removed);
+		tap_eq(removed, 1, "a sweep after exactly one wrap removes the idle key");
+		tally_ratelimit_destroy(rl);
+	}
+	/* A reading stale by more than half a wrap is still charged to the stored window (no
+	 * sweep here: its horizon would lift the stale reading). */
+	{
+		struct tally_ratelimit *rl =
+			make_limiter(TALLY_RATELIMIT_FIXED_WINDOW, limit, 1, 0, shared_clock);
+
+		atomic_store(&shared_now, 1000 + wrap);
+		allow_str(rl, "s", 10, NULL);
+		atomic_store(&shared_now, 1000 + wrap - (INT64_C(1) << 31) - 3);
+		tap_ok(allow_str(rl, "s", limit - 10, &res) == TALLY_OK && res.remaining == 0 &&
+			       res.reset_ns == (INT64_C(1) << 31) + 4 &&
+			       allow_str(rl, "s", 1, NULL) == TALLY_ELIMITED,
+		       "a reading 2^31 + 3 windows stale is charged to the stored window");
+		tally_ratelimit_destroy(rl);
+	}
+}
+
 struct fixed_run {
 	struct tally_ratelimit *rl;
 	int attempts;
@@ -201,6 +262,7 @@ int main(void)
 {
 	test_counting();
 	test_limit_edges();
+	test_index_wrap();
 	test_exact_fixed_clock();
 	test_exact_unit();
 	test_exact_stepped();
