@@ -41,6 +41,15 @@ grep -vE '^tally_[a-z]' "$work/exported" | grep -vxF -f "$work/abi" >"$work/inte
 result "$(test -s "$work/internal"; echo $((1 - $?)))" \
 	"every exported symbol is API or inline ABI ($(wc -l <"$work/exported") exported)"
 sed 's/^/# exported internal: /' "$work/internal"
+# An internal function named tally_x (not tally__x) matches the version script's pattern:
+# every exported tally_ name must be declared in a public header (internals take tally__).
+cat "$top"/include/tally/*.h "$top"/include/tally/static/*.h >"$work/headers"
+grep -E '^tally_[a-z]' "$work/exported" | while read -r name; do
+	grep -qw "$name" "$work/headers" || echo "$name"
+done >"$work/undeclared"
+result "$(test -s "$work/undeclared"; echo $((1 - $?)))" \
+	"every exported tally_ symbol is declared in a public header"
+sed 's/^/# exported but in no public header (rename it tally__): /' "$work/undeclared"
 grep -vxF -f "$work/exported" "$work/abi" >"$work/abi_missing"
 result "$(test -s "$work/abi_missing"; echo $((1 - $?)))" "every inline body's slow path is exported"
 sed 's/^/# missing: /' "$work/abi_missing"
