@@ -48,7 +48,6 @@
 
 #include <stdint.h>
 #include <tally/error.h>
-#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,19 +57,16 @@ extern "C" {
 #define TALLY_SGAUGE_SHARDS_MAX 256
 #define TALLY_SGAUGE_RETRIES 8
 
-struct tally_gauge {
-	uint32_t magic;        /* private: alive marker */
-	TALLY__ATOMIC(int64_t) value; /* private: CAS by every updater */
-	int64_t floor;         /* private: set at init */
-	int64_t ceiling;       /* private: set at init */
-};
+/* Caller-owned (stack, static, heap); layouts in tally/static/gauge.h, fields private. */
+struct tally_gauge;
+struct tally_sgauge;
 
 /* tally_gauge_init: value = initial, bounds [floor, ceiling] (TALLY_GAUGE_NO_CEILING: none).
  * Not thread-safe with other calls on the gauge. Errors: EINVAL (NULL, floor > ceiling,
  * initial outside [floor, ceiling]). */
 int tally_gauge_init(struct tally_gauge *gauge, int64_t initial, int64_t floor, int64_t ceiling);
 /* tally_gauge_destroy: later calls return EDESTROYED. Not thread-safe with other calls.
- * Errors: EINVAL (NULL), EDESTROYED (not initialised or already destroyed). */
+ * Errors: EINVAL (NULL), EDESTROYED (destroyed, or zeroed and never initialised). */
 int tally_gauge_destroy(struct tally_gauge *gauge);
 /* Adds n > 0. *value_out (may be NULL) receives the value this call produced. Lock-free,
  * acq_rel. Errors: EINVAL (NULL, n <= 0), ECEILING (value + n > ceiling), EOVERFLOW (no
@@ -86,19 +82,6 @@ int tally_gauge_dec(struct tally_gauge *gauge, int64_t *value_out);
 /* *value = the current value. Wait-free, acquire (sees what the producing update's thread
  * wrote before it). Errors: EINVAL (NULL), EDESTROYED. */
 int tally_gauge_read(const struct tally_gauge *gauge, int64_t *value);
-
-struct tally_sgauge_shard;
-
-struct tally_sgauge {
-	uint32_t magic;                      /* private: alive marker */
-	uint32_t shard_count;                /* private */
-	int64_t floor;                       /* private */
-	int64_t ceiling;                     /* private */
-	struct tally_sgauge_shard *above;    /* private: tokens of value - floor */
-	struct tally_sgauge_shard *headroom; /* private: tokens of ceiling - value; NULL if none */
-	TALLY__ATOMIC(uint64_t) in_flight;          /* private: multi-shard operations holding tokens */
-	TALLY__ATOMIC(uint64_t) returns;            /* private: count of token give-backs, for retries */
-};
 
 /* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2),
  * rounded up to a power of two. Not thread-safe with other calls on the gauge. Errors: EINVAL
@@ -129,4 +112,7 @@ int tally_sgauge_read(const struct tally_sgauge *gauge, int64_t *value);
 #ifdef __cplusplus
 }
 #endif
+
+#include <tally/static/gauge.h>
+
 #endif /* TALLY_GAUGE_H */
