@@ -26,12 +26,11 @@
  * to liburcu's call_rcu thread. On a machine with as many busy threads as cores that thread
  * is one runnable thread too many: it preempts a reader inside its read-side section, waits
  * for it, is woken by that reader's unlock, preempts again, and pays a membarrier (an IPI to
- * every core running the process, ~35 us on the 2-vCPU VM tally is benched on) each time.
- * Measured there: about 38 membarriers per grace period, and removing call_rcu altogether
- * (unsafely) made the session table's 90/10 benchmark 38% faster. A thread in inline mode
+ * every core running the process) each time; docs/session.md has the measurements. A thread
+ * in inline mode
  * keeps its full blocks chained behind the newest one and, once INLINE_BLOCKS are full and
  * it leaves its outermost read-side section, waits one grace period itself and runs the
- * reclaims: the grace period is cheap because no reader is preempted by it (2-4
+ * reclaims: the grace period is cheap because no reader is preempted by it (a few
  * membarriers), the frees land in the thread's own allocator cache, and the memory it
  * reuses is still warm. If the thread stays inside a section past INLINE_MAX_BLOCKS, the
  * chain goes to call_rcu, so retention stays bounded.
@@ -49,8 +48,9 @@
 #include "internal/tsan.h"
 
 #define RETIRE_BATCH 32
-/* Inline mode: a grace period per INLINE_BLOCKS full blocks (2,048 objects; 64 and 128 were
- * equally fast in the session benchmark, 512 was slower: the memory had gone cold). */
+/* Inline mode: a grace period per INLINE_BLOCKS full blocks (2,048 objects): fewer grace
+ * periods per free, while the freed memory is still warm when it is reused (the sizes tried
+ * are in docs/session.md). */
 #define INLINE_BLOCKS 64
 #define INLINE_MAX_BLOCKS (4 * INLINE_BLOCKS)
 
