@@ -65,9 +65,12 @@ int tally_rcu_thread_unregister(void);
 /* Whether the calling thread is registered. Wait-free; no errors. */
 bool tally_rcu_thread_is_registered(void);
 
-/* Enter/leave a read-side section; registers the thread first if needed. Wait-free, except
- * that the outermost unlock of an INLINE thread may reclaim (see Reclamation above). */
+/* Enters a read-side section (sections nest); registers the thread first if needed.
+ * Wait-free after the registration; no errors. */
 void tally_rcu_read_lock(void);
+/* Leaves the innermost read-side section. Wait-free, except that the outermost unlock of an
+ * INLINE thread may wait for a grace period and reclaim (see Reclamation above); no errors.
+ * Caller duty: one unlock per lock, in the same thread. */
 void tally_rcu_read_unlock(void);
 
 /* The calling thread's reclamation mode (see Reclamation above). */
