@@ -97,7 +97,28 @@ void tally__connection_free(struct tally_rcu_map_node *node)
 
 static void reclaim_connection(struct tally_rcu_head *rcu)
 {
-	tally__free_aligned(caa_container_of(rcu, struct connection, rcu));
+	struct connection *connection = caa_container_of(rcu, struct connection, rcu);
+
+	/* F1 (session/internal.h): a queued connection is the flusher's to free. No push can
+	 * come after the grace period, so QUEUED only clears now: a load that sees it clear
+	 * (acquire: after the flusher's last read) needs no RMW, the path of every connection
+	 * of a table without a flusher. */
+	if ((atomic_load_explicit(&connection->feed_flags, memory_order_acquire) &
+	     TALLY_FEED_QUEUED) &&
+	    (atomic_fetch_or_explicit(&connection->feed_flags, TALLY_FEED_ZOMBIE,
+				      memory_order_acq_rel) &
+	     TALLY_FEED_QUEUED))
+		return;
+	tally__free_aligned(connection);
+}
+
+void tally__connection_feed_done(struct connection *connection)
+{
+	/* acq_rel: acquires the removal whose OR saw QUEUED (F2); ZOMBIE: reclaim ran (F1) */
+	if (atomic_fetch_and_explicit(&connection->feed_flags, (uint8_t)~TALLY_FEED_QUEUED,
+				      memory_order_acq_rel) &
+	    TALLY_FEED_ZOMBIE)
+		tally__free_aligned(connection);
 }
 
 struct connection *tally__connection_find(struct tally_session_table *table, const char *id,
@@ -123,6 +144,7 @@ int tally__connection_remove(struct tally_session_table *table, struct connectio
 	if (!list_locked)
 		tally__lock_release(&session->list_lock);
 	tally_counter_sub(&table->connection_total, 1); /* cannot leave int64: ignored */
+	tally_session_feed_connection(table, connection);
 	tally__rcu_retire(&connection->rcu, reclaim_connection);
 	return TALLY_OK;
 }
@@ -201,6 +223,7 @@ static struct connection *new_connection(struct tally_session_table *table,
 	connection->expires_at_ms = tally__session_expiry(
 		connection->connected_at_ms, params->ttl_ms, table->config.connection_ttl_ms);
 	connection->session = session;
+	atomic_init(&connection->feed_flags, 0);
 	tally__rcu_map_node_init(&connection->node, connection->text, len->id);
 	return connection;
 }
@@ -257,6 +280,7 @@ static int create_connection(struct tally_session_table *table,
 		tally__free_aligned(connection); /* never published */
 	} else {
 		tally_counter_inc(&table->connection_total);
+		tally_session_feed_connection(table, connection); /* after the lock: F2 holds */
 	}
 	tally_rcu_read_unlock();
 	return err;

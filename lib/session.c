@@ -98,8 +98,42 @@ static void free_session(struct tally_rcu_map_node *node)
 
 static void reclaim_session(struct tally_rcu_head *rcu)
 {
-	free_session_object(
-		tally__session_of_cold(caa_container_of(rcu, struct session_cold, rcu)));
+	struct session_cold *cold = caa_container_of(rcu, struct session_cold, rcu);
+
+	/* F1: a session in the change feed is the flusher's to free (acq_rel: pairs with
+	 * tally__session_feed_done's RMW, which frees it then); no RMW when it is not queued,
+	 * as in reclaim_connection */
+	if ((atomic_load_explicit(&cold->feed_flags, memory_order_acquire) & TALLY_FEED_QUEUED) &&
+	    (atomic_fetch_or_explicit(&cold->feed_flags, TALLY_FEED_ZOMBIE,
+				      memory_order_acq_rel) &
+	     TALLY_FEED_QUEUED))
+		return;
+	free_session_object(tally__session_of_cold(cold));
+}
+
+/* ---- the change feed (session/internal.h F1, F2) -------------------------------------- */
+
+void tally__feed_push(struct __cds_wfcq_head *head, struct cds_wfcq_tail *tail,
+		      _Atomic uint8_t *flags, struct cds_wfcq_node *node)
+{
+	/* acq_rel: the release orders the change before it (F2); only the OR that sets QUEUED
+	 * pushes, so an object is in the queue at most once */
+	if (atomic_fetch_or_explicit(flags, TALLY_FEED_QUEUED, memory_order_acq_rel) &
+	    TALLY_FEED_QUEUED)
+		return;
+	cds_wfcq_node_init(node);
+	cds_wfcq_enqueue(head, tail, node);
+}
+
+void tally__session_feed_done(struct session *session)
+{
+	struct session_cold *cold = tally__session_cold(session);
+
+	/* acq_rel: acquires the changes whose OR saw QUEUED (F2); ZOMBIE: reclaim ran (F1) */
+	if (atomic_fetch_and_explicit(&cold->feed_flags, (uint8_t)~TALLY_FEED_QUEUED,
+				      memory_order_acq_rel) &
+	    TALLY_FEED_ZOMBIE)
+		free_session_object(session);
 }
 
 /* The lengths of a create's strings, measured once by the check. */
@@ -172,6 +206,7 @@ static struct session *new_session(struct tally_session_table *table,
 						    table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
 	atomic_init(&cold->speaker, speaker);
+	atomic_init(&cold->feed_flags, 0);
 	atomic_init(&session->first, NULL);
 	atomic_init(&session->listener_count, 0);
 	tally__lock_init(&session->list_lock);
@@ -181,10 +216,11 @@ static struct session *new_session(struct tally_session_table *table,
 }
 
 /* list_lock held: I2, the one place active goes 1 -> 0 */
-static void deactivate_locked(struct session *session)
+static void deactivate_locked(struct tally_session_table *table, struct session *session)
 {
 	/* release: pairs with the acquire loads of is_active/get/join's fast check */
 	atomic_store_explicit(&session->active, 0, memory_order_release);
+	tally_session_feed_session(table, session);
 }
 
 /* Read lock held. Removes an already looked-up session: ENOTFOUND if another call did. */
@@ -196,7 +232,7 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 	if (tally__rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
 		return TALLY_ENOTFOUND;
 	tally__lock_acquire(&session->list_lock);
-	deactivate_locked(session);
+	deactivate_locked(table, session);
 	removed = tally__connection_remove_all(table, session, NULL);
 	tally__lock_release(&session->list_lock);
 	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
@@ -278,6 +314,8 @@ int tally_session_table_destroy(struct tally_session_table *table)
 
 	if (!table)
 		return TALLY_EINVAL;
+	if (atomic_load_explicit(&table->feed, memory_order_relaxed))
+		return TALLY_EBUSY; /* a flusher is attached: it must detach first */
 	if ((err = tally_rcu_barrier()) != TALLY_OK)
 		return err; /* inside a read-side section: nothing done */
 	tally__sweeper_destroy(&table->sweeper); /* stops it first if it runs */
@@ -319,10 +357,12 @@ int tally_session_create(struct tally_session_table *table,
 	if (!session)
 		return TALLY_ENOMEM;
 	tally_rcu_read_lock();
-	if (tally__rcu_map_insert_unique(&table->sessions, &session->node) != &session->node)
+	if (tally__rcu_map_insert_unique(&table->sessions, &session->node) != &session->node) {
 		err = TALLY_EEXIST;
-	else
+	} else {
 		tally_counter_inc(&table->session_total);
+		tally_session_feed_session(table, session);
+	}
 	tally_rcu_read_unlock();
 	if (err != TALLY_OK)
 		free_session(&session->node); /* never published */
@@ -425,6 +465,7 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 		old = atomic_exchange_explicit(&tally__session_cold(session)->speaker, version,
 					       memory_order_acq_rel);
 		tally__rcu_retire(&old->rcu, free_speaker_version);
+		tally_session_feed_session(table, session);
 	}
 	tally_rcu_read_unlock();
 	return err;
@@ -438,7 +479,7 @@ int tally_session_mark_inactive(struct tally_session_table *table, const char *s
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	tally__lock_acquire(&session->list_lock);
-	deactivate_locked(session);
+	deactivate_locked(table, session);
 	tally__lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
@@ -491,7 +532,7 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 		return err;
 	/* 1. No join lands after this (I2), so the set notified below only shrinks. */
 	tally__lock_acquire(&session->list_lock);
-	deactivate_locked(session);
+	deactivate_locked(table, session);
 	tally__lock_release(&session->list_lock);
 	/* 2. Notify without the lock: a callback may disconnect connections itself. */
 	tally__connection_visit_session(session, &listeners, notify_listener, &state);

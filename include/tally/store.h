@@ -79,6 +79,7 @@ extern "C" {
 #define TALLY_STORE_KEY_MAX 512       /* bytes in a counter, gauge or take key */
 #define TALLY_STORE_WRITER_ID_MAX 128 /* bytes in a writer id */
 #define TALLY_STORE_URL_MAX 4096
+#define TALLY_STORE_DURATION_MAX_MS (INT64_C(1) << 40) /* ~35 years: the options' ceiling */
 
 struct tally_store;
 
@@ -87,6 +88,7 @@ struct tally_store_options {
 	const char *writer_id;     /* NULL: generated (host name, pid and random bits) */
 	int64_t writer_ttl_ms;     /* lease of a writer; 0 = 10000. Reaped after it expires */
 	int64_t timeout_ms;        /* bound on one store call, retries inside included; 0 = 5000 */
+				   /* both at most TALLY_STORE_DURATION_MAX_MS (else EINVAL) */
 	bool create_schema;        /* create tables if missing (default false: set true) */
 };
 
@@ -172,7 +174,8 @@ int tally_store_close(struct tally_store *store);
 
 /* A static description of the last failure on this handle in this thread, without secrets
  * (e.g. "sqlite: database is locked", "postgresql: could not connect to server"); "" if
- * none. Valid until the thread's next call on the handle. */
+ * none. Valid until the thread's next call on the handle. store NULL: the text of this
+ * thread's last failed tally_store_open. */
 const char *tally_store_last_error(const struct tally_store *store);
 
 /* true for the transient codes listed under Errors above. */
@@ -197,6 +200,8 @@ struct tally_store_epoch_info {
  * last seq 0. Older epochs of the id are fenced, atomically with the registration, and
  * their gauge contributions and connection records are removed (a new incarnation
  * republishes its own). info (may be NULL) gets the new epoch and the prior one's state.
+ * A writer fenced (EFENCED from any call) or closed leaves the handle without a writer, so
+ * writer_open may be called again on it for the next epoch.
  * Errors: ESTATE (a writer is already open on this handle), EPERM, EUNAVAIL, ETIMEDOUT,
  * EBUSY, EIO. After EUNAVAIL/ETIMEDOUT the registration may have happened: calling again
  * opens yet another epoch, which is safe (epochs need not be consecutive).
@@ -245,7 +250,8 @@ int tally_store_read_gauge(struct tally_store *store, const char *key, size_t ke
 			   int64_t *value, int64_t *live_writers);
 
 /* Visitors: called once per row, in key order where the backend can; return non-zero to
- * stop. Strings and keys are valid only during the call. */
+ * stop. Strings and keys are valid only during the call. A callback must not call into the
+ * same handle (the backend may hold the handle's connection for the whole visit). */
 typedef int (*tally_store_counter_fn)(const char *key, size_t key_len, int64_t total, void *arg);
 typedef int (*tally_store_writer_fn)(const struct tally_store_writer_info *writer, void *arg);
 typedef int (*tally_store_session_fn)(const struct tally_session_info *session,

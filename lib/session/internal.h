@@ -32,12 +32,35 @@
 #include "internal/lock.h"
 #include "internal/rcu.h"
 #include "internal/rcu_map.h"
+#include <urcu/wfcqueue.h>
 #include "internal/sweeper.h"
 
 struct session;
 
+/* The change feed: how a write-behind flusher (lib/writebehind/records.c) learns which
+ * sessions and connections changed without scanning the table. Off (table->feed NULL) it
+ * costs a load and a branch per change. On, a changed object is pushed onto one of two
+ * wait-free queues (liburcu wfcqueue: one exchange on the tail) unless it is queued already:
+ * its feed_flags QUEUED bit, set by an atomic OR, says so. The flusher dequeues it, copies its
+ * id, clears QUEUED, and reads its latest state later (latest state wins), so a session that
+ * changes a thousand times between flushes is pushed once.
+ * F1 An object whose QUEUED bit is set is not freed: its reclaim sets ZOMBIE instead and the
+ *    flusher frees it when it clears QUEUED (tally__session_feed_done,
+ *    tally__connection_feed_done). One RMW on feed_flags each side decides who frees.
+ * F2 A change is made (map removal, count move, field store) before its OR of QUEUED, and the
+ *    flusher clears QUEUED before it reads the state; both RMWs are acq_rel, so if the OR saw
+ *    QUEUED set, the change is visible to the flusher's later read. */
+#define TALLY_FEED_QUEUED 1u
+#define TALLY_FEED_ZOMBIE 2u
+struct tally_session_feed {
+	struct __cds_wfcq_head sessions_head; /* the flusher alone dequeues */
+	struct cds_wfcq_tail sessions_tail;
+	struct __cds_wfcq_head connections_head;
+	struct cds_wfcq_tail connections_tail;
+};
+
 /* Allocated cache-line aligned (tally__alloc_aligned) and sized to its strings
- * (connection_size in lib/connection.c): the fixed part is 96 bytes and the strings follow
+ * (connection_size in lib/connection.c): the fixed part is 104 bytes and the strings follow
  * it packed, so a connection with ids of ~10-40 bytes takes two or three cache lines rather
  * than the eight a fixed-size struct tally_connection_info needed. Less memory per join and
  * per removed connection waiting for its grace period leaves the session table's hot lines
@@ -49,9 +72,11 @@ struct connection {
 	struct connection *prev;               /* writers only, under session->list_lock */
 	uint8_t role;                          /* enum tally_connection_role */
 	uint8_t id_len, language_len, address_len; /* the strings' lengths, without NUL */
+	_Atomic uint8_t feed_flags;            /* TALLY_FEED_*: F1, F2 */
 	int64_t connected_at_ms;
 	int64_t expires_at_ms;                 /* read by sweeps */
 	struct tally_rcu_head rcu;             /* retire */
+	struct cds_wfcq_node feed_node;        /* in the change feed while QUEUED */
 	/* connection_id, target_language, client_address: each followed by its NUL. The session
 	 * id is not stored: it is connection->session's, which outlives the connection. */
 	char text[];
@@ -123,6 +148,8 @@ struct session_cold {
 	int64_t created_at_ms;
 	int64_t expires_at_ms;
 	uint8_t tier_len;                          /* immutable */
+	_Atomic uint8_t feed_flags;                /* TALLY_FEED_*: F1, F2 */
+	struct cds_wfcq_node feed_node;            /* in the change feed while QUEUED */
 };
 
 #define SESSION_COLD_SPACE 64 /* one line: the session after it stays line-aligned */
@@ -173,6 +200,10 @@ struct tally_session_table {
 	struct tally_counter session_total;
 	struct tally_counter connection_total;
 	struct tally__sweeper sweeper; /* the background sweep (lib/internal/sweeper.h) */
+	/* The change feed, NULL when no flusher is attached. Set and cleared by the flusher with
+	 * a grace period after (so every change in flight sees the new value); read relaxed by
+	 * every change: the pointer and the feed it names only change across grace periods. */
+	_Atomic(struct tally_session_feed *) feed;
 };
 
 /* Validates a string argument: EINVAL (NULL/empty when required), ETOOLONG, else OK; on OK
@@ -211,6 +242,38 @@ static inline char *tally__session_pack_string(char *to, const char *from, size_
 int64_t tally__session_now(const struct tally_session_table *table);
 /* expires_at_ms for an entry created at `now` with ttl (0 = default_ttl); 0 = never. */
 int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl);
+
+/* The feed hooks, called with the read lock held after a change (F2). */
+void tally__feed_push(struct __cds_wfcq_head *head, struct cds_wfcq_tail *tail,
+		      _Atomic uint8_t *flags, struct cds_wfcq_node *node);
+static inline void tally_session_feed_session(struct tally_session_table *table,
+					      struct session *session)
+{
+	struct tally_session_feed *feed = atomic_load_explicit(&table->feed, memory_order_relaxed);
+
+	if (TALLY_UNLIKELY(feed != NULL)) {
+		struct session_cold *cold = tally__session_cold(session);
+
+		tally__feed_push(&feed->sessions_head, &feed->sessions_tail, &cold->feed_flags,
+				 &cold->feed_node);
+	}
+}
+/* A connection created or removed; a listener's session changed its count too. */
+static inline void tally_session_feed_connection(struct tally_session_table *table,
+						 struct connection *connection)
+{
+	struct tally_session_feed *feed = atomic_load_explicit(&table->feed, memory_order_relaxed);
+
+	if (TALLY_UNLIKELY(feed != NULL)) {
+		tally__feed_push(&feed->connections_head, &feed->connections_tail,
+				 &connection->feed_flags, &connection->feed_node);
+		if (connection->role == TALLY_ROLE_LISTENER)
+			tally_session_feed_session(table, connection->session);
+	}
+}
+/* The flusher is done with a dequeued object: clears QUEUED, frees it if it is a ZOMBIE. */
+void tally__session_feed_done(struct session *session);
+void tally__connection_feed_done(struct connection *connection);
 
 /* lib/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
 struct session *tally__session_find(struct tally_session_table *table, const char *id,
