@@ -7,7 +7,10 @@
  * count exactly from several threads, and visit callbacks take lambdas, captures and all,
  * with an exception carried across the C frames. Built as C++11 and as C++17 (mk/cxx.am).
  */
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -280,6 +283,44 @@ static void test_session(void)
 	       "session: counts");
 }
 
+static void test_store_writebehind(void)
+{
+	char dir[] = "/tmp/tally-hpp-XXXXXX";
+	int64_t total = -1;
+
+	if (!tap_ok(mkdtemp(dir) != nullptr, "store: a scratch directory"))
+		return;
+	std::string path = std::string(dir) + "/counters.db";
+	struct tally_store_options options = {};
+	options.create_schema = true;
+	{
+		tally::store db("sqlite://" + path, &options);
+		tally::counter hits;
+		if (!tap_ok(bool(db), "store: a real SQLite file opened"))
+			std::printf("# %s\n", db.last_error());
+		tally::writebehind flusher(db);
+		tap_ok(bool(flusher), "writebehind: started over the store");
+		tap_ok(flusher.add_counter("hits", hits).ok(), "writebehind: add_counter");
+		tap_ok(flusher.add_counter("hits", hits) == TALLY_EEXIST, "writebehind: EEXIST");
+		hits.add(5);
+		hits.inc();
+		tap_ok(flusher.flush(10000).ok(), "writebehind: flush");
+		tally::status read = db.read_counter("hits", total);
+		tap_ok(read.ok() && total == 6, "store: the flushed total is 6 (got %lld)",
+		       (long long)total);
+		struct tally_writebehind_stats stats;
+		tap_ok(flusher.get_stats(stats).ok() && stats.flushes >= 1, "writebehind: stats");
+	} /* flusher, counter, store: destroyed in that order */
+	tally::store bad("nosuch:///x");
+	tap_ok(!bad && bad.init_status() == TALLY_EINVAL, "store: an unknown scheme, EINVAL");
+	unlink(path.c_str());
+	std::string journal = path + "-journal", wal = path + "-wal", shm = path + "-shm";
+	unlink(journal.c_str());
+	unlink(wal.c_str());
+	unlink(shm.c_str());
+	tap_ok(rmdir(dir) == 0, "store: the scratch directory is removed");
+}
+
 int main(void)
 {
 	test_status();
@@ -288,6 +329,7 @@ int main(void)
 	test_sequence();
 	test_ratelimit();
 	test_session();
+	test_store_writebehind();
 	tap_ok(tally_rcu_barrier() == TALLY_OK, "rcu: barrier");
 	return tap_done();
 }

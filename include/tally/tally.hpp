@@ -3,7 +3,8 @@
  * tally/tally.hpp: a header-only C++11 layer over tally's C API (docs/cxx.md).
  *
  * - Owners. tally::counter, gauge, sgauge (the C struct inside the object) and
- *   tally::sequence, ratelimiter, session_table, lease_provider (a pointer to the C object)
+ *   tally::sequence, ratelimiter, session_table, lease_provider, store, writebehind (a
+ *   pointer to the C object)
  *   initialise in their constructor and destroy in their destructor. None is copyable. The
  *   pointer owners are movable (the C object stays where it is); the in-place ones are not,
  *   since other threads and local handles hold the struct's address. A constructor that fails
@@ -31,6 +32,8 @@
 #include <system_error>
 #include <utility>
 #include <tally/tally.h>
+#include <tally/store.h>
+#include <tally/writebehind.h>
 
 namespace tally {
 
@@ -572,6 +575,77 @@ public:
 	status counts(int64_t &sessions, int64_t &connections) noexcept
 	{
 		return tally_session_table_counts(ptr_, &sessions, &connections);
+	}
+};
+
+/* ---- store and write-behind (tally/store.h, tally/writebehind.h) --------------------- */
+
+/* tally_store_open / tally_store_close. */
+class store : public owner<struct tally_store, tally_store_close> {
+public:
+	explicit store(const std::string &url,
+		       const struct tally_store_options *options = nullptr) noexcept
+	{
+		init_ = tally_store_open(&ptr_, url.c_str(), options);
+	}
+	/* tally_store_last_error: this handle's last failure, or (empty owner) the thread's last
+	 * failed open; never a secret. */
+	const char *last_error() const noexcept { return tally_store_last_error(ptr_); }
+	status read_counter(const std::string &key, int64_t &total) noexcept
+	{
+		return tally_store_read_counter(ptr_, key.data(), key.size(), &total);
+	}
+};
+
+/* A flusher over a store it borrows (tally_writebehind_create / destroy): declare the store
+ * first, so the flusher is destroyed (its final flush included) before the store closes. The
+ * objects it ships are borrowed too: declare them before it as well. */
+class writebehind : public owner<struct tally_writebehind, tally_writebehind_destroy> {
+public:
+	explicit writebehind(store &target,
+			     const struct tally_writebehind_config *config = nullptr) noexcept
+	{
+		init_ = tally_writebehind_create(&ptr_, target.get(), config);
+	}
+	status add_counter(const std::string &key, counter &c) noexcept
+	{
+		return tally_writebehind_add_counter(ptr_, key.data(), key.size(), c.get());
+	}
+	status add_gauge(const std::string &key, gauge &g) noexcept
+	{
+		return tally_writebehind_add_gauge(ptr_, key.data(), key.size(), g.get());
+	}
+	status add_sgauge(const std::string &key, sgauge &g) noexcept
+	{
+		return tally_writebehind_add_sgauge(ptr_, key.data(), key.size(), g.get());
+	}
+	status remove_counter(const std::string &key) noexcept
+	{
+		return tally_writebehind_remove_counter(ptr_, key.data(), key.size());
+	}
+	status remove_gauge(const std::string &key) noexcept
+	{
+		return tally_writebehind_remove_gauge(ptr_, key.data(), key.size());
+	}
+	status add_sessions(session_table &table) noexcept
+	{
+		return tally_writebehind_add_sessions(ptr_, table.get());
+	}
+	status remove_sessions(session_table &table) noexcept
+	{
+		return tally_writebehind_remove_sessions(ptr_, table.get());
+	}
+	status flush(int64_t timeout_ms = TALLY_WRITEBEHIND_FOREVER) noexcept
+	{
+		return tally_writebehind_flush(ptr_, timeout_ms);
+	}
+	status get_stats(struct tally_writebehind_stats &stats) noexcept
+	{
+		return tally_writebehind_get_stats(ptr_, &stats);
+	}
+	status unflushed_counter(const std::string &key, int64_t &amount) noexcept
+	{
+		return tally_writebehind_unflushed_counter(ptr_, key.data(), key.size(), &amount);
 	}
 };
 
