@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 struct bench_def;
 
@@ -86,6 +87,21 @@ enum bench_counter_flags {
 };
 /* Sets (thread-locally; summed over threads) a named counter for this run. */
 void bench_counter(struct bench_state *state, const char *name, double value, unsigned flags);
+
+/* Latency sampling. Reading a clock around every operation would cost more than many of
+ * the operations measured here, so a benchmark times every Nth operation (a power of two,
+ * the same N for tally and its peers) with bench_now_ns (CLOCK_MONOTONIC through the vDSO:
+ * about 20 ns per reading on a KVM guest, which the sample includes) and records it:
+ * the run then reports <name>_p50_ns, <name>_p99_ns, <name>_p999_ns and <name>_samples,
+ * percentiles over all threads' samples (harness_statistics.c). Up to 4 names per run. */
+static inline int64_t bench_now_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+void bench_latency_record(struct bench_state *state, const char *name, int64_t ns);
 
 /* Marks the run failed with `message` (reported as error_occurred/error_message); the loop
  * ends at the next bench_keep_running. */

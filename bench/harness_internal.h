@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * bench/harness_internal.h: what the runner (harness.c) hands the reporters (report.c).
- * Private to the harness; bench programs include only harness.h.
+ * bench/harness_internal.h: what the harness's four parts share. Private to the harness;
+ * bench programs include only harness.h.
+ *   harness_registry.c    bench_register / bench_def_*, and the instances a filter selects
+ *   harness_flags.c       --benchmark_* flags and BENCHMARK_* environment variables
+ *   harness_runner.c      threads, tries, repetitions, the schedule, bench_main
+ *   harness_statistics.c  a run's finished counters, aggregates over repetitions, CPU per
+ *                         real time and run-queue wait, latency histograms and percentiles
+ *   harness_report.c      console, JSON and CSV reporters, the machine context
  *
  * A bench_report is Google Benchmark's BenchmarkReporter::Run: one repetition of one
  * benchmark instance, or one aggregate (mean, median, stddev, cv) over its repetitions.
@@ -23,6 +29,9 @@
 #define BENCH_COUNTER_NAME_MAX 64
 #define BENCH_CONTEXT_MAX 16
 #define BENCH_CACHES_MAX 8
+
+#define BENCH_LATENCY_MAX 4      /* named latency histograms per run */
+#define BENCH_LATENCY_BUCKETS 960 /* 16 linear buckets per power of two, up to 2^63 ns */
 
 enum bench_unit { BENCH_UNIT_NS, BENCH_UNIT_US, BENCH_UNIT_MS, BENCH_UNIT_S };
 enum bench_format { BENCH_FORMAT_CONSOLE, BENCH_FORMAT_JSON, BENCH_FORMAT_CSV };
@@ -47,6 +56,115 @@ bool bench_counter_set_put(struct bench_counter_set *set, const char *name, doub
 			   unsigned flags, double one_k, bool replace);
 const struct bench_counter_value *bench_counter_set_find(const struct bench_counter_set *set,
 							 const char *name);
+
+/* --- registration (harness_registry.c) --- */
+
+struct bench_def {
+	char *name;
+	bench_fn fn;
+	int64_t *args;
+	int arg_count;
+	int *thread_counts;
+	int thread_count;
+	bench_hook setup;
+	bench_hook teardown;
+	bool real_time;
+	int64_t iterations;  /* 0 = grow to min_time */
+	double min_time;     /* 0 = the flag's */
+};
+
+/* One selected benchmark: a def with one of its arguments and one of its thread counts. */
+struct bench_instance {
+	struct bench_def *def;
+	bool has_arg;
+	int64_t arg;
+	int threads;
+	int family_index;
+	int per_family_instance_index;
+	char name[BENCH_NAME_MAX];
+};
+
+/* --- flags (harness_flags.c) --- */
+
+struct bench_flags {
+	bool list_tests;
+	char filter[BENCH_NAME_MAX];
+	double min_time;
+	double min_warmup_time;
+	int repetitions;
+	bool report_aggregates_only;
+	bool random_interleaving;
+	bool display_aggregates_only;
+	enum bench_format format;
+	char out[4096];
+	enum bench_format out_format;
+	enum bench_unit time_unit;
+	bool counters_tabular;
+	char context[4096];
+	const char *program;
+};
+
+/* Each returns 0, 1 after printing what is wrong, or (arguments) -1 after --help. */
+int bench_flags_parse_environment(struct bench_flags *flags);
+int bench_flags_parse_arguments(struct bench_flags *flags, int argc, char **argv);
+
+struct bench_context;
+/* --benchmark_context=k=v,... into the context's user pairs; 0, or 1 after a message. */
+int bench_flags_parse_context(struct bench_context *context, const struct bench_flags *flags);
+
+/* The registration error, if any ("" if none). */
+const char *bench_registration_error(void);
+/* The instances the filter selects, in registration order; 0, or 1 after a message. */
+int bench_build_instances(const struct bench_flags *flags, struct bench_instance **out,
+			  int *count);
+
+/* --- latency histograms (harness_statistics.c) --- */
+
+/* Log-linear: values below 16 ns exact, above them 16 buckets per power of two (within
+ * 6.25 % of the value). */
+struct bench_latency {
+	char name[BENCH_COUNTER_NAME_MAX - 16];
+	uint64_t samples;
+	uint64_t buckets[BENCH_LATENCY_BUCKETS];
+};
+
+struct bench_latency_set {
+	int count;
+	struct bench_latency *items[BENCH_LATENCY_MAX]; /* heap, made on first use */
+};
+
+/* Adds one sample of `ns` to the histogram `name`; false if the set is full or out of
+ * memory. */
+bool bench_latency_add(struct bench_latency_set *set, const char *name, int64_t ns);
+/* Adds every histogram of `from` into `into`; false if out of room or memory. */
+bool bench_latency_merge(struct bench_latency_set *into, const struct bench_latency_set *from);
+void bench_latency_free(struct bench_latency_set *set);
+/* The value below which `fraction` (0.5, 0.99, 0.999) of the samples lie (bucket middle). */
+double bench_latency_percentile(const struct bench_latency *latency, double fraction);
+
+/* --- statistics over runs (harness_statistics.c) --- */
+
+/* What one try measured, summed over its threads (the runner fills it). */
+struct bench_measure {
+	int threads;
+	int64_t total_iterations;
+	double real_seconds;      /* averaged over threads */
+	double cpu_seconds;       /* summed over threads */
+	double runqueue_seconds;  /* summed over threads; < 0 when the kernel does not say */
+	struct bench_counter_set counters;
+	struct bench_latency_set latency;
+};
+
+struct bench_report;
+
+/* Finishes the counters of a report from a try: rates divided by the time, averages, and for
+ * threaded runs cpu_per_real and runqueue_per_real; then latency percentiles. */
+void bench_finish_counters(struct bench_report *report, const struct bench_measure *measure,
+			   bool real_time);
+/* Appends the aggregates (mean, median, stddev, cv) of runs[0..count) to `aggregates`;
+ * returns how many (0 when fewer than two runs succeeded). */
+int bench_compute_aggregates(const struct bench_report *runs, int count,
+			     struct bench_report *aggregates);
 
 struct bench_report {
 	char name[BENCH_NAME_MAX];     /* run_name, or run_name + "_" + aggregate_name */

@@ -3,33 +3,58 @@
  * bench/session.c: the session table against what a user would otherwise write, in one run.
  * Names follow docs/bench.md: BM_<family>_<impl>, impls starting with "tally" are ours.
  *
- * BM_sessionlookup_{tally,tally_inline,rwlock,lfht}/real_time/threads:N
- *	The Sessions-table workload: 10,000 sessions; each iteration picks a random session id
- *	and, 90% of the time, reads its listener count (tally_session_listener_count, the
- *	lightest read); 10% of the time it makes the write a broadcast server makes most: a
- *	listener count change, i.e. a listener join (a connection record added, the count up)
- *	or a listener disconnect (the record removed, the count down). Each thread keeps 256
- *	connection slots; a write flips a random slot (leave if live, else join a random
- *	session), so joins and leaves balance and about 500 connections are live.
- *	Peers do the same logical work with the same payload (session records with the same
- *	fields, hot fields first; connection records = struct tally_connection_info, the
- *	connected-at clock read included):
- *	  rwlock: two chained hash tables (sessions, connections) under one pthread_rwlock_t;
- *	          a read takes the read lock, a join/leave the write lock and updates the record.
- *	  lfht:   raw cds_lfht (memb flavour, FNV-1a hash) for both tables, as a liburcu user
- *	          would write it; the count is an atomic in the session node, updated in place;
- *	          removed connections freed by call_rcu.
- *	Every side is sized for the workload up front: the rwlock table has 16384 buckets
- *	per table, the lfht peer starts its session table at 16384 buckets and its connection
- *	table at 512 (what cds_lfht_new's init_size gives a user who knows the load), and tally
- *	gets the same through its config hints (expected_sessions, expected_connections).
+ * The lookup workload (families sessionlookup, sessionzipf, sessionbig, sessiongrown):
+ *	N sessions; each iteration picks a session id and, (100 - W)% of the time, reads its
+ *	listener count (tally_session_listener_count, the lightest read); W% of the time it
+ *	makes the write a broadcast server makes most: a listener join (a connection record
+ *	added, the count up) or a listener disconnect (the record removed, the count down).
+ *	Each thread keeps 256 connection slots; a write flips a random slot (leave if live,
+ *	else join a picked session), so joins and leaves balance and about 500 connections are
+ *	live. Every join/leave result is checked.
+ *	  sessionlookup/W   10,000 sessions, uniform keys, W = 1, 10, 50 (99/1, 90/10, 50/50)
+ *	  sessionzipf/10    10,000 sessions, Zipfian keys (s = 0.99: the popular sessions take
+ *	                    most reads and joins), 90/10
+ *	  sessionbig/10     262,144 sessions, uniform: well over the 32 MiB last-level cache
+ *	                    for every impl (tally about 60 MB, the peers more), 90/10
+ *	  sessiongrown/10   10,000 sessions in tables created without size hints (tally: no
+ *	                    expected_sessions / expected_connections; peers: smallest tables),
+ *	                    grown by the setup's inserts and the run's joins, 90/10
+ *	Only sessionlookup/10 runs every impl (at 1 and 2 threads); the other workloads run
+ *	tally, tally_inline and the striped tables at 2 threads.
+ *	Impls (same payload: session records with the same fields, hot fields first; connection
+ *	records = struct tally_connection_info, the connected-at clock read included):
+ *	  tally           tally_session_*, default (call_rcu thread) reclamation
+ *	  tally_inline    the same, inline reclamation (tally/rcu.h): each thread frees its own
+ *	                  removed connections, one grace period per 2,048
+ *	  striped_mutex   the strongest lock peer a good engineer writes in a day: 64 stripes,
+ *	                  each a pthread_mutex_t (cache-line aligned) owning its own two chained
+ *	                  hash tables (sessions, connections; FNV-1a, the stripe from the hash's
+ *	                  top bits, buckets from the low bits, doubling at load 1 under the
+ *	                  stripe's lock). A join locks the session's and the connection's
+ *	                  stripes in stripe order (one if equal), so the active check, the insert
+ *	                  and the count move together; a leave finds the connection, then takes
+ *	                  the session's stripe in order (unlocking and retaking both if that
+ *	                  stripe is lower).
+ *	  striped_rwlock  the same with a pthread_rwlock_t per stripe (reads share it)
+ *	  lfht            raw cds_lfht (memb flavour, FNV-1a hash) for both tables, as a liburcu
+ *	                  user would write it; the count an atomic in the session node, removed
+ *	                  connections freed by call_rcu
+ *	  naive_rwlock    two chained tables under one pthread_rwlock_t (the first thing a user
+ *	                  writes; its readers sleep in futex waits under writes)
+ *	With hints, every side is sized for the load up front: tally through expected_sessions
+ *	and expected_connections, the striped tables at one bucket per expected entry, lfht's
+ *	init_size the same, the naive table's fixed 16,384 buckets per table.
  *	tally does more per write than the peers: keyed SipHash instead of FNV-1a, the
- *	per-session connection list (the secondary index) under the session's mutex, and a
- *	join that is atomic with speaker disconnect. Every join/leave result is checked.
- *	tally_inline is tally with its threads in inline reclamation (tally/rcu.h): each thread
- *	frees its own removed connections, one grace period per 2,048, instead of liburcu's
- *	call_rcu thread (the default, `tally`).
- * BM_sessionchurn_{tally,rwlock,lfht}/real_time/threads:N
+ *	per-session connection list (the secondary index) under the session's lock, and a join
+ *	that is atomic with speaker disconnect.
+ *	Latency: every 32nd operation (by iteration count, so reads and writes are sampled in
+ *	their proportion) is timed with two CLOCK_MONOTONIC readings, into the histograms
+ *	"lookup" and "joinleave" (p50/p99/p99.9 in the output, the clock's own ~20 ns
+ *	included). sessionbig reports heap_bytes_per_session and heap_bytes_per_connection:
+ *	malloc's in-use bytes (mallinfo2) added by the setup's inserts and by 65,536 joins,
+ *	per record (tally's and lfht's bucket arrays come from mmap and are not included; see
+ *	docs/bench.md).
+ * BM_sessionchurn_{tally,naive_rwlock,lfht}/real_time/threads:N
  *	Structural churn: 90% the same lookup, 10% delete + re-create the session (tally: a
  *	256-byte aligned allocation for these ids, mutex init, two retires; peers: their own
  *	records).
@@ -38,7 +63,9 @@
  * BM_sessionend_tally/<listeners>
  *	speaker disconnect: marking inactive, notifying and deleting <listeners> listeners.
  */
+#include <math.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,18 +76,68 @@
 #include <tally/rcu.h>
 #include <tally/session.h>
 #include "harness.h"
+#include "heap.h"
 
 #define KEYS 10000
+#define BIG_KEYS 262144
 #define KEY_LEN 16
-#define WRITE_PERCENT 10
+#define WRITE_PERCENT 10 /* churn */
 #define SLOTS 256 /* connection slots per thread in the lookup benchmark */
+#define SAMPLE_EVERY 32 /* latency: one operation in 32 is timed */
+#define ZIPF_DRAWS (1 << 20)
+#define MEMORY_CONNECTIONS 65536
 
-static char keys[KEYS][KEY_LEN];
+static char keys[BIG_KEYS][KEY_LEN];
+
+/* The workload of the run being set up (the setup hook sets it; threads only read it). */
+static struct {
+	int key_count;
+	bool hints;
+	bool zipf;
+} load = { KEYS, true, false };
+
+/* Zipfian draws (s = 0.99) over load.key_count keys, precomputed: a thread reads them at a
+ * random offset, so a pick costs one read on every impl alike. */
+static uint32_t *zipf_draws;
 
 static void make_keys(void)
 {
-	for (int i = 0; i < KEYS; i++)
-		snprintf(keys[i], KEY_LEN, "session-%05d", i);
+	for (int i = 0; i < BIG_KEYS; i++)
+		snprintf(keys[i], KEY_LEN, "session-%06d", i);
+}
+
+static void make_zipf(int n, double s)
+{
+	double *cdf = malloc((size_t)n * sizeof(*cdf)), sum = 0;
+	unsigned seed = 12345;
+
+	zipf_draws = malloc(ZIPF_DRAWS * sizeof(*zipf_draws));
+	if (!cdf || !zipf_draws)
+		abort(); /* bench only */
+	for (int i = 0; i < n; i++)
+		cdf[i] = sum += 1.0 / pow(i + 1, s);
+	for (int d = 0; d < ZIPF_DRAWS; d++) {
+		double u = (double)rand_r(&seed) / ((double)RAND_MAX + 1) * sum;
+		int lo = 0, hi = n - 1;
+
+		while (lo < hi) {
+			int mid = (lo + hi) / 2;
+			if (cdf[mid] < u)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		/* spread the ranks over the ids, so popular sessions are not neighbours */
+		zipf_draws[d] = (uint32_t)(((uint64_t)lo * 7919) % (uint64_t)n);
+	}
+	free(cdf);
+}
+
+static inline int pick_key(unsigned pick)
+{
+	if (load.zipf)
+		return (int)zipf_draws[(pick >> 4) & (ZIPF_DRAWS - 1)];
+	return (int)(pick % (unsigned)load.key_count);
 }
 
 static unsigned next_random(unsigned *state)
@@ -76,10 +153,12 @@ static unsigned thread_seed(const struct bench_state *state)
 	return 2654435761u * (unsigned)(bench_thread_index(state) + 1);
 }
 
-static int is_write(unsigned pick)
+static int is_write(unsigned pick, int percent)
 {
-	return (pick >> 20) % 100 < WRITE_PERCENT;
+	return (pick >> 20) % 100 < (unsigned)percent;
 }
+
+static double heap_per_session, heap_per_connection; /* measured by the sessionbig setups */
 
 static uint64_t fnv1a(const char *key, size_t len)
 {
@@ -166,11 +245,11 @@ static void create_session(const char *id)
 
 static void tally_setup(const struct bench_state *state)
 {
-	struct tally_session_config config = { .expected_sessions = KEYS,
+	struct tally_session_config config = { .expected_sessions = (size_t)load.key_count,
 					       .expected_connections = EXPECTED_CONNECTIONS };
 
-	tally_session_table_create(&table, &config);
-	for (int i = 0; i < KEYS; i++)
+	tally_session_table_create(&table, load.hints ? &config : NULL);
+	for (int i = 0; i < load.key_count; i++)
 		create_session(keys[i]);
 }
 
@@ -189,41 +268,76 @@ static int tally_flip(struct slot *slot, unsigned pick)
 		slot->live = 0;
 		return tally_session_leave(table, slot->id) == TALLY_OK;
 	}
-	slot->session = (int)(pick % KEYS);
+	slot->session = pick_key(pick);
 	params.session_id = keys[slot->session];
 	slot->live = 1;
 	return tally_session_join(table, &params) == TALLY_OK;
 }
 
-static void lookup_tally(struct bench_state *state, int reclaim)
+typedef int (*count_fn)(const char *id, int64_t *count);
+typedef int (*flip_fn)(struct slot *slot, unsigned pick);
+
+/* The lookup workload, shared by every impl: inlined with constant count / flip, so each
+ * impl's loop calls its own functions directly. Returns the number of failed calls. */
+static inline __attribute__((always_inline)) int64_t lookup_loop(struct bench_state *state,
+								 count_fn count_of, flip_fn flip)
 {
 	unsigned seed = thread_seed(state);
+	int write_percent = (int)bench_range(state, 0);
 	struct slot slots[SLOTS];
 	int64_t count = 0, failed = 0;
+	uint32_t op = 0;
 
 	init_slots(slots, state);
-	tally_rcu_thread_register();
-	failed += tally_rcu_thread_set_reclaim(reclaim) != TALLY_OK;
 	while (bench_keep_running(state)) {
 		unsigned pick = next_random(&seed);
+		bool sampled = (++op & (SAMPLE_EVERY - 1)) == 0;
+		int64_t start = sampled ? bench_now_ns() : 0;
 
-		if (is_write(pick)) {
+		if (is_write(pick, write_percent)) {
 			unsigned other = next_random(&seed);
 
-			failed += !tally_flip(&slots[other % SLOTS], other >> 8);
+			failed += !flip(&slots[other % SLOTS], other >> 8);
+			if (sampled)
+				bench_latency_record(state, "joinleave", bench_now_ns() - start);
 		} else {
-			failed += tally_session_listener_count(table, keys[pick % KEYS], &count) !=
-				  TALLY_OK;
+			failed += !count_of(keys[pick_key(pick)], &count);
 			bench_do_not_optimize(count);
+			if (sampled)
+				bench_latency_record(state, "lookup", bench_now_ns() - start);
 		}
 	}
 	for (int i = 0; i < SLOTS; i++)
 		if (slots[i].live)
-			failed += !tally_flip(&slots[i], 0);
-	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED); /* the harness reuses threads */
+			failed += !flip(&slots[i], 0);
+	return failed;
+}
+
+static void lookup_report(struct bench_state *state, int64_t failed)
+{
 	bench_set_items_processed(state, bench_iterations(state));
+	if (bench_thread_index(state) == 0 && heap_per_session > 0) {
+		bench_counter(state, "heap_bytes_per_session", heap_per_session, 0);
+		bench_counter(state, "heap_bytes_per_connection", heap_per_connection, 0);
+	}
 	if (failed)
 		bench_skip_with_error(state, "a lookup, join or leave failed");
+}
+
+static int tally_count(const char *id, int64_t *count)
+{
+	return tally_session_listener_count(table, id, count) == TALLY_OK;
+}
+
+static void lookup_tally(struct bench_state *state, int reclaim)
+{
+	int64_t failed = 0;
+
+	tally_rcu_thread_register();
+	failed += tally_rcu_thread_set_reclaim(reclaim) != TALLY_OK;
+	failed += lookup_loop(state, tally_count, tally_flip);
+	tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_DEFERRED); /* the harness reuses threads */
+	lookup_report(state, failed);
 }
 
 static void bm_lookup_tally(struct bench_state *state)
@@ -292,7 +406,7 @@ static void rw_insert(const char *key)
 static void rw_setup(const struct bench_state *state)
 {
 	pthread_rwlock_init(&rw.lock, NULL);
-	for (int i = 0; i < KEYS; i++)
+	for (int i = 0; i < load.key_count; i++)
 		rw_insert(keys[i]);
 }
 
@@ -346,7 +460,7 @@ static int rw_flip(struct slot *slot, unsigned pick)
 		free(connection);
 		return connection != NULL;
 	}
-	slot->session = (int)(pick % KEYS);
+	slot->session = pick_key(pick);
 	slot->live = 1;
 	connection = malloc(sizeof(*connection));
 	fill_connection(&connection->info, slot->id, keys[slot->session]);
@@ -368,29 +482,7 @@ static int rw_flip(struct slot *slot, unsigned pick)
 
 static void bm_lookup_rwlock(struct bench_state *state)
 {
-	unsigned seed = thread_seed(state);
-	struct slot slots[SLOTS];
-	int64_t count = 0, failed = 0;
-
-	init_slots(slots, state);
-	while (bench_keep_running(state)) {
-		unsigned pick = next_random(&seed);
-
-		if (is_write(pick)) {
-			unsigned other = next_random(&seed);
-
-			failed += !rw_flip(&slots[other % SLOTS], other >> 8);
-		} else {
-			failed += !rw_listener_count(keys[pick % KEYS], &count);
-			bench_do_not_optimize(count);
-		}
-	}
-	for (int i = 0; i < SLOTS; i++)
-		if (slots[i].live)
-			failed += !rw_flip(&slots[i], 0);
-	bench_set_items_processed(state, bench_iterations(state));
-	if (failed)
-		bench_skip_with_error(state, "a lookup, join or leave failed");
+	lookup_report(state, lookup_loop(state, rw_listener_count, rw_flip));
 }
 
 /* ---- raw cds_lfht ---------------------------------------------------------------------- */
@@ -460,7 +552,7 @@ static void lfht_free_connection(struct rcu_head *rcu)
 /* init_size as tally__rcu_map_init_sized picks it: a power of two >= the expected count. */
 static struct cds_lfht *lfht_new(unsigned long expected)
 {
-	unsigned long buckets = 64;
+	unsigned long buckets = 1;
 
 	while (buckets < expected)
 		buckets <<= 1;
@@ -471,10 +563,10 @@ static struct cds_lfht *lfht_new(unsigned long expected)
 static void lfht_setup(const struct bench_state *state)
 {
 	tally_rcu_thread_register();
-	lfht_sessions = lfht_new(KEYS);
-	lfht_connections = lfht_new(EXPECTED_CONNECTIONS);
+	lfht_sessions = lfht_new(load.hints ? (unsigned long)load.key_count : 1);
+	lfht_connections = lfht_new(load.hints ? EXPECTED_CONNECTIONS : 1);
 	urcu_memb_read_lock();
-	for (int i = 0; i < KEYS; i++)
+	for (int i = 0; i < load.key_count; i++)
 		lfht_insert(keys[i]);
 	urcu_memb_read_unlock();
 }
@@ -534,7 +626,7 @@ static int lfht_flip(struct slot *slot, unsigned pick)
 		urcu_memb_read_unlock();
 		return ok;
 	}
-	slot->session = (int)(pick % KEYS);
+	slot->session = pick_key(pick);
 	slot->live = 1;
 	connection = malloc(sizeof(*connection));
 	fill_connection(&connection->info, id, keys[slot->session]);
@@ -558,30 +650,315 @@ static int lfht_flip(struct slot *slot, unsigned pick)
 
 static void bm_lookup_lfht(struct bench_state *state)
 {
-	unsigned seed = thread_seed(state);
-	struct slot slots[SLOTS];
-	int64_t count = 0, failed = 0;
-
-	init_slots(slots, state);
 	tally_rcu_thread_register();
-	while (bench_keep_running(state)) {
-		unsigned pick = next_random(&seed);
+	lookup_report(state, lookup_loop(state, lfht_listener_count, lfht_flip));
+}
 
-		if (is_write(pick)) {
-			unsigned other = next_random(&seed);
+/* ---- striped tables: 64 stripes, a mutex or an rwlock each ------------------------------ */
 
-			failed += !lfht_flip(&slots[other % SLOTS], other >> 8);
-		} else {
-			failed += !lfht_listener_count(keys[pick % KEYS], &count);
-			bench_do_not_optimize(count);
+#define STRIPES 64
+
+struct st_node {
+	struct st_node *next;
+	uint64_t hash;
+};
+
+struct st_session {
+	struct st_node node;
+	int64_t listener_count; /* hot fields first, as tally lays them out */
+	int active;
+	struct session_fields fields;
+};
+
+struct st_connection {
+	struct st_node node;
+	struct st_session *session;
+	int session_stripe;
+	struct tally_connection_info info;
+};
+
+/* A chained table owned by one stripe: buckets double at load 1, under the stripe's lock. */
+struct st_chain {
+	struct st_node **buckets;
+	size_t mask;
+	size_t count;
+};
+
+struct stripe {
+	alignas(64) union {
+		pthread_mutex_t mutex;
+		pthread_rwlock_t rwlock;
+	} lock;
+	struct st_chain sessions, connections;
+};
+
+static struct stripe stripes[STRIPES];
+
+static inline int stripe_of(uint64_t hash)
+{
+	return (int)(hash >> 58);
+}
+
+/* shared (rwlock) is a constant at every call (the impls below), so each impl gets straight-line code. */
+static inline void st_lock(int index, bool shared, bool write)
+{
+	struct stripe *stripe = &stripes[index];
+
+	if (!shared)
+		pthread_mutex_lock(&stripe->lock.mutex);
+	else if (write)
+		pthread_rwlock_wrlock(&stripe->lock.rwlock);
+	else
+		pthread_rwlock_rdlock(&stripe->lock.rwlock);
+}
+
+static inline void st_unlock(int index, bool shared)
+{
+	if (shared)
+		pthread_rwlock_unlock(&stripes[index].lock.rwlock);
+	else
+		pthread_mutex_unlock(&stripes[index].lock.mutex);
+}
+
+static void st_chain_init(struct st_chain *chain, size_t expected)
+{
+	size_t buckets = 1;
+
+	while (buckets < expected)
+		buckets <<= 1;
+	chain->buckets = calloc(buckets, sizeof(*chain->buckets));
+	if (!chain->buckets)
+		abort(); /* bench only */
+	chain->mask = buckets - 1;
+	chain->count = 0;
+}
+
+static void st_chain_grow(struct st_chain *chain)
+{
+	size_t buckets = (chain->mask + 1) * 2;
+	struct st_node **grown = calloc(buckets, sizeof(*grown));
+
+	if (!grown)
+		return; /* stays at load > 1: slower, still correct */
+	for (size_t b = 0; b <= chain->mask; b++) {
+		for (struct st_node *node = chain->buckets[b], *next; node; node = next) {
+			next = node->next;
+			node->next = grown[node->hash & (buckets - 1)];
+			grown[node->hash & (buckets - 1)] = node;
 		}
 	}
-	for (int i = 0; i < SLOTS; i++)
-		if (slots[i].live)
-			failed += !lfht_flip(&slots[i], 0);
-	bench_set_items_processed(state, bench_iterations(state));
-	if (failed)
-		bench_skip_with_error(state, "a lookup, join or leave failed");
+	free(chain->buckets);
+	chain->buckets = grown;
+	chain->mask = buckets - 1;
+}
+
+static void st_chain_add(struct st_chain *chain, struct st_node *node)
+{
+	struct st_node **head;
+
+	if (chain->count >= chain->mask + 1)
+		st_chain_grow(chain);
+	head = &chain->buckets[node->hash & chain->mask];
+	node->next = *head;
+	*head = node;
+	chain->count++;
+}
+
+static struct st_session *st_find_session(const char *id, uint64_t hash)
+{
+	struct st_chain *chain = &stripes[stripe_of(hash)].sessions;
+
+	for (struct st_node *node = chain->buckets[hash & chain->mask]; node; node = node->next) {
+		struct st_session *session = (struct st_session *)node;
+		if (node->hash == hash && strcmp(session->fields.session_id, id) == 0)
+			return session;
+	}
+	return NULL;
+}
+
+/* The link that points at the connection, or NULL. */
+static struct st_node **st_find_connection(const char *id, uint64_t hash)
+{
+	struct st_chain *chain = &stripes[stripe_of(hash)].connections;
+
+	for (struct st_node **link = &chain->buckets[hash & chain->mask]; *link;
+	     link = &(*link)->next) {
+		struct st_connection *connection = (struct st_connection *)*link;
+		if ((*link)->hash == hash && strcmp(connection->info.connection_id, id) == 0)
+			return link;
+	}
+	return NULL;
+}
+
+static void st_setup(const struct bench_state *state)
+{
+	size_t sessions = load.hints ? (size_t)load.key_count / STRIPES : 1;
+	size_t connections = load.hints ? EXPECTED_CONNECTIONS / STRIPES : 1;
+
+	for (int i = 0; i < STRIPES; i++) {
+		pthread_mutex_init(&stripes[i].lock.mutex, NULL);
+		st_chain_init(&stripes[i].sessions, sessions);
+		st_chain_init(&stripes[i].connections, connections);
+	}
+	for (int i = 0; i < load.key_count; i++) {
+		struct st_session *session = calloc(1, sizeof(*session));
+
+		fill_session(&session->fields, keys[i]);
+		session->active = 1;
+		session->node.hash = fnv1a(keys[i], strlen(keys[i]));
+		st_chain_add(&stripes[stripe_of(session->node.hash)].sessions, &session->node);
+	}
+}
+
+static void st_setup_rwlock(const struct bench_state *state)
+{
+	st_setup(state);
+	for (int i = 0; i < STRIPES; i++)
+		pthread_rwlock_init(&stripes[i].lock.rwlock, NULL); /* in place of the mutex */
+}
+
+static void st_free_chain(struct st_chain *chain)
+{
+	for (size_t b = 0; b <= chain->mask; b++)
+		for (struct st_node *node = chain->buckets[b], *next; node; node = next) {
+			next = node->next;
+			free(node);
+		}
+	free(chain->buckets);
+}
+
+static void st_teardown(const struct bench_state *state)
+{
+	for (int i = 0; i < STRIPES; i++) {
+		st_free_chain(&stripes[i].sessions);
+		st_free_chain(&stripes[i].connections);
+	}
+}
+
+static inline int st_count(const char *id, int64_t *count, bool shared)
+{
+	uint64_t hash = fnv1a(id, strlen(id));
+	int index = stripe_of(hash);
+	struct st_session *session;
+
+	st_lock(index, shared, false);
+	session = st_find_session(id, hash);
+	if (session)
+		*count = session->listener_count;
+	st_unlock(index, shared);
+	return session != NULL;
+}
+
+static inline void st_lock_pair(int a, int b, bool shared)
+{
+	st_lock(a < b ? a : b, shared, true);
+	if (a != b)
+		st_lock(a < b ? b : a, shared, true);
+}
+
+static inline void st_unlock_pair(int a, int b, bool shared)
+{
+	st_unlock(a, shared);
+	if (a != b)
+		st_unlock(b, shared);
+}
+
+static inline int st_join(struct slot *slot, unsigned pick, bool shared)
+{
+	struct st_connection *connection = malloc(sizeof(*connection));
+	uint64_t hash = fnv1a(slot->id, strlen(slot->id)), session_hash;
+	int index = stripe_of(hash), session_index;
+	struct st_session *session;
+	int ok;
+
+	slot->session = pick_key(pick);
+	slot->live = 1;
+	fill_connection(&connection->info, slot->id, keys[slot->session]);
+	session_hash = fnv1a(connection->info.session_id, strlen(connection->info.session_id));
+	session_index = stripe_of(session_hash);
+	connection->node.hash = hash;
+	connection->session_stripe = session_index;
+	st_lock_pair(index, session_index, shared);
+	session = st_find_session(connection->info.session_id, session_hash);
+	ok = session && session->active && !st_find_connection(slot->id, hash);
+	if (ok) {
+		connection->session = session;
+		st_chain_add(&stripes[index].connections, &connection->node);
+		session->listener_count++;
+	}
+	st_unlock_pair(index, session_index, shared);
+	if (!ok)
+		free(connection);
+	return ok;
+}
+
+static inline int st_leave(struct slot *slot, bool shared)
+{
+	uint64_t hash = fnv1a(slot->id, strlen(slot->id));
+	int index = stripe_of(hash), session_index;
+	struct st_node **link;
+	struct st_connection *connection;
+
+	slot->live = 0;
+retry:
+	st_lock(index, shared, true);
+	link = st_find_connection(slot->id, hash);
+	if (!link) {
+		st_unlock(index, shared);
+		return 0;
+	}
+	session_index = ((struct st_connection *)*link)->session_stripe;
+	if (session_index < index) {
+		/* lock order: retake both, then look again (another leave may have won) */
+		st_unlock(index, shared);
+		st_lock_pair(index, session_index, shared);
+		link = st_find_connection(slot->id, hash);
+	} else if (session_index > index) {
+		st_lock(session_index, shared, true);
+	}
+	connection = link ? (struct st_connection *)*link : NULL;
+	if (connection && connection->session_stripe != session_index) {
+		st_unlock_pair(index, session_index, shared); /* left and joined elsewhere meanwhile */
+		goto retry;
+	}
+	if (connection) {
+		*link = connection->node.next;
+		stripes[index].connections.count--;
+		connection->session->listener_count--;
+	}
+	st_unlock_pair(index, session_index, shared);
+	free(connection);
+	return connection != NULL;
+}
+
+static int st_mutex_count(const char *id, int64_t *count)
+{
+	return st_count(id, count, false);
+}
+
+static int st_mutex_flip(struct slot *slot, unsigned pick)
+{
+	return slot->live ? st_leave(slot, false) : st_join(slot, pick, false);
+}
+
+static int st_rwlock_count(const char *id, int64_t *count)
+{
+	return st_count(id, count, true);
+}
+
+static int st_rwlock_flip(struct slot *slot, unsigned pick)
+{
+	return slot->live ? st_leave(slot, true) : st_join(slot, pick, true);
+}
+
+static void bm_lookup_striped_mutex(struct bench_state *state)
+{
+	lookup_report(state, lookup_loop(state, st_mutex_count, st_mutex_flip));
+}
+
+static void bm_lookup_striped_rwlock(struct bench_state *state)
+{
+	lookup_report(state, lookup_loop(state, st_rwlock_count, st_rwlock_flip));
 }
 
 /* ---- churn: 10% delete + re-create ------------------------------------------------------ */
@@ -596,7 +973,7 @@ static void bm_churn_tally(struct bench_state *state)
 		unsigned pick = next_random(&seed);
 		const char *id = keys[pick % KEYS];
 
-		if (is_write(pick)) {
+		if (is_write(pick, WRITE_PERCENT)) {
 			tally_session_delete(table, id, NULL);
 			create_session(id);
 		} else {
@@ -616,7 +993,7 @@ static void bm_churn_rwlock(struct bench_state *state)
 		unsigned pick = next_random(&seed);
 		const char *id = keys[pick % KEYS];
 
-		if (is_write(pick)) {
+		if (is_write(pick, WRITE_PERCENT)) {
 			struct rw_session **slot, *gone;
 
 			pthread_rwlock_wrlock(&rw.lock);
@@ -645,7 +1022,7 @@ static void bm_churn_lfht(struct bench_state *state)
 		unsigned pick = next_random(&seed);
 		const char *id = keys[pick % KEYS];
 
-		if (is_write(pick)) {
+		if (is_write(pick, WRITE_PERCENT)) {
 			struct lfht_session *session;
 
 			urcu_memb_read_lock();
@@ -723,6 +1100,107 @@ static void bm_end_tally(struct bench_state *state)
 		bench_skip_with_error(state, "speaker disconnect missed a listener");
 }
 
+/* ---- workloads and registration ------------------------------------------------------- */
+
+/* Runs an impl's setup for `keys` sessions, then (sessionbig only, on the impl's first
+ * setup: every try runs the setup, and the figure does not change) measures malloc's bytes
+ * per session and, with MEMORY_CONNECTIONS joins and their leaves, per connection. */
+static void setup_load(const struct bench_state *state, int keys_wanted, bool hints, bool zipf,
+		       bench_hook setup, flip_fn flip, double measured[2])
+{
+	size_t before = bench_heap_bytes(), after;
+
+	load.key_count = keys_wanted;
+	load.hints = hints;
+	load.zipf = zipf;
+	heap_per_session = keys_wanted == BIG_KEYS ? measured[0] : 0;
+	heap_per_connection = keys_wanted == BIG_KEYS ? measured[1] : 0;
+	setup(state);
+	if (keys_wanted != BIG_KEYS || measured[0] > 0)
+		return;
+	after = bench_heap_bytes();
+	heap_per_session = measured[0] = (double)(after - before) / keys_wanted;
+	{
+		static struct slot memory_slots[MEMORY_CONNECTIONS];
+		size_t joined_from = bench_heap_bytes();
+
+		for (int i = 0; i < MEMORY_CONNECTIONS; i++) {
+			snprintf(memory_slots[i].id, sizeof(memory_slots[i].id), "mem-%d", i);
+			memory_slots[i].live = 0;
+			flip(&memory_slots[i], (unsigned)i * 2654435761u);
+		}
+		heap_per_connection = measured[1] =
+			(double)(bench_heap_bytes() - joined_from) / MEMORY_CONNECTIONS;
+		for (int i = 0; i < MEMORY_CONNECTIONS; i++)
+			flip(&memory_slots[i], 0);
+	}
+}
+
+static int tally_flip_fn(struct slot *slot, unsigned pick)
+{
+	return tally_flip(slot, pick);
+}
+
+/* Memory per impl (session, connection), measured once: [tally, mutex, rwlock, lfht, naive]. */
+static double measured[5][2];
+
+#define WORKLOAD(name, keys_wanted, hints, zipf)                                              \
+	static void name##_tally(const struct bench_state *s)                                 \
+	{ setup_load(s, keys_wanted, hints, zipf, tally_setup, tally_flip_fn, measured[0]); }   \
+	static void name##_mutex(const struct bench_state *s)                                 \
+	{ setup_load(s, keys_wanted, hints, zipf, st_setup, st_mutex_flip, measured[1]); }      \
+	static void name##_rwlock(const struct bench_state *s)                                \
+	{ setup_load(s, keys_wanted, hints, zipf, st_setup_rwlock, st_rwlock_flip,             \
+		     measured[2]); }                                                          \
+	static void name##_lfht(const struct bench_state *s)                                  \
+	{ setup_load(s, keys_wanted, hints, zipf, lfht_setup, lfht_flip, measured[3]); }        \
+	static void name##_naive(const struct bench_state *s)                                 \
+	{ setup_load(s, keys_wanted, hints, zipf, rw_setup, rw_flip, measured[4]); }
+
+WORKLOAD(uniform, KEYS, true, false)
+WORKLOAD(zipfian, KEYS, true, true)
+WORKLOAD(big, BIG_KEYS, true, false)
+WORKLOAD(grown, KEYS, false, false)
+
+struct impl {
+	const char *name;
+	bench_fn fn;
+	bench_hook teardown;
+};
+
+static const struct impl impls[] = {
+	{ "tally", bm_lookup_tally, tally_teardown },
+	{ "tally_inline", bm_lookup_tally_inline, tally_teardown },
+	{ "striped_mutex", bm_lookup_striped_mutex, st_teardown },
+	{ "striped_rwlock", bm_lookup_striped_rwlock, st_teardown },
+	{ "lfht", bm_lookup_lfht, lfht_teardown },
+	{ "naive_rwlock", bm_lookup_rwlock, rw_teardown },
+};
+
+/* The setups of one workload, in the order of impls[] (tally and tally_inline share one). */
+#define SETUPS(name) { name##_tally, name##_tally, name##_mutex, name##_rwlock, name##_lfht, \
+		       name##_naive }
+
+/* Registers every impl of impls[0..count) for `family` with one write percentage and the
+ * thread counts given (0-terminated). */
+static void register_workload(const char *family, const bench_hook setups[], int count,
+			      int64_t write_percent, const int *threads)
+{
+	for (int i = 0; i < count; i++) {
+		char name[96];
+		struct bench_def *def;
+
+		snprintf(name, sizeof(name), "BM_%s_%s", family, impls[i].name);
+		def = bench_register(name, impls[i].fn);
+		bench_def_setup(def, setups[i]);
+		bench_def_teardown(def, impls[i].teardown);
+		bench_def_arg(def, write_percent);
+		bench_def_use_real_time(def);
+		for (const int *t = threads; *t; t++)
+			bench_def_threads(def, *t);
+	}
+}
+
 static void register_family(const char *name, bench_fn fn, bench_hook setup,
 			    bench_hook teardown)
 {
@@ -742,15 +1220,25 @@ int main(int argc, char **argv)
 {
 	struct bench_def *def;
 
+	static const bench_hook uniform[] = SETUPS(uniform), zipfian[] = SETUPS(zipfian),
+				big[] = SETUPS(big), grown[] = SETUPS(grown);
+	static const int one_two[] = { 1, 2, 0 }, two[] = { 2, 0 };
+	/* the other workloads: tally and the striped tables (impls[0..4)), to keep make bench
+	 * short; lfht and the naive table run the 90/10 mix */
+	const int all = (int)(sizeof(impls) / sizeof(impls[0])), striped = 4;
+
 	make_keys();
-	register_family("BM_sessionlookup_tally", bm_lookup_tally, tally_setup, tally_teardown);
-	register_family("BM_sessionlookup_tally_inline", bm_lookup_tally_inline, tally_setup,
-			tally_teardown);
-	register_family("BM_sessionlookup_rwlock", bm_lookup_rwlock, rw_setup, rw_teardown);
-	register_family("BM_sessionlookup_lfht", bm_lookup_lfht, lfht_setup, lfht_teardown);
-	register_family("BM_sessionchurn_tally", bm_churn_tally, tally_setup, tally_teardown);
-	register_family("BM_sessionchurn_rwlock", bm_churn_rwlock, rw_setup, rw_teardown);
-	register_family("BM_sessionchurn_lfht", bm_churn_lfht, lfht_setup, lfht_teardown);
+	make_zipf(KEYS, 0.99);
+	register_workload("sessionlookup", uniform, all, 10, one_two);
+	register_workload("sessionlookup", uniform, striped, 1, two);
+	register_workload("sessionlookup", uniform, striped, 50, two);
+	register_workload("sessionzipf", zipfian, striped, 10, two);
+	register_workload("sessionbig", big, striped, 10, two);
+	register_workload("sessiongrown", grown, striped, 10, two);
+	register_family("BM_sessionchurn_tally", bm_churn_tally, uniform_tally, tally_teardown);
+	register_family("BM_sessionchurn_naive_rwlock", bm_churn_rwlock, uniform_naive,
+			rw_teardown);
+	register_family("BM_sessionchurn_lfht", bm_churn_lfht, uniform_lfht, lfht_teardown);
 	register_family("BM_sessionjoin_tally", bm_join_tally, lifecycle_setup, tally_teardown);
 
 	def = bench_register("BM_sessionend_tally", bm_end_tally);

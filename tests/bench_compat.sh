@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # tests/bench_compat.sh: the bench harness behaves like Google Benchmark 1.7 where tools and
 # people notice: flags and exit statuses, JSON fields, aggregates, CSV, and Google
-# Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files.
+# Benchmark's own compare.py (Debian libbenchmark-tools) reading two of our JSON files; and
+# what the harness adds (cpu_per_real, runqueue_per_real, latency percentiles).
 # TAP output; the compare.py checks are skipped (not failed) when compare.py or scipy is
 # absent. Runs in about 5 seconds: every benchmark uses --benchmark_min_time=0.01.
 set -u
@@ -160,6 +161,18 @@ ok $? "--benchmark_enable_random_interleaving: every benchmark still gets its re
 run 0 $fast --benchmark_filter=nothing-matches
 grep -q 'Failed to match any benchmarks' "$work/err"
 ok $? "a filter that matches nothing says so and exits 0"
+
+# --- beyond Google Benchmark: CPU per real time, run-queue wait, latency percentiles
+run 0 $fast --benchmark_filter='atomic|latency' --benchmark_format=json
+ok $? "a run with threaded and latency benchmarks exits 0"
+pycheck "$work/out" "all((b['threads'] > 1) == ('cpu_per_real' in b) for b in data['benchmarks'])
+	and all(0 < b['cpu_per_real'] <= 2.5 and b.get('runqueue_per_real', 0) >= 0
+	for b in data['benchmarks'] if b['threads'] == 2)"
+ok $? "threaded runs (only) report cpu_per_real and runqueue_per_real, in range"
+pycheck "$work/out" "[b['op_samples'] == 100000 and 470 <= b['op_p50_ns'] <= 530
+	and 930 <= b['op_p99_ns'] <= 1000 and 940 <= b['op_p999_ns'] <= 1063
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_latency/iterations:100000'][0]"
+ok $? "latency samples give their count and p50, p99, p99.9 within the histogram's 6.25 %"
 
 # --- Google Benchmark's compare.py on two of our JSON files
 if [ ! -r "$compare" ]; then

@@ -54,6 +54,17 @@ static void bm_selftest_paused(struct bench_state *state)
 	}
 }
 
+/* Known latency samples: 0..999 ns, each equally often, so p50, p99 and p99.9 are near
+ * 500, 990 and 999 (within the histogram's 6.25 %). */
+static void bm_selftest_latency(struct bench_state *state)
+{
+	int64_t i = 0;
+
+	while (bench_keep_running(state))
+		bench_latency_record(state, "op", i++ % 1000);
+	bench_set_items_processed(state, bench_iterations(state));
+}
+
 static void bm_selftest_error(struct bench_state *state)
 {
 	bench_skip_with_error(state, "deliberate \"error\"");
@@ -73,6 +84,7 @@ int main(int argc, char **argv)
 	bench_def_threads(def, 2);
 	bench_def_range(bench_register("BM_selftest_arg", bm_selftest_arg), 8, 512);
 	bench_def_iterations(bench_register("BM_selftest_paused", bm_selftest_paused), 5);
+	bench_def_iterations(bench_register("BM_selftest_latency", bm_selftest_latency), 100000);
 	bench_register("BM_selftest_error", bm_selftest_error);
 	return bench_main(argc, argv);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* tests/rcu_map.c: the shared string-keyed RCU map: unique insert, exactly-once remove,
- * lookups racing removes and reclamation. */
+ * lookups racing removes and reclamation, lookups racing a synchronous growth. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +144,72 @@ static void test_concurrent_removal(void)
 	tally__rcu_map_destroy(&race.map, reclaim_entry);
 }
 
+struct grow {
+	struct tally_rcu_map map;
+	_Atomic int growing; /* 1 while thread 0 grows the table */
+	_Atomic int64_t lookups, misses;
+	int grow_errors;
+};
+
+static int64_t look_up_all(struct tally_rcu_map *map)
+{
+	char key[32];
+	int64_t misses = 0;
+
+	for (int i = 0; i < KEYS; i++) {
+		int len = snprintf(key, sizeof(key), "key-%d", i);
+		tally_rcu_read_lock();
+		misses += tally__rcu_map_lookup(map, key, (size_t)len) == NULL;
+		tally_rcu_read_unlock();
+	}
+	return misses;
+}
+
+/* Thread 0 grows the table in steps to 64 times its keys; thread 1 looks every key up
+ * meanwhile, and must find each one every time. */
+static void *grow_body(struct test_thread *self)
+{
+	struct grow *grow = self->shared;
+
+	if (self->index == 0) {
+		for (size_t nodes = 128; nodes <= 64 * KEYS; nodes *= 2)
+			grow->grow_errors += tally__rcu_map_grow_for(&grow->map, nodes) != TALLY_OK;
+		atomic_store(&grow->growing, 0);
+		return NULL;
+	}
+	do {
+		atomic_fetch_add(&grow->misses, look_up_all(&grow->map));
+		atomic_fetch_add(&grow->lookups, KEYS);
+	} while (atomic_load(&grow->growing));
+	return NULL;
+}
+
+static void test_grow(void)
+{
+	static struct grow grow;
+	struct test_thread threads[2];
+	char key[32];
+
+	tally__rcu_map_init(&grow.map);
+	atomic_store(&grow.growing, 1);
+	tally_rcu_read_lock();
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		tally__rcu_map_insert_unique(&grow.map, &new_entry(key)->node);
+	}
+	tap_eq(tally__rcu_map_grow_for(&grow.map, 4 * KEYS), TALLY_EBUSY,
+	       "grow_for inside a read-side section refuses (EBUSY)");
+	tally_rcu_read_unlock();
+	run_threads(2, grow_body, &grow, threads);
+	tap_eq(grow.grow_errors, 0, "grow_for outside a read-side section succeeds at each step");
+	tap_ok(atomic_load(&grow.lookups) >= KEYS && atomic_load(&grow.misses) == 0,
+	       "lookups during the growth found every key (%lld lookups, %lld misses)",
+	       (long long)atomic_load(&grow.lookups), (long long)atomic_load(&grow.misses));
+	tap_eq(tally__rcu_map_grow_for(&grow.map, 16), TALLY_OK, "grow_for below the size: no-op");
+	tap_eq(look_up_all(&grow.map), 0, "every key is found after the growth");
+	tally__rcu_map_destroy(&grow.map, reclaim_entry);
+}
+
 /* The inline key compare agrees with memcmp at every length it special-cases and past them,
  * with the one differing byte at each position. */
 static void test_same_bytes(void)
@@ -216,5 +282,6 @@ int main(void)
 	test_address_space_limit();
 	test_basics();
 	test_concurrent_removal();
+	test_grow();
 	return tap_done();
 }

@@ -135,6 +135,46 @@ static void test_strict_basic(void)
 	tap_eq(tally_sequence_destroy(seq), TALLY_OK, "destroy");
 }
 
+/* Many tenants, with and without expected_series: the registry grows as series are created
+ * (in the creating call) and every series stays reachable by name, through removals too. */
+static void test_many_tenants(size_t expected)
+{
+	struct tally_sequence_options options = { .expected_series = expected };
+	struct tally_series_config cfg = { .format = "INV-{counter:06}" };
+	struct tally_sequence *seq = NULL;
+	struct tally_seq_number n;
+	int created = 0, first = 0, removed = 0, gone = 0, second = 0;
+	char tenant[32];
+
+	tap_eq(tally_sequence_create(&seq, &options), TALLY_OK, "create (expected_series %zu)",
+	       expected);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+		created += tally_sequence_series_create(seq, tenant, "INV", &cfg, NULL) == TALLY_OK;
+	}
+	for (int i = 0; i < 3000; i++) {
+		snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+		first += tally_sequence_next(seq, tenant, "INV", &n) == TALLY_OK && n.counter == 1;
+	}
+	for (int i = 0; i < 3000; i += 2) {
+		snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+		removed += tally_sequence_series_remove(seq, tenant, "INV", NULL) == TALLY_OK;
+	}
+	for (int i = 0; i < 3000; i++) {
+		snprintf(tenant, sizeof(tenant), "tenant-%d", i);
+		if (i % 2 == 0)
+			gone += tally_sequence_next(seq, tenant, "INV", &n) == TALLY_ENOTFOUND;
+		else
+			second += tally_sequence_next(seq, tenant, "INV", &n) == TALLY_OK &&
+				  n.counter == 2;
+	}
+	tap_ok(created == 3000 && first == 3000, "3000 series created, each issues 1 by name");
+	tap_ok(removed == 1500 && gone == 1500 && second == 1500,
+	       "after removing half, those are gone and the rest issue 2 (%d %d %d)", removed,
+	       gone, second);
+	tap_eq(tally_sequence_destroy(seq), TALLY_OK, "destroy");
+}
+
 static void test_width(void)
 {
 	struct tally_sequence *seq = new_seq();
@@ -939,6 +979,8 @@ int main(void)
 
 	test_bad_input();
 	test_strict_basic();
+	test_many_tenants(0);
+	test_many_tenants(3000);
 	test_width();
 	test_width_threads(TALLY_SEQ_STRICT);
 	test_width_threads(TALLY_SEQ_CACHED);

@@ -569,6 +569,38 @@ static void test_take(void)
 	deltas[0].delta = -9;
 	tap_eq(tally_store_flush(store, &batch, NULL), TALLY_OK, "seq 2 is still free");
 	tap_eq(counter(store, "pool"), 0, "pool 0");
+	{
+		/* 40 keys: the first 32 go as one multi-row statement, the rest row by row */
+		struct tally_store_delta many[40];
+		char names[40][8];
+		struct tally_store_batch big = { .seq = 3, .counters = many, .counter_count = 40 };
+		int exact = 0;
+
+		for (int i = 0; i < 40; i++) {
+			snprintf(names[i], sizeof(names[i]), "m%02d", i);
+			many[i] = (struct tally_store_delta){ names[i], 3, i == 5 ? INT64_MAX : i };
+		}
+		tap_eq(tally_store_flush(store, &big, NULL), TALLY_OK, "40 deltas, one is INT64_MAX");
+		for (int i = 0; i < 40; i++) {
+			many[i].delta = i == 5 ? 1 : 1000;
+			exact += counter(store, names[i]) == (i == 5 ? INT64_MAX : i ? i : -1000 -
+							      TALLY_ENOTFOUND);
+		}
+		tap_eq(exact, 40, "each total exact (a zero delta writes no row)");
+		big.seq = 4;
+		tap_eq(tally_store_flush(store, &big, NULL), TALLY_EOVERFLOW,
+		       "an overflow inside a multi-row chunk: EOVERFLOW");
+		tap_ok(strstr(tally_store_last_error(store), "counters[0..31]") != NULL, "text: %s",
+		       tally_store_last_error(store));
+		tap_ok(counter(store, "m39") == 39 && counter(store, "m01") == 1,
+		       "the whole flush rolled back (rows before and after the chunk)");
+		many[5].delta = -1;
+		many[39].delta = INT64_MAX;
+		tap_eq(tally_store_flush(store, &big, NULL), TALLY_EOVERFLOW,
+		       "an overflow in the row-by-row tail: EOVERFLOW");
+		tap_ok(counter(store, "m05") == INT64_MAX && counter(store, "m00") ==
+		       -1000 - TALLY_ENOTFOUND, "rolled back");
+	}
 	tally_store_close(store);
 }
 

@@ -58,15 +58,30 @@ check $? "connections SESSION: 5"
 $tool "$url" connections "s 1" | sed -n 2p | grep -q 'targetLanguage=de role=listener'
 check $? "connections in (session, language) order"
 
+[ "$($tool "$url" gauge live)" = "live 0 live_writers=0" ]
+check $? "gauge: w1 closed cleanly, so its contribution is gone"
+$tool "$url" gauge >/dev/null 2>&1
+[ $? -eq 1 ]
+check $? "gauge without a key: usage, exit 1"
+
 $worker "$url" dying flush 100 2 0 >"$dir/dying.out" &
 pid=$!
 wait_for "$dir/dying.out" '^acked 3$'
+# (a few tries: on a loaded host the writer may miss its 100 ms lease now and then)
+live=1
+for try in 1 2 3 4 5; do
+	[ "$($tool "$url" gauge live)" = "live 1 live_writers=1" ] && { live=0; break; }
+	sleep 0.05
+done
+check $live "gauge: a running writer's contribution counts"
 kill -9 $pid
 wait $pid 2>/dev/null
 pid=
 sleep 0.3
 $tool "$url" writers | grep -q '^dying epoch=1 .* state=expired$'
 check $? "writers: a killed writer shows expired after its 100 ms lease"
+[ "$($tool "$url" gauge live)" = "live 0 live_writers=0" ]
+check $? "gauge: an expired writer no longer counts, even before the reap"
 [ "$($tool "$url" reap)" = "reaped 1" ]
 check $? "reap: reaped 1"
 $tool "$url" writers | grep -q '^dying epoch=1 .* state=reaped$'

@@ -467,7 +467,7 @@ enum fencer { BY_INTRUDER, BY_REAP };
  * lease runs out and a reaper takes it): the new epoch counts what landed once, re-sends
  * what did not, and republishes the gauges. */
 static void run_fence(const char *name, const struct store_fault_plan *plan,
-		      enum fencer fencer, bool landed)
+		      enum fencer fencer, bool landed, const struct store_fault_plan *after_fence)
 {
 	struct tally_writebehind_config config = { .interval_ms = 5, .backoff_base_ms = 2,
 						   .backoff_cap_ms = 40, .heartbeat_ms = 50,
@@ -503,7 +503,7 @@ static void run_fence(const char *name, const struct store_fault_plan *plan,
 		tap_eq(reaped, 1, "%s: the writer's lease ran out and it was reaped", name);
 	}
 	tap_eq(store_gauge(other, "g", NULL), 0, "%s: its gauge left the store", name);
-	store_fault_set(NULL);
+	store_fault_set(after_fence);
 	tally_counter_add(&counter, 500);
 	tap_eq(tally_writebehind_flush(wb, 5000), TALLY_OK, "%s: flush after the fence", name);
 	stats = stats_of(wb);
@@ -540,10 +540,20 @@ static void test_fencing(void)
 	const struct store_fault_plan landed = { .mode = STORE_FAULT_AFTER, .count = 1,
 						 .then_down = true };
 
-	run_fence("intruder, batch lost", &lost, BY_INTRUDER, false);
-	run_fence("intruder, outcome unknown", &landed, BY_INTRUDER, true);
-	run_fence("reaped, batch lost", &lost_ambiguous, BY_REAP, false);
-	run_fence("reaped, batch landed", &landed, BY_REAP, true);
+	/* the new epoch's open commits but its reply is lost: the retry opens yet another
+	 * epoch, whose prior is the lost one, so only the look before the first open can
+	 * tell that the fenced batch landed */
+	const struct store_fault_plan open_reply_lost = { .mode = STORE_FAULT_AFTER, .count = 1,
+							  .calls = STORE_FAULT_WRITER_OPEN };
+
+	run_fence("intruder, batch lost", &lost, BY_INTRUDER, false, NULL);
+	run_fence("intruder, outcome unknown", &landed, BY_INTRUDER, true, NULL);
+	run_fence("reaped, batch lost", &lost_ambiguous, BY_REAP, false, NULL);
+	run_fence("reaped, batch landed", &landed, BY_REAP, true, NULL);
+	run_fence("reaped, batch landed, open reply lost", &landed, BY_REAP, true,
+		  &open_reply_lost);
+	run_fence("reaped, batch lost, open reply lost", &lost_ambiguous, BY_REAP, false,
+		  &open_reply_lost);
 }
 
 /* ---- gauges over several writers --------------------------------------------------------- */

@@ -8,6 +8,7 @@
  *   tally-store URL leases                 each lease key, mark, issued, clean, crash range
  *   tally-store URL sessions [WRITER_ID]   the session records (of one writer)
  *   tally-store URL connections [SESSION]  the connection records (of one session)
+ *   tally-store URL gauge KEY              KEY VALUE live_writers=N: the sum over live writers
  *   tally-store URL reap                   reaps writers whose lease expired; prints how many
  *
  * Plain text, one record a line, fields separated by single spaces, `name=value` after the
@@ -126,6 +127,16 @@ static int run(struct tally_store *store, const char *command, const char *arg)
 		return tally_store_sessions(store, arg, print_session, NULL);
 	if (strcmp(command, "connections") == 0)
 		return tally_store_connections(store, arg, print_connection, NULL);
+	if (strcmp(command, "gauge") == 0) {
+		int64_t value = 0, live = 0;
+
+		err = tally_store_read_gauge(store, arg, strlen(arg), &value, &live);
+		if (!err) {
+			print_escaped(arg, strlen(arg));
+			printf(" %" PRId64 " live_writers=%" PRId64 "\n", value, live);
+		}
+		return err;
+	}
 	err = tally_store_reap(store, &reaped);
 	if (!err)
 		printf("reaped %" PRId64 "\n", reaped);
@@ -135,7 +146,7 @@ static int run(struct tally_store *store, const char *command, const char *arg)
 static int usage(void)
 {
 	fputs("usage: tally-store URL totals | writers | leases | sessions [WRITER_ID] |\n"
-	      "                   connections [SESSION_ID] | reap\n"
+	      "                   connections [SESSION_ID] | gauge KEY | reap\n"
 	      "  e.g. tally-store sqlite:///var/lib/app/tally.db totals\n", stderr);
 	return 1;
 }
@@ -146,6 +157,8 @@ static bool known(const char *command, bool has_arg)
 
 	if (strcmp(command, "sessions") == 0 || strcmp(command, "connections") == 0)
 		return true;
+	if (strcmp(command, "gauge") == 0)
+		return has_arg;
 	for (int i = 0; plain[i]; i++)
 		if (strcmp(command, plain[i]) == 0)
 			return !has_arg;

@@ -153,6 +153,9 @@ int64_t tally_seq_now_s_coarse(void *arg);
 struct tally_sequence_options {
 	tally_seq_now_s_fn now_s; /* the wall clock in UTC seconds; NULL: CLOCK_REALTIME */
 	void *clock_arg;
+	/* > 0: size the registry for this many series up front (about one 16-byte bucket per
+	 * series, at most 2^22); 0: start at 64 buckets, grown by series creation. */
+	size_t expected_series;
 };
 
 struct tally_series_config {
@@ -206,7 +209,10 @@ int tally_sequence_destroy(struct tally_sequence *seq);
 
 /*
  * Creates series (tenant, series). With a lease provider, reads its record first and fills
- * *recovery (may be NULL). Errors: EINVAL, ETOOLONG, EFORMAT, EEXIST, ENOMEM, EIO, ECORRUPT.
+ * *recovery (may be NULL). Blocking: when the registry's series outgrow its buckets (past 64,
+ * or expected_series), the creating call grows it (waits for RCU grace periods); called
+ * inside a read-side section it leaves that to liburcu's background resize.
+ * Errors: EINVAL, ETOOLONG, EFORMAT, EEXIST, ENOMEM, EIO, ECORRUPT.
  */
 int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 				 const char *series, const struct tally_series_config *config,

@@ -116,7 +116,28 @@ int tally__rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes)
 	map->table = cds_lfht_new_flavor(buckets, INITIAL_BUCKETS, max_buckets_we_can_reserve(),
 					 CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
 					 &urcu_memb_flavor, NULL);
+	atomic_init(&map->grown_to, buckets);
 	return map->table ? TALLY_OK : TALLY_ENOMEM;
+}
+
+int tally__rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes)
+{
+	unsigned long buckets = atomic_load_explicit(&map->grown_to, memory_order_relaxed);
+
+	if (nodes <= buckets)
+		return TALLY_OK;
+	if (urcu_memb_read_ongoing())
+		return TALLY_EBUSY;
+	while (buckets < nodes && buckets < MAX_BUCKETS)
+		buckets <<= 1;
+	/* Two creators racing both resize (cds_lfht serialises them); the larger mark stays. */
+	cds_lfht_resize(map->table, buckets);
+	for (unsigned long seen = atomic_load_explicit(&map->grown_to, memory_order_relaxed);
+	     seen < buckets && !atomic_compare_exchange_weak_explicit(
+				       &map->grown_to, &seen, buckets, memory_order_relaxed,
+				       memory_order_relaxed);)
+		;
+	return TALLY_OK;
 }
 
 int tally__rcu_map_init(struct tally_rcu_map *map)

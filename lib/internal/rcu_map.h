@@ -21,6 +21,7 @@
  */
 #ifndef TALLY_INTERNAL_RCU_MAP_H
 #define TALLY_INTERNAL_RCU_MAP_H
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,6 +32,7 @@
 struct tally_rcu_map {
 	struct cds_lfht *table;
 	uint64_t hash_key[2]; /* SipHash key, random per map */
+	_Atomic unsigned long grown_to; /* buckets init or tally__rcu_map_grow_for made sure of */
 };
 
 /* 24 bytes: everything a lookup reads of a node it passes or matches. The key is named by
@@ -85,6 +87,15 @@ int tally__rcu_map_init(struct tally_rcu_map *map);
  * to a power of two, at most 2^22) rather than growing to it: cds_lfht grows by its count in
  * steps, so a table filled from small can hold up to 8 nodes per bucket between them. */
 int tally__rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
+
+/* Outside any read-side section, blocking (cds_lfht_resize waits for grace periods): makes
+ * the bucket table about one bucket per node for `nodes` nodes now (a power of two, at most
+ * MAX_BUCKETS) when it has not been made that large already, instead of leaving it to
+ * liburcu's lazy resize, which runs in a background worker and, on a busy machine, can lag
+ * behind a burst of inserts for seconds (chains of 150 nodes for 10,000 nodes in 64
+ * buckets). For creation paths that may block; a no-op when already that large. Errors:
+ * TALLY_EBUSY (inside a read-side section: nothing done). */
+int tally__rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be

@@ -441,7 +441,7 @@ int tally_sequence_create(struct tally_sequence **out, const struct tally_sequen
 		return TALLY_ENOMEM;
 	seq->now_s = opts && opts->now_s ? opts->now_s : realtime_clock;
 	seq->clock_arg = opts ? opts->clock_arg : NULL;
-	if (tally__rcu_map_init(&seq->series) != TALLY_OK) {
+	if (tally__rcu_map_init_sized(&seq->series, opts ? opts->expected_series : 0) != TALLY_OK) {
 		free(seq);
 		return TALLY_ENOMEM;
 	}
@@ -568,6 +568,13 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 		series_free(s);
 		return err;
 	}
+	/* Grow the registry now, in the creator (creation may block), rather than leave it to
+	 * liburcu's background resize: by-name lookups walk whatever chains it has not split
+	 * yet. Inside a caller's read-side section it cannot (EBUSY): the background resize
+	 * then does it later, as before. */
+	tally__rcu_map_grow_for(&seq->series,
+			       atomic_fetch_add_explicit(&seq->series_count, 1,
+							 memory_order_relaxed) + 1);
 	if (recovery)
 		*recovery = local;
 	return TALLY_OK;
@@ -614,6 +621,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	s = lookup(seq, key, key_len);
 	err = s ? tally__rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
 	if (!err) { /* Relaxed: a diagnostic for late handle use; the grace period orders. */
+		atomic_fetch_sub_explicit(&seq->series_count, 1, memory_order_relaxed);
 		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
 		atomic_fetch_or_explicit(&s->hot.head.divert, TALLY__SEQ_DIVERT_REMOVED,
 					 memory_order_relaxed);

@@ -23,6 +23,7 @@
 
 struct tally_sequence {
 	struct tally_rcu_map series; /* "tenant\0series" -> struct tally_series */
+	_Atomic size_t series_count; /* series in the map: the creation path grows it */
 	tally_seq_now_s_fn now_s;    /* immutable after create */
 	void *clock_arg;
 };

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +42,7 @@ static const char *const statement_sql[S_COUNT] = {
 		      "WHERE reaped = 0 AND expires_at_ms <= ?1",
 	[S_COUNTER_ADD] = "INSERT INTO counters(key, total) VALUES(?1, ?2) "
 			  "ON CONFLICT(key) DO UPDATE SET total = total + excluded.total",
+	[S_COUNTER_ADD_MANY] = NULL, /* made by counter_add_many_sql */
 	[S_COUNTER_GET] = "SELECT total FROM counters WHERE key = ?1",
 	[S_TAKE] = "UPDATE counters SET total = total - ?2 WHERE key = ?1 AND total >= ?2",
 	[S_GAUGE_SET] = "INSERT INTO gauges(key, writer_id, epoch, value) VALUES(?1, ?2, ?3, ?4) "
@@ -391,11 +393,32 @@ static int check_schema(struct tally__sqlite *s, bool create)
 	return exec_sql(s, "COMMIT", "open");
 }
 
+/* "INSERT ... VALUES(?1, ?2), (?3, ?4), ... ON CONFLICT ...": TALLY__SQLITE_COUNTER_ROWS
+ * counter deltas in one statement. The keys of one flush are distinct (store.c checks), so
+ * no row of the statement meets another's conflict. */
+#define COUNTER_ADD_MANY_SQL_MAX (64 + TALLY__SQLITE_COUNTER_ROWS * 16 + 80)
+
+static void counter_add_many_sql(char sql[COUNTER_ADD_MANY_SQL_MAX])
+{
+	size_t used = (size_t)snprintf(sql, COUNTER_ADD_MANY_SQL_MAX,
+				       "INSERT INTO counters(key, total) VALUES");
+
+	for (int row = 0; row < TALLY__SQLITE_COUNTER_ROWS; row++)
+		used += (size_t)snprintf(sql + used, COUNTER_ADD_MANY_SQL_MAX - used,
+					 "%s(?%d, ?%d)", row ? ", " : "", 2 * row + 1, 2 * row + 2);
+	snprintf(sql + used, COUNTER_ADD_MANY_SQL_MAX - used,
+		 " ON CONFLICT(key) DO UPDATE SET total = total + excluded.total");
+}
+
 static int prepare_all(struct tally__sqlite *s)
 {
+	char many[COUNTER_ADD_MANY_SQL_MAX];
+
+	counter_add_many_sql(many);
 	for (int i = 0; i < S_COUNT; i++) {
-		int rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-					    &s->stmt[i], NULL);
+		const char *sql = i == S_COUNTER_ADD_MANY ? many : statement_sql[i];
+		int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+					    NULL);
 
 		if (rc != SQLITE_OK) {
 			/* a table or column missing: the file's schema is not ours */
@@ -443,6 +466,10 @@ static int open_db(struct tally__sqlite *s, const struct tally_store_options *op
 	if (!err)
 		err = exec_sql(s, config->sync_normal ? "PRAGMA synchronous = NORMAL"
 						      : "PRAGMA synchronous = FULL", "open");
+	/* A multi-row upsert materialises its rows in a temporary table: in memory, not in a
+	 * temporary file (which made large flushes slower per key than single-row ones). */
+	if (!err)
+		err = exec_sql(s, "PRAGMA temp_store = MEMORY", "open");
 	if (!err)
 		err = check_schema(s, options->create_schema);
 	if (!err)

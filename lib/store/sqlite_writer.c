@@ -300,28 +300,56 @@ static int flush_step(struct flush_ctx *f, enum tally__sqlite_stmt id, const cha
 	return err;
 }
 
+/* One statement for rows[0 .. count) (count <= TALLY__SQLITE_COUNTER_ROWS; a full chunk
+ * goes through S_COUNTER_ADD_MANY, a shorter tail row by row). first is the index of
+ * rows[0] in the batch, for the overflow text. */
+static int add_counter_rows(struct flush_ctx *f, const struct tally_store_delta *const *rows,
+			    size_t count, size_t first, size_t last)
+{
+	bool many = count == TALLY__SQLITE_COUNTER_ROWS;
+	enum tally__sqlite_stmt id = many ? S_COUNTER_ADD_MANY : S_COUNTER_ADD;
+	sqlite3_stmt *st = f->s->stmt[id];
+	int err = TALLY_OK;
+
+	for (size_t i = 0; i < count && !err; i++) {
+		int column = many ? (int)(2 * i) : 0;
+
+		tally__sqlite_bind_text(st, column + 1, rows[i]->key, rows[i]->key_len);
+		sqlite3_bind_int64(st, column + 2, rows[i]->delta);
+		if (!many)
+			err = flush_step(f, id, "flush (counter)");
+	}
+	if (many)
+		err = flush_step(f, id, "flush (counters)");
+	if (err && sqlite3_extended_errcode(f->s->db) == SQLITE_CONSTRAINT_CHECK) {
+		tally__store_set_error(f->s, "sqlite: flush: a total of counters[%zu..%zu] would "
+				       "leave the int64 range", first, last);
+		return TALLY_EOVERFLOW;
+	}
+	return err;
+}
+
+/* Non-zero deltas in chunks of TALLY__SQLITE_COUNTER_ROWS (a zero delta writes nothing). */
 static int apply_counters(struct flush_ctx *f, const struct tally_store_batch *batch)
 {
-	sqlite3_stmt *st = f->s->stmt[S_COUNTER_ADD];
+	const struct tally_store_delta *rows[TALLY__SQLITE_COUNTER_ROWS];
+	size_t count = 0, first = 0;
+	int err = TALLY_OK;
 
-	for (size_t i = 0; i < batch->counter_count; i++) {
-		const struct tally_store_delta *d = &batch->counters[i];
-		int err;
-
-		if (d->delta == 0)
+	for (size_t i = 0; i < batch->counter_count && !err; i++) {
+		if (batch->counters[i].delta == 0)
 			continue;
-		tally__sqlite_bind_text(st, 1, d->key, d->key_len);
-		sqlite3_bind_int64(st, 2, d->delta);
-		err = flush_step(f, S_COUNTER_ADD, "flush (counter)");
-		if (err && sqlite3_extended_errcode(f->s->db) == SQLITE_CONSTRAINT_CHECK) {
-			tally__store_set_error(f->s, "sqlite: flush: counters[%zu] would leave "
-					       "the int64 range", i);
-			return TALLY_EOVERFLOW;
+		if (count == 0)
+			first = i;
+		rows[count++] = &batch->counters[i];
+		if (count == TALLY__SQLITE_COUNTER_ROWS) {
+			err = add_counter_rows(f, rows, count, first, i);
+			count = 0;
 		}
-		if (err)
-			return err;
 	}
-	return TALLY_OK;
+	if (!err && count)
+		err = add_counter_rows(f, rows, count, first, batch->counter_count - 1);
+	return err;
 }
 
 /* A gauge set to 0 leaves no row: the table holds only contributions that count. */

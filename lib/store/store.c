@@ -40,12 +40,15 @@ struct tally_store {
 
 /* ---- backends -------------------------------------------------------------------------- */
 
-/* Built in. The PostgreSQL and DynamoDB backends add their line here:
- *   #ifdef HAVE_LIBPQ     &tally__store_postgres_ops, #endif
- *   #ifdef HAVE_DYNAMODB  &tally__store_dynamodb_ops, #endif */
+/* Built in: SQLite always; PostgreSQL and DynamoDB when configure found their libraries. */
 static const struct tally_store_ops *const builtin_backends[] = {
 	&tally__store_sqlite_ops,
-	/* -- more built-in backends here -- */
+#ifdef HAVE_LIBPQ
+	&tally__store_postgres_ops,
+#endif
+#ifdef HAVE_DYNAMODB
+	&tally__store_dynamodb_ops,
+#endif
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -158,7 +158,9 @@ static bool enter_epoch(struct tally_writebehind *wb, const struct tally_store_e
 	bool had_epoch = wb->epoch != 0, unresolved = false;
 
 	if (batch->pending) {
-		if (info->prior_epoch == batch->epoch && info->prior_last_seq >= batch->seq) {
+		if (batch->landed) {
+			acknowledge(wb, NULL);
+		} else if (info->prior_epoch == batch->epoch && info->prior_last_seq >= batch->seq) {
 			acknowledge(wb, NULL);
 		} else {
 			unresolved = info->prior_epoch != batch->epoch && batch->ambiguous;
@@ -196,11 +198,53 @@ static void open_writer(struct tally_writebehind *wb)
 		report_failure(wb, err);
 		return;
 	}
+	if (wb->writer_id[0] == '\0')
+		tally_store_writer_identity(wb->store, wb->writer_id, NULL);
 	pthread_mutex_lock(&wb->lock);
 	unresolved = enter_epoch(wb, &info);
 	pthread_mutex_unlock(&wb->lock);
 	if (unresolved && wb->config.on_error)
 		wb->config.on_error(TALLY_EFENCED, unresolved_text, wb->config.callback_arg);
+}
+
+struct writer_row {
+	const char *id;
+	struct tally_store_writer_info info;
+	bool found;
+};
+
+static int find_writer_row(const struct tally_store_writer_info *writer, void *arg)
+{
+	struct writer_row *row = arg;
+
+	if (strcmp(writer->writer_id, row->id) != 0)
+		return 0;
+	row->info = *writer;
+	row->found = true;
+	return 1;
+}
+
+/* A fenced writer whose pending batch failed ambiguously asks the store, before it opens a
+ * new epoch, whether that batch landed. Fenced by a reap, the id's row still holds the old
+ * epoch and its last applied seq, and nothing can land under a fenced epoch any more, so
+ * the answer is final. Asking before the open matters: once a new epoch exists (ours, from
+ * an open whose reply was lost, or another handle's), the row forgets the old epoch's seq.
+ * A failed read leaves the batch ambiguous (enter_epoch then decides as it can). */
+static void resolve_before_open(struct tally_writebehind *wb)
+{
+	struct wb_batch *batch = &wb->batch;
+	struct writer_row row = { .id = wb->writer_id };
+
+	if (!batch->pending || !batch->ambiguous || wb->writer_id[0] == '\0')
+		return;
+	if (tally_store_writers(wb->store, find_writer_row, &row) != TALLY_OK || !row.found)
+		return;
+	if (row.info.epoch != batch->epoch)
+		return; /* superseded by another handle: the old epoch's seq is gone */
+	pthread_mutex_lock(&wb->lock);
+	batch->landed = row.info.last_seq >= batch->seq;
+	batch->ambiguous = false; /* resolved: it landed, or it never will */
+	pthread_mutex_unlock(&wb->lock);
 }
 
 static void fenced(struct tally_writebehind *wb)
@@ -216,6 +260,7 @@ static void fenced(struct tally_writebehind *wb)
 	pthread_mutex_unlock(&wb->lock);
 	if (wb->config.on_error)
 		wb->config.on_error(TALLY_EFENCED, text, wb->config.callback_arg);
+	resolve_before_open(wb);
 	open_writer(wb);
 }
 
@@ -253,6 +298,7 @@ static void build(struct tally_writebehind *wb)
 	batch->epoch = wb->epoch;
 	batch->attempts = 0;
 	batch->ambiguous = false;
+	batch->landed = false;
 }
 
 /* Sends the pending batch once. Returns true if more work is ready at once. */

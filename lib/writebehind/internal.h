@@ -85,6 +85,7 @@ struct wb_batch {
 	int64_t built_ms;         /* monotonic ms of the build: what was durable by then */
 	int64_t attempts;         /* store calls made for it */
 	bool ambiguous;           /* a call failed with an outcome unknown (may have landed) */
+	bool landed;              /* found in the store before a new epoch (resolve_before_open) */
 	struct tally_store_delta *deltas;
 	struct tally_store_gauge *gauges;
 	struct tally_store_record *records;
@@ -120,6 +121,7 @@ struct tally_writebehind {
 	/* the flusher thread's own (no lock needed; read under lock for stats) */
 	struct wb_batch batch;
 	bool writer_open;
+	char writer_id[TALLY_STORE_WRITER_ID_MAX + 1]; /* this writer's id, from the first open */
 	bool republish;                        /* walk every table into the pending set */
 	uint64_t epoch, last_seq;
 	int backoff_attempt;

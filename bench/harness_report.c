@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * bench/report.c: the console, JSON and CSV reporters and the machine context, with the
+ * bench/harness_report.c: the console, JSON and CSV reporters and the machine context, with the
  * field names, column widths and number formats of Google Benchmark 1.7.1 (Debian's
  * libbenchmark 1.7.1 was the oracle: tests/bench_compat.sh feeds our JSON to its compare.py).
  *
