@@ -1,19 +1,27 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * stress/sequence.c: the sequence allocator under threads, processes and kill -9.
+ * stress/sequence.c: the sequence allocator under processes, kill -9 and threads.
  *
- * Phase 1, processes: `procs` processes (min(threads, 4), at least 2) share one lease file
- *   and one (tenant, series); each issues strict numbers for a third of the run and
- *   appends every number to its own log. No number may appear twice across processes.
- * Phase 2, crashes: incarnations of a child issue numbers (logging each after issue) and
- *   are killed with SIGKILL at a random moment; the next incarnation resumes from the file.
- *   Checked: no duplicates across incarnations, every logged number <= the durable mark
- *   the next incarnation resumes from, and each restart reports an unclean record.
+ * Phase 1, processes and kills: `processes` worker slots (--processes, default
+ *   min(threads, 4), at least 2) share one lease store and one (tenant, series) in strict
+ *   mode; every worker appends each number it is handed to its own log (one file per
+ *   process incarnation). The parent SIGKILLs workers at seeded random moments and starts
+ *   new incarnations in their slots. Checked: zero duplicates across every process and
+ *   incarnation.
+ * Phase 2, strict gaps across crashes: one process at a time issues strict numbers, logging
+ *   each, and is killed at a random moment; the next incarnation writes down the crash range
+ *   its series creation reports and resumes. Checked: no duplicates; every logged number is
+ *   at or below the durable mark read after the kill; each restart reports an unclean
+ *   record; and 1..max is gap-free apart from the crash ranges the reports name.
  * Phase 3, threads: in this process (after the forks, so children never inherit RCU
- *   state), `threads` threads issue from a strict and a cached series while thread 0
- *   moves an injected clock across midnight every few thousand numbers and mixes in
- *   reservations and releases. Checked: no duplicates; strict numbers of each day are
- *   1..n with no gap once released numbers are drained; no thread sees a day go back.
+ *   state), in rounds (a fresh registry each, so the logs stay bounded), `threads` threads
+ *   issue from a strict and a cached series while thread 0
+ *   moves an injected clock across midnight and mixes in reservations and releases.
+ *   Checked: no duplicates; strict numbers of each day are 1..n with no gap once released
+ *   numbers are drained (voided ones excepted); no thread sees a day go back.
+ * With --store URL the lease store is the store's lease provider (write-through) instead of
+ *   the lease file, and at the end the lease keys' marks in the store cover every number
+ *   issued (stress/sequence_store.c).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -24,15 +32,19 @@
 #include <unistd.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
+#include <tally/store.h>
+#include "store_proxy.h"
 #include "../tests/threads.h"
 #include "stress.h"
 
 #define RECORD_CAP 1500000
 #define DAY 86400
 #define START_TIME INT64_C(1795392000)
+#define COUNTER_MASK ((UINT64_C(1) << 40) - 1)
+#define CRASH_INCARNATIONS 4
 
-static char dir[] = "/tmp/tally-seq-stress-XXXXXX";
-static _Atomic long violations;
+static struct stress_run stress;
+static char tenant_processes[32], tenant_crashes[32];
 
 struct path {
 	char text[256];
@@ -43,50 +55,71 @@ static struct path path_of(const char *name, int index)
 {
 	struct path path;
 
-	snprintf(path.text, sizeof(path.text), "%s/%s.%d", dir, name, index);
+	snprintf(path.text, sizeof(path.text), "%s/%s.%d", stress_tmpdir(&stress), name, index);
 	return path;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+/* ---- the lease store: a lease file per phase, or the store's provider (--store) ---- */
 
-	return (x > y) - (x < y);
+struct lease_store {
+	struct tally_store *store; /* NULL: the lease file */
+	struct tally_lease_provider *provider;
+};
+
+static int lease_open(struct lease_store *lease, const char *path)
+{
+	int err;
+
+	lease->store = NULL;
+	if (!stress.opt.store)
+		return tally_lease_file_open(&lease->provider, path);
+	if ((err = store_proxy_open_reader(stress.opt.store, &lease->store)) != TALLY_OK)
+		return err;
+	if ((err = tally_store_lease_provider(lease->store, &lease->provider)) != TALLY_OK)
+		tally_store_close(lease->store);
+	return err;
 }
 
-/* Appends the contents of a log of uint64 numbers to *all. */
-static void load_log(const char *path, uint64_t **all, size_t *len, size_t *cap)
+static void lease_close(struct lease_store *lease)
 {
-	int fd = open(path, O_RDONLY);
-	uint64_t buf[4096];
-	ssize_t got;
+	tally_lease_provider_destroy(lease->provider);
+	tally_store_close(lease->store);
+}
 
-	if (fd < 0)
+/* The durable record of the phase's series (tenant, "INV"). */
+static int lease_read(const char *path, const char *tenant, struct tally_lease_record *record)
+{
+	struct lease_store lease;
+	char key[TALLY_SEQ_ID_MAX * 2 + 2];
+	size_t len = strlen(tenant);
+	int err;
+
+	memcpy(key, tenant, len);
+	memcpy(key + len, "\0INV", 4);
+	if ((err = lease_open(&lease, path)) != TALLY_OK)
+		return err;
+	err = tally_lease_read(lease.provider, key, len + 4, record);
+	lease_close(&lease);
+	return err;
+}
+
+/* The lease marks must cover every number issued (sorted). */
+static void check_marks(const char *path, const char *tenant, const uint64_t *sorted,
+			size_t len)
+{
+	struct tally_lease_record record;
+
+	if (!len)
 		return;
-	while ((got = read(fd, buf, sizeof(buf))) > 0) {
-		size_t n = (size_t)got / sizeof(uint64_t);
-
-		if (*len + n > *cap) {
-			*cap = (*len + n) * 2;
-			*all = realloc(*all, *cap * sizeof(uint64_t));
-		}
-		memcpy(*all + *len, buf, n * sizeof(uint64_t));
-		*len += n;
-	}
-	close(fd);
+	if (!stress_check(&stress, lease_read(path, tenant, &record) == TALLY_OK,
+			  "lease record of %s unreadable", tenant))
+		return;
+	stress_check(&stress, sorted[len - 1] <= (record.mark & COUNTER_MASK), "number %llu "
+		     "issued above the lease mark %llu", (unsigned long long)sorted[len - 1],
+		     (unsigned long long)(record.mark & COUNTER_MASK));
 }
 
-static size_t duplicates(uint64_t *v, size_t n)
-{
-	size_t dup = 0;
-
-	qsort(v, n, sizeof(*v), cmp_u64);
-	for (size_t i = 1; i < n; i++)
-		dup += v[i] == v[i - 1];
-	return dup;
-}
-
-static const struct tally_series_config *file_config(struct tally_lease_provider *p)
+static const struct tally_series_config *strict_config(struct tally_lease_provider *p)
 {
 	static struct tally_series_config cfg;
 
@@ -96,113 +129,221 @@ static const struct tally_series_config *file_config(struct tally_lease_provider
 	return &cfg;
 }
 
-/* A child: issue until the deadline (or forever when deadline is 0), logging each number. */
-static void issuing_child(const char *lease_path, const char *log_path, double deadline)
+/* Writes the crash range a series creation reported: (first, last, count). */
+static void write_recovery(const char *path, const struct tally_seq_recovery *recovery)
 {
-	struct tally_lease_provider *p;
+	uint64_t range[3] = { recovery->first_counter, recovery->last_counter, recovery->count };
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || write(fd, range, sizeof(range)) != (ssize_t)sizeof(range))
+		_exit(5);
+	close(fd);
+}
+
+struct issuing {
+	const char *lease_path;
+	const char *tenant;
+	const char *log_path;
+	const char *recovery_path; /* NULL: not wanted */
+	double deadline;           /* 0: until killed */
+};
+
+/* A worker process: issues until the deadline (or until killed), logging each number. */
+static int issuing_child(struct stress_run *run, void *arg, int index)
+{
+	struct issuing *job = arg;
+	struct lease_store lease;
 	struct tally_sequence *seq;
+	struct tally_seq_recovery recovery;
 	struct tally_seq_number n;
 	uint64_t buf[256];
 	size_t used = 0;
-	int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	int fd = open(job->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
-	if (fd < 0 || tally_lease_file_open(&p, lease_path) || tally_sequence_create(&seq, NULL) ||
-	    tally_sequence_series_create(seq, "acme", "INV", file_config(p), NULL))
-		_exit(2);
-	while (deadline == 0 || stress_now() < deadline) {
-		if (tally_sequence_next(seq, "acme", "INV", &n))
-			_exit(3);
+	if (fd < 0 || lease_open(&lease, job->lease_path) || tally_sequence_create(&seq, NULL) ||
+	    tally_sequence_series_create(seq, job->tenant, "INV", strict_config(lease.provider),
+					 &recovery))
+		return 2;
+	if (job->recovery_path)
+		write_recovery(job->recovery_path, &recovery);
+	while (job->deadline == 0 || stress_now() < job->deadline) {
+		if (tally_sequence_next(seq, job->tenant, "INV", &n))
+			return 3;
 		buf[used++] = n.counter;
-		/* Killed children log each number; timed children batch their writes. */
-		if (deadline == 0 || used == 256) {
+		/* Workers that may be killed log each number; timed ones batch their writes. */
+		if (job->deadline == 0 || used == 256) {
 			if (write(fd, buf, used * sizeof(uint64_t)) != (ssize_t)(used * sizeof(uint64_t)))
-				_exit(4);
+				return 4;
+			stress_ops(run, (int64_t)used);
 			used = 0;
 		}
 	}
 	if (used && write(fd, buf, used * sizeof(uint64_t)) < 0)
-		_exit(4);
+		return 4;
+	stress_ops(run, (int64_t)used);
 	tally_sequence_destroy(seq);
-	tally_lease_provider_destroy(p);
+	lease_close(&lease);
 	tally_rcu_barrier();
-	_exit(0);
+	return 0;
 }
 
-static size_t phase_processes(int procs, double seconds)
+/* Waits until the file at `path` holds more than `bytes` (slow starts under TSan). */
+static void wait_for_growth(const char *path, off_t bytes)
 {
-	struct path lease = path_of("shared", 0);
-	double deadline = stress_now() + seconds;
+	for (double give_up = stress_now() + 10; stress_now() < give_up;) {
+		struct stat st;
+
+		if (stat(path, &st) == 0 && st.st_size > bytes)
+			return;
+		usleep(1000);
+	}
+}
+
+/* Phase 1: concurrent workers, some killed and restarted. Returns numbers checked. */
+static size_t phase_processes(int slots, double seconds, int *kills)
+{
+	struct stress_rng rng;
+	pid_t pid[STRESS_PROCESSES_MAX];
+	int incarnation[STRESS_PROCESSES_MAX], logs = 0, status;
+	struct path log_path[STRESS_PROCESSES_MAX];
+	struct issuing job[STRESS_PROCESSES_MAX];
+	double end = stress_now() + seconds;
+	struct path lease = path_of("lease", 0);
+
+	stress_rng_init(&rng, stress.opt.seed, UINT64_C(0x5e9) << 32);
+	for (int s = 0; s < slots; s++) {
+		log_path[s] = path_of("proc", logs++);
+		job[s] = (struct issuing){ lease.text, tenant_processes, log_path[s].text, NULL, 0 };
+		pid[s] = stress_spawn(&stress, issuing_child, &job[s], s);
+		incarnation[s] = 0;
+	}
+	/* Kill a random worker every 5-25% of the phase; keep the last slot to the end. */
+	while (stress_now() < end) {
+		stress_sleep(&stress, seconds * (0.05 + 0.2 * stress_rng_unit(&rng)));
+		int s = (int)stress_rng_below(&rng, (uint64_t)slots);
+		if (stress_now() >= end || s == slots - 1)
+			continue;
+		wait_for_growth(log_path[s].text, 0);
+		kill(pid[s], SIGKILL);
+		waitpid(pid[s], &status, 0);
+		stress_check(&stress, WIFSIGNALED(status), "worker %d exited before its kill "
+			     "(status %d)", s, status);
+		(*kills)++;
+		log_path[s] = path_of("proc", logs++);
+		job[s] = (struct issuing){ lease.text, tenant_processes, log_path[s].text, NULL, 0 };
+		pid[s] = stress_spawn(&stress, issuing_child, &job[s], s);
+		incarnation[s]++;
+	}
+	for (int s = 0; s < slots; s++) {
+		wait_for_growth(log_path[s].text, 0);
+		kill(pid[s], SIGKILL);
+		waitpid(pid[s], &status, 0);
+	}
 	uint64_t *all = NULL;
 	size_t len = 0, cap = 0;
-	int status;
-
-	for (int c = 0; c < procs; c++)
-		if (fork() == 0)
-			issuing_child(lease.text, path_of("proc", c).text, deadline);
-	for (int c = 0; c < procs; c++) {
-		wait(&status);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			violations++;
-	}
-	for (int c = 0; c < procs; c++) {
-		struct path log = path_of("proc", c);
-
-		load_log(log.text, &all, &len, &cap);
-		unlink(log.text);
-	}
-	violations += (long)duplicates(all, len);
+	for (int l = 0; l < logs; l++)
+		stress_log_load(path_of("proc", l).text, &all, &len, &cap);
+	size_t dup = stress_duplicates(all, len);
+	stress_check(&stress, dup == 0, "%zu numbers issued twice across %d processes and %d "
+		     "incarnations", dup, slots, logs);
+	stress_checked(&stress, (int64_t)len);
+	check_marks(lease.text, tenant_processes, all, len);
 	free(all);
-	unlink(lease.text);
 	return len;
 }
 
-static size_t phase_crashes(int incarnations, double seconds, int *unclean_reports)
+/* Phase 2 helpers: counts numbers in [1, max] neither logged nor inside a crash range. */
+static uint64_t unexplained_gaps(const uint64_t *sorted, size_t len, const uint64_t (*ranges)[3],
+				 int range_count)
 {
-	struct path lease_path = path_of("crash", 0), log_path = path_of("crashlog", 0);
-	const char *lease = lease_path.text, *log = log_path.text;
+	uint64_t gaps = 0, expect = 1;
+
+	for (size_t i = 0; i <= len; i++) {
+		uint64_t next = i < len ? sorted[i] : expect;
+
+		for (uint64_t missing = expect; missing < next; missing++) {
+			bool covered = false;
+
+			for (int r = 0; r < range_count && !covered; r++)
+				covered = ranges[r][2] && missing >= ranges[r][0] &&
+					  missing <= ranges[r][1];
+			gaps += !covered;
+		}
+		if (next >= expect)
+			expect = next + 1;
+	}
+	return gaps;
+}
+
+static size_t phase_crashes(double seconds, int *unclean_reports, uint64_t *in_ranges)
+{
+	uint64_t ranges[CRASH_INCARNATIONS + 1][3] = { { 0 } };
+	struct stress_rng rng;
 	uint64_t *all = NULL;
 	size_t len = 0, cap = 0;
-	unsigned seed = (unsigned)getpid();
+	struct path lease = path_of("lease", 1);
 
-	for (int i = 0; i < incarnations; i++) {
-		struct tally_lease_provider *p;
+	stress_rng_init(&rng, stress.opt.seed, UINT64_C(0xc7a5) << 32);
+	for (int i = 0; i <= CRASH_INCARNATIONS; i++) {
+		struct path log = path_of("crashlog", i), recovery = path_of("recovery", i);
+		struct issuing job = { lease.text, tenant_crashes, log.text, recovery.text, 0 };
 		struct tally_lease_record rec;
-		pid_t child = fork();
-		useconds_t life;
+		pid_t child;
+		int status;
 
-		if (child == 0)
-			issuing_child(lease, log, 0);
-		/* Kill only after the child issued its first number (slow starts under TSan). */
-		for (double give_up = stress_now() + 10; stress_now() < give_up;) {
-			struct stat st;
-
-			if (stat(log, &st) == 0 && (size_t)st.st_size > len * sizeof(uint64_t))
-				break;
-			usleep(1000);
+		child = stress_spawn(&stress, issuing_child, &job, i);
+		wait_for_growth(log.text, 0);
+		if (i == CRASH_INCARNATIONS) { /* the last one only reports the previous crash */
+			kill(child, SIGKILL);
+			waitpid(child, &status, 0);
+			int fd = open(recovery.text, O_RDONLY);
+			if (fd < 0 || read(fd, ranges[i - 1], sizeof(ranges[0])) != sizeof(ranges[0]))
+				stress_violation(&stress, "incarnation %d wrote no crash report", i);
+			if (fd >= 0)
+				close(fd);
+			stress_log_load(log.text, &all, &len, &cap);
+			break;
 		}
-		test_random(&seed);
-		life = (useconds_t)(seconds * 1e6 / incarnations * (0.3 + (seed >> 16) % 70 / 100.0));
-		usleep(life);
+		stress_sleep(&stress, seconds / CRASH_INCARNATIONS *
+					      (0.3 + 0.7 * stress_rng_unit(&rng)));
 		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
+		waitpid(child, &status, 0);
+		stress_log_load(log.text, &all, &len, &cap);
 		/* Every number logged so far must be at or below the durable mark. */
-		len = 0;
-		load_log(log, &all, &len, &cap);
-		if (tally_lease_file_open(&p, lease) == TALLY_OK) {
-			if (tally_lease_read(p, "acme\0INV", 8, &rec) == TALLY_OK) {
-				for (size_t k = 0; k < len; k++)
-					violations += all[k] > (rec.mark & ((UINT64_C(1) << 40) - 1));
-				*unclean_reports += !(rec.flags & TALLY_LEASE_CLEAN);
-			}
-			tally_lease_provider_destroy(p);
+		if (lease_read(lease.text, tenant_crashes, &rec) == TALLY_OK) {
+			uint64_t mark = rec.mark & COUNTER_MASK;
+
+			for (size_t k = 0; k < len; k++)
+				if (all[k] > mark)
+					stress_violation(&stress, "number %llu above the durable mark "
+							 "%llu", (unsigned long long)all[k],
+							 (unsigned long long)mark);
+			stress_checked(&stress, (int64_t)len);
+			*unclean_reports += !(rec.flags & TALLY_LEASE_CLEAN);
 		} else {
-			violations++;
+			stress_violation(&stress, "lease record unreadable after kill %d", i);
+		}
+		/* This incarnation's own crash range is reported by the next one: read it
+		 * there (recovery.<i + 1> names the range of incarnation i). */
+		if (i > 0) {
+			int fd = open(recovery.text, O_RDONLY);
+
+			if (fd < 0 || read(fd, ranges[i - 1], sizeof(ranges[0])) != sizeof(ranges[0]))
+				stress_violation(&stress, "incarnation %d wrote no crash report", i);
+			if (fd >= 0)
+				close(fd);
 		}
 	}
-	violations += (long)duplicates(all, len);
+	size_t dup = stress_duplicates(all, len);
+	stress_check(&stress, dup == 0, "%zu numbers issued twice across incarnations", dup);
+	check_marks(lease.text, tenant_crashes, all, len);
+	uint64_t gaps = unexplained_gaps(all, len, (const uint64_t(*)[3])ranges,
+					 CRASH_INCARNATIONS);
+	stress_check(&stress, gaps == 0, "%llu strict numbers missing outside every crash range",
+		     (unsigned long long)gaps);
+	for (int r = 0; r < CRASH_INCARNATIONS; r++)
+		*in_ranges += ranges[r][2];
 	free(all);
-	unlink(lease);
-	unlink(log);
 	return len;
 }
 
@@ -218,15 +359,39 @@ static int64_t fake_clock(void *arg)
 
 struct thread_run {
 	struct tally_series *strict, *cached;
+	uint64_t *strict_log[STRESS_THREADS_MAX], *cached_log[STRESS_THREADS_MAX];
+	size_t strict_len[STRESS_THREADS_MAX], cached_len[STRESS_THREADS_MAX];
+	_Atomic long backwards;
+	_Atomic long reserve_failures;
 	double deadline;
-	uint64_t *strict_log[256], *cached_log[256];
-	size_t strict_len[256], cached_len[256];
-	long backwards;
 };
 
 static uint64_t pack(struct tally_seq_number n)
 {
 	return ((uint64_t)n.period << 40) | n.counter;
+}
+
+/* One reservation of 1..8 numbers: commit every other one, release the rest. */
+static size_t reserve_some(struct thread_run *run, struct stress_rng *rng, uint64_t *slog)
+{
+	struct tally_seq_reservation *r;
+	const struct tally_seq_number *nums;
+	struct tally_seq_number n;
+	uint32_t count;
+	size_t logged = 0;
+
+	if (tally_series_reserve(run->strict, 1 + (uint32_t)stress_rng_below(rng, 8), &r)) {
+		atomic_fetch_add(&run->reserve_failures, 1);
+		return 0;
+	}
+	tally_seq_reservation_numbers(r, &nums, &count);
+	for (uint32_t k = 0; k < count; k += 2) {
+		n = nums[k];
+		tally_seq_reservation_commit(r, &n);
+		slog[logged++] = pack(n);
+	}
+	tally_seq_reservation_finish(r, false);
+	return logged;
 }
 
 static void *thread_body(struct test_thread *self)
@@ -235,40 +400,31 @@ static void *thread_body(struct test_thread *self)
 	uint64_t *slog = run->strict_log[self->index], *clog = run->cached_log[self->index];
 	size_t sl = 0, cl = 0;
 	uint32_t last_period = 0;
-	unsigned seed = (unsigned)self->index + 17;
+	struct stress_rng rng;
+	struct stress_pacer pacer;
 	struct tally_seq_number n;
 
+	stress_rng_init(&rng, stress.opt.seed, (uint64_t)self->index + 1000);
+	stress_pacer_init(&pacer, &stress, stress.opt.threads);
+	int64_t batch = stress_pace_batch(&pacer, 64);
 	while (sl < RECORD_CAP - 16 && cl < RECORD_CAP && stress_now() < run->deadline) {
-		for (int burst = 0; burst < 64 && sl < RECORD_CAP - 16; burst++) {
-			test_random(&seed);
-			if ((seed >> 16) % 32 == 0) {
-				struct tally_seq_reservation *r;
-				const struct tally_seq_number *nums;
-				uint32_t count;
-
-				if (tally_series_reserve(run->strict, 1 + (seed >> 24) % 8, &r)) {
-					violations++;
-					continue;
-				}
-				tally_seq_reservation_numbers(r, &nums, &count);
-				for (uint32_t k = 0; k < count; k += 2) {
-					n = nums[k];
-					tally_seq_reservation_commit(r, &n);
-					slog[sl++] = pack(n);
-				}
-				tally_seq_reservation_finish(r, false);
+		for (int64_t burst = 0; burst < batch && sl < RECORD_CAP - 16; burst++) {
+			if (stress_rng_below(&rng, 32) == 0) {
+				sl += reserve_some(run, &rng, slog + sl);
 				continue;
 			}
 			if (tally_series_next(run->strict, &n) == TALLY_OK) {
 				slog[sl++] = pack(n);
 				if (n.period < last_period)
-					run->backwards++;
+					atomic_fetch_add(&run->backwards, 1);
 				last_period = n.period;
 			}
 			if (tally_series_next(run->cached, &n) == TALLY_OK)
 				clog[cl++] = pack(n);
 		}
-		if (self->index == 0 && (seed >> 12) % 64 == 0)
+		stress_ops(&stress, 2 * batch);
+		stress_pace(&pacer, 2 * batch);
+		if (self->index == 0 && stress_rng_below(&rng, 64) == 0)
 			atomic_fetch_add_explicit(&fake_now, DAY, memory_order_relaxed);
 	}
 	run->strict_len[self->index] = sl;
@@ -286,7 +442,7 @@ static long strict_gaps(const uint64_t *v, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		uint32_t p = (uint32_t)(v[i] >> 40);
-		uint64_t c = v[i] & ((UINT64_C(1) << 40) - 1);
+		uint64_t c = v[i] & COUNTER_MASK;
 
 		if (p != period) {
 			period = p;
@@ -299,7 +455,21 @@ static long strict_gaps(const uint64_t *v, size_t n)
 	return gaps;
 }
 
-static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_t *voided)
+/* Concatenates the threads' logs (strict or cached) into all; returns the length. */
+static size_t gather(uint64_t *all, uint64_t *const *logs, const size_t *lens, int threads)
+{
+	size_t len = 0;
+
+	for (int t = 0; t < threads; t++) {
+		memcpy(all + len, logs[t], lens[t] * sizeof(uint64_t));
+		len += lens[t];
+	}
+	return len;
+}
+
+/* One round: a fresh registry, both series, threads until the deadline or until a thread's
+ * log is full; then every check of the phase on that round's numbers. */
+static size_t thread_round(int threads, double deadline, uint64_t *voided)
 {
 	struct tally_sequence_options opts = { .now_s = fake_clock };
 	struct tally_series_config strict = { .format = "INV-{date}-{counter:08}",
@@ -309,11 +479,11 @@ static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_
 	struct test_thread *th = calloc((size_t)threads, sizeof(*th));
 	static struct thread_run run;
 	struct tally_series_stats stats;
+
+	memset(&run, 0, sizeof(run));
 	struct tally_sequence *seq;
 	struct tally_seq_number n;
-	uint64_t *all;
 	size_t len = 0, clen = 0;
-	long gaps;
 
 	cached.mode = TALLY_SEQ_CACHED;
 	tally_sequence_create(&seq, &opts);
@@ -321,41 +491,38 @@ static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_
 	tally_sequence_series_create(seq, "acme", "CACHED", &cached, NULL);
 	tally_sequence_series_find(seq, "acme", "INV", &run.strict);
 	tally_sequence_series_find(seq, "acme", "CACHED", &run.cached);
-	run.deadline = stress_now() + seconds;
+	run.deadline = deadline;
 	for (int t = 0; t < threads; t++) {
 		run.strict_log[t] = malloc(RECORD_CAP * sizeof(uint64_t));
 		run.cached_log[t] = malloc(RECORD_CAP * sizeof(uint64_t));
 	}
 	run_threads(threads, thread_body, &run, th);
-	violations += run.backwards;
+	stress_check(&stress, atomic_load(&run.backwards) == 0, "a thread saw the day go back "
+		     "%ld times", atomic_load(&run.backwards));
+	stress_check(&stress, atomic_load(&run.reserve_failures) == 0, "%ld reservations failed",
+		     atomic_load(&run.reserve_failures));
 	for (int t = 0; t < threads; t++) {
 		len += run.strict_len[t];
 		clen += run.cached_len[t];
 	}
-	all = malloc((len + 64 * 256 + clen + 1) * sizeof(uint64_t));
-	len = 0;
-	for (int t = 0; t < threads; t++) {
-		memcpy(all + len, run.strict_log[t], run.strict_len[t] * sizeof(uint64_t));
-		len += run.strict_len[t];
-	}
+	uint64_t *all = malloc((len + 64 * STRESS_THREADS_MAX + clen + 1) * sizeof(uint64_t));
+	len = gather(all, run.strict_log, run.strict_len, threads);
 	/* Drain released numbers: they come back before any fresh one. */
 	while (tally_series_get_stats(run.strict, &stats) == TALLY_OK && stats.released_pending > 0 &&
 	       tally_series_next(run.strict, &n) == TALLY_OK)
 		all[len++] = pack(n);
-	violations += (long)duplicates(all, len);
-	gaps = strict_gaps(all, len);
+	size_t dup = stress_duplicates(all, len);
+	stress_check(&stress, dup == 0, "%zu strict numbers issued twice by threads", dup);
+	long gaps = strict_gaps(all, len);
 	tally_series_get_stats(run.strict, &stats);
-	*voided = stats.voided;
-	/* Gaps are allowed only where released numbers were voided at a rollover. */
-	if (gaps > (long)stats.voided)
-		violations++;
-	*gaps_out = gaps;
-	clen = 0;
-	for (int t = 0; t < threads; t++) {
-		memcpy(all + clen, run.cached_log[t], run.cached_len[t] * sizeof(uint64_t));
-		clen += run.cached_len[t];
-	}
-	violations += (long)duplicates(all, clen);
+	*voided += stats.voided;
+	stress_check(&stress, gaps <= (long)stats.voided, "%ld strict gaps, only %llu voided",
+		     gaps, (unsigned long long)stats.voided);
+	stress_checked(&stress, (int64_t)len);
+	clen = gather(all, run.cached_log, run.cached_len, threads);
+	dup = stress_duplicates(all, clen);
+	stress_check(&stress, dup == 0, "%zu cached numbers issued twice by threads", dup);
+	stress_checked(&stress, (int64_t)clen);
 	for (int t = 0; t < threads; t++) {
 		free(run.strict_log[t]);
 		free(run.cached_log[t]);
@@ -367,33 +534,49 @@ static size_t phase_threads(int threads, double seconds, long *gaps_out, uint64_
 	return len + clen;
 }
 
+/* Rounds until the phase's time is up (a round ends early when a thread's log fills). */
+static size_t phase_threads(int threads, double seconds, uint64_t *voided, int *rounds)
+{
+	double deadline = stress_now() + seconds;
+	size_t issued = 0;
+
+	do {
+		issued += thread_round(threads, deadline, voided);
+		(*rounds)++;
+	} while (stress_now() < deadline);
+	return issued;
+}
+
 int main(int argc, char **argv)
 {
-	struct stress_args args = stress_parse(argc, argv);
-	int procs = args.threads < 2 ? 2 : args.threads > 4 ? 4 : args.threads;
-	int unclean = 0;
-	size_t proc_issued, crash_issued, thread_issued;
-	long gaps;
-	uint64_t voided;
+	int kills = 0, unclean = 0;
+	uint64_t voided = 0, in_ranges = 0;
 
-	if (!mkdtemp(dir))
-		return 1;
-	proc_issued = phase_processes(procs, args.seconds / 3);
-	if (getenv("STRESS_DEBUG"))
-		fprintf(stderr, "after processes: %ld\n", (long)violations);
-	crash_issued = phase_crashes(4, args.seconds / 3, &unclean);
-	if (unclean != 4)
-		violations++;
-	if (getenv("STRESS_DEBUG"))
-		fprintf(stderr, "after crashes: %ld\n", (long)violations);
-	thread_issued = phase_threads(args.threads, args.seconds / 3, &gaps, &voided);
-	if (getenv("STRESS_DEBUG"))
-		fprintf(stderr, "gaps %ld voided %llu\n", gaps, (unsigned long long)voided);
-	rmdir(dir);
-	printf("sequence: threads=%d processes=%d process_numbers=%zu incarnations=4 "
-	       "crash_numbers=%zu unclean_reports=%d thread_numbers=%zu voided=%llu "
-	       "violations=%ld\n",
-	       args.threads, procs, proc_issued, crash_issued, unclean, thread_issued,
-	       (unsigned long long)voided, (long)violations);
-	return violations ? 1 : 0;
+	stress_init(&stress, "sequence", argc, argv, NULL);
+	int procs = stress.opt.processes ? stress.opt.processes
+		    : stress.opt.threads < 2 ? 2 : stress.opt.threads > 4 ? 4 : stress.opt.threads;
+	/* Tenants named after the seed: runs sharing one store never meet. */
+	snprintf(tenant_processes, sizeof(tenant_processes), "p%llu",
+		 (unsigned long long)stress.opt.seed);
+	snprintf(tenant_crashes, sizeof(tenant_crashes), "c%llu",
+		 (unsigned long long)stress.opt.seed);
+	size_t proc_issued = phase_processes(procs, stress.opt.seconds / 3, &kills);
+	size_t crash_issued = phase_crashes(stress.opt.seconds / 3, &unclean, &in_ranges);
+	stress_check(&stress, unclean == CRASH_INCARNATIONS, "%d of %d restarts reported an "
+		     "unclean record", unclean, CRASH_INCARNATIONS);
+	int rounds = 0;
+	size_t thread_issued = phase_threads(stress.opt.threads, stress.opt.seconds / 3, &voided,
+					     &rounds);
+	stress_tmpdir_remove(&stress);
+	stress_field_int(&stress, "worker_processes", procs);
+	stress_field_int(&stress, "process_numbers", (int64_t)proc_issued);
+	stress_field_int(&stress, "kills", kills);
+	stress_field_int(&stress, "incarnations", CRASH_INCARNATIONS);
+	stress_field_int(&stress, "crash_numbers", (int64_t)crash_issued);
+	stress_field_int(&stress, "unclean_reports", unclean);
+	stress_field_int(&stress, "crash_range_numbers", (int64_t)in_ranges);
+	stress_field_int(&stress, "thread_numbers", (int64_t)thread_issued);
+	stress_field_int(&stress, "thread_rounds", rounds);
+	stress_field_int(&stress, "voided", (int64_t)voided);
+	return stress_finish(&stress);
 }

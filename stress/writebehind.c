@@ -5,7 +5,8 @@
  * store's faults (tests/store_fault.c: fail before, commit then fail, hang, none) while the
  * flusher writes to a real SQLite file every 5 ms. At the end the faults stop, a final flush
  * runs, and every store total must equal its counter, and the store's connections and
- * listener counts the table's. Prints one line; exits 0 iff there are no violations.
+ * listener counts the table's. Every random choice comes from the run's seed (stress.h);
+ * --store URL puts the fault wrapper over that store instead of a SQLite file of its own.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -29,32 +30,40 @@
 #define SESSIONS 4
 #define LISTENERS 64
 
+static struct stress_run run;
 static struct tally_counter counters[KEYS];
 static struct tally_session_table *table;
-static atomic_bool stop;
-static double deadline;
+static _Atomic int stop;
+static char tag[24]; /* in every key and id: runs sharing one --store never meet */
 
 static void *count(void *arg)
 {
-	uint32_t state = 2463534242u * (uint32_t)(uintptr_t)arg + 1;
+	struct stress_rng rng;
+	struct stress_pacer pacer;
 
-	while (!atomic_load_explicit(&stop, memory_order_relaxed))
-		for (int i = 0; i < 1000; i++) {
-			state ^= state << 13, state ^= state >> 17, state ^= state << 5;
-			tally_counter_add(&counters[state % KEYS], 1);
-		}
+	stress_rng_init(&rng, run.opt.seed, (uint64_t)(uintptr_t)arg);
+	stress_pacer_init(&pacer, &run, run.opt.threads);
+	int64_t batch = stress_pace_batch(&pacer, 1000);
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		for (int64_t i = 0; i < batch; i++)
+			tally_counter_add(&counters[stress_rng_below(&rng, KEYS)], 1);
+		stress_ops(&run, batch);
+		stress_pace(&pacer, batch);
+	}
 	return NULL;
 }
 
 static void *churn(void *arg)
 {
-	uint32_t state = 88172645u;
-	char id[32], session[16];
+	struct stress_rng rng;
+	char id[64], session[40];
 
+	stress_rng_init(&rng, run.opt.seed, UINT64_C(0xc4012));
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		state ^= state << 13, state ^= state >> 17, state ^= state << 5;
-		snprintf(session, sizeof(session), "s%u", state % SESSIONS);
-		snprintf(id, sizeof(id), "%s-l%u", session, (state >> 8) % LISTENERS);
+		uint64_t pick = stress_rng_next(&rng);
+
+		snprintf(session, sizeof(session), "%ss%u", tag, (unsigned)(pick % SESSIONS));
+		snprintf(id, sizeof(id), "%s-l%u", session, (unsigned)((pick >> 8) % LISTENERS));
 		struct tally_connection_params params = { .connection_id = id,
 							  .session_id = session,
 							  .target_language = "fr" };
@@ -68,15 +77,17 @@ static void *churn(void *arg)
 
 static void *faults(void *arg)
 {
-	uint32_t state = 362436069u;
+	struct stress_rng rng;
 
+	stress_rng_init(&rng, run.opt.seed, UINT64_C(0xfa017));
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		struct store_fault_plan plan = { .count = 1 + (int)(state % 3), .hang_ms = 20,
+		struct store_fault_plan plan = { .count = 1 + (int)stress_rng_below(&rng, 3),
+						 .hang_ms = 20,
 						 .calls = STORE_FAULT_FLUSH | STORE_FAULT_HEARTBEAT };
 		struct timespec pause = { 0, 30 * 1000000 };
 
-		state ^= state << 13, state ^= state >> 17, state ^= state << 5;
-		plan.mode = (enum store_fault_mode)(state % 4); /* NONE, BEFORE, AFTER, HANG */
+		/* NONE, BEFORE, AFTER, HANG */
+		plan.mode = (enum store_fault_mode)stress_rng_below(&rng, 4);
 		store_fault_set(&plan);
 		nanosleep(&pause, NULL);
 	}
@@ -96,110 +107,108 @@ static int session_row(const struct tally_session_info *session, const char *wri
 {
 	int64_t listeners = -1;
 
+	if (strncmp(session->session_id, tag, strlen(tag)))
+		return 0; /* another run's */
 	tally_session_listener_count(table, session->session_id, &listeners);
-	if (listeners != session->listener_count)
-		(*(int64_t *)arg)++;
+	stress_check(&run, listeners == session->listener_count, "stored session %s counts "
+		     "%" PRId64 " listeners, the table %" PRId64, session->session_id,
+		     session->listener_count, listeners);
 	return 0;
 }
 
-/* The store against the counters and the table; returns the violations. */
-static int64_t check(struct tally_store *store)
+/* The store against the counters and the table. */
+static void check(struct tally_store *store)
 {
-	int64_t violations = 0, total, want, rows, listeners;
-	char key[16];
+	int64_t total, want, rows, listeners;
+	char key[40];
 
 	for (int k = 0; k < KEYS; k++) {
-		snprintf(key, sizeof(key), "k%d", k);
+		snprintf(key, sizeof(key), "%sk%d", tag, k);
 		total = 0;
 		tally_store_read_counter(store, key, strlen(key), &total);
 		tally_counter_read(&counters[k], &want);
-		if (total != want) {
-			fprintf(stderr, "writebehind: %s store %" PRId64 " counter %" PRId64 "\n",
-				key, total, want);
-			violations++;
-		}
+		stress_check(&run, total == want, "%s: store %" PRId64 ", counter %" PRId64, key,
+			     total, want);
 	}
 	for (int s = 0; s < SESSIONS; s++) {
-		snprintf(key, sizeof(key), "s%d", s);
+		snprintf(key, sizeof(key), "%ss%d", tag, s);
 		rows = 0;
 		tally_store_connections(store, key, connection_row, &rows);
 		tally_session_listener_count(table, key, &listeners);
-		violations += rows != listeners;
+		stress_check(&run, rows == listeners, "session %s: %" PRId64 " stored connections, "
+			     "%" PRId64 " listeners in the table", key, rows, listeners);
 	}
-	tally_store_sessions(store, NULL, session_row, &violations);
-	return violations;
+	tally_store_sessions(store, NULL, session_row, NULL);
 }
 
 int main(int argc, char **argv)
 {
-	struct stress_args args = stress_parse(argc, argv);
 	struct tally_writebehind_config config = { .interval_ms = 5, .backoff_base_ms = 2,
 						   .backoff_cap_ms = 50 };
 	struct tally_store_options options = { .writer_id = "stress", .create_schema = true };
-	char dir[256], url[400], cmd[300];
-	pthread_t threads[256 + 2];
+	char url[TALLY_STORE_URL_MAX + 8], writer_id[40];
+	pthread_t threads[STRESS_THREADS_MAX + 2];
 	struct tally_writebehind *wb;
 	struct tally_writebehind_stats stats;
 	struct tally_store *store;
-	int64_t violations;
 	int err;
 
-	snprintf(dir, sizeof(dir), "%s/tally-wbstress-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir) || store_fault_register() != TALLY_OK)
-		return 1;
-	snprintf(url, sizeof(url), "fault:sqlite://%s/stress.sqlite", dir);
-	if (tally_store_open(&store, url, &options) != TALLY_OK ||
-	    tally_writebehind_create(&wb, store, &config) != TALLY_OK)
-		return 1;
+	stress_init(&run, "writebehind", argc, argv, NULL);
+	config.jitter_seed = run.opt.seed;
+	snprintf(tag, sizeof(tag), "wb%d-", (int)getpid());
+	snprintf(writer_id, sizeof(writer_id), "%swriter", tag);
+	options.writer_id = writer_id;
+	if (run.opt.store)
+		snprintf(url, sizeof(url), "fault:%s", run.opt.store);
+	else
+		snprintf(url, sizeof(url), "fault:sqlite://%s/stress.sqlite", stress_tmpdir(&run));
+	if (store_fault_register() != TALLY_OK || tally_store_open(&store, url, &options) != TALLY_OK ||
+	    tally_writebehind_create(&wb, store, &config) != TALLY_OK) {
+		stress_violation(&run, "setup failed: %s", tally_store_last_error(NULL));
+		return stress_finish(&run);
+	}
 	tally_session_table_create(&table, NULL);
 	for (int s = 0; s < SESSIONS; s++) {
-		char id[16];
+		char id[40];
 		struct tally_session_params params = { .session_id = id,
 						       .speaker_connection_id = "speaker",
 						       .source_language = "en" };
 
-		snprintf(id, sizeof(id), "s%d", s);
+		snprintf(id, sizeof(id), "%ss%d", tag, s);
 		tally_session_create(table, &params);
 	}
 	tally_writebehind_add_sessions(wb, table);
 	for (int k = 0; k < KEYS; k++) {
-		char key[16];
+		char key[40];
 
-		snprintf(key, sizeof(key), "k%d", k);
+		snprintf(key, sizeof(key), "%sk%d", tag, k);
 		tally_counter_init(&counters[k], 0);
 		tally_writebehind_add_counter(wb, key, strlen(key), &counters[k]);
 	}
-	deadline = stress_now() + args.seconds;
-	for (int t = 0; t < args.threads; t++)
+	for (int t = 0; t < run.opt.threads; t++)
 		pthread_create(&threads[t], NULL, count, (void *)(uintptr_t)(t + 1));
-	pthread_create(&threads[args.threads], NULL, churn, NULL);
-	pthread_create(&threads[args.threads + 1], NULL, faults, NULL);
-	while (stress_now() < deadline) {
-		struct timespec pause = { 0, 50 * 1000000 };
-
-		nanosleep(&pause, NULL);
-	}
-	atomic_store(&stop, true);
-	for (int t = 0; t < args.threads + 2; t++)
+	pthread_create(&threads[run.opt.threads], NULL, churn, NULL);
+	pthread_create(&threads[run.opt.threads + 1], NULL, faults, NULL);
+	stress_wait(&run, NULL);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < run.opt.threads + 2; t++)
 		pthread_join(threads[t], NULL);
 	store_fault_set(NULL);
 	err = tally_writebehind_flush(wb, 30000);
-	violations = (err != TALLY_OK) + check(store);
+	stress_check(&run, err == TALLY_OK, "final flush: %s", tally_strerror(err));
+	check(store);
 	tally_writebehind_get_stats(wb, &stats);
-	printf("writebehind: %.1fs threads=%d flushes=%" PRId64 " retries=%" PRId64
-	       " already_applied=%" PRId64 " fenced=%" PRId64 " keys_written=%" PRId64
-	       " violations=%" PRId64 "\n",
-	       args.seconds, args.threads, stats.flushes, stats.retries, stats.already_applied,
-	       stats.fenced, stats.keys_written, violations);
+	stress_field_int(&run, "flushes", stats.flushes);
+	stress_field_int(&run, "retries", stats.retries);
+	stress_field_int(&run, "already_applied", stats.already_applied);
+	stress_field_int(&run, "fenced", stats.fenced);
+	stress_field_int(&run, "keys_written", stats.keys_written);
 	tally_writebehind_destroy(wb);
 	tally_session_table_destroy(table);
 	for (int k = 0; k < KEYS; k++)
 		tally_counter_destroy(&counters[k]);
 	tally_store_close(store);
 	tally_rcu_barrier();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "writebehind: could not remove %s\n", dir);
-	return violations == 0 ? 0 : 1;
+	stress_tmpdir_remove(&run);
+	return stress_finish(&run);
 }
