@@ -332,7 +332,7 @@ static void tally_setup_rule(enum tally_ratelimit_algorithm algorithm, bool refu
 	};
 
 	set_rule(refused);
-	if (tally_ratelimit_create(&config, &limiter) != TALLY_OK)
+	if (tally_ratelimit_create(&limiter, &config) != TALLY_OK)
 		abort(); /* bench only */
 	create_keys(tally_allow);
 }

@@ -200,8 +200,8 @@ struct session_fields {
 	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
 	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
-	int64_t created_at;
-	int64_t expires_at;
+	int64_t created_at_ms;
+	int64_t expires_at_ms;
 };
 
 static void fill_session(struct session_fields *fields, const char *id)
@@ -211,8 +211,8 @@ static void fill_session(struct session_fields *fields, const char *id)
 	strcpy(fields->speaker_user_id, "user");
 	strcpy(fields->source_language, "en");
 	strcpy(fields->quality_tier, "standard");
-	fields->created_at = now_ms();
-	fields->expires_at = 0;
+	fields->created_at_ms = now_ms();
+	fields->expires_at_ms = 0;
 }
 
 /* A listener connection record, as tally's join builds it. */
@@ -225,8 +225,8 @@ static void fill_connection(struct tally_connection_info *info, const char *id,
 	strcpy(info->target_language, "fr");
 	strcpy(info->client_address, "192.0.2.1");
 	info->role = TALLY_ROLE_LISTENER;
-	info->connected_at = now_ms();
-	info->expires_at = 0;
+	info->connected_at_ms = now_ms();
+	info->expires_at_ms = 0;
 }
 
 /* ---- tally --------------------------------------------------------------------------- */
@@ -549,7 +549,7 @@ static void lfht_free_connection(struct rcu_head *rcu)
 	free(caa_container_of(rcu, struct lfht_connection, rcu));
 }
 
-/* init_size as tally_rcu_map_init_sized picks it: a power of two >= the expected count. */
+/* init_size as tally__rcu_map_init_sized picks it: a power of two >= the expected count. */
 static struct cds_lfht *lfht_new(unsigned long expected)
 {
 	unsigned long buckets = 1;

@@ -161,7 +161,7 @@ static void counters_setup(const struct bench_state *state, bool with_flusher)
 	for (int64_t i = 0; i < key_count; i++)
 		tally_writebehind_add_counter(flusher, keys[i], strlen(keys[i]), &counters[i]);
 	tally_writebehind_flush(flusher, TALLY_WRITEBEHIND_FOREVER); /* writer open */
-	tally_writebehind_stats(flusher, &stats_at_start);
+	tally_writebehind_get_stats(flusher, &stats_at_start);
 	started_ns = now_ns(CLOCK_MONOTONIC);
 }
 
@@ -227,7 +227,7 @@ static void report_flusher(struct bench_state *state)
 	int64_t flushes, total = 0, value;
 
 	tally_writebehind_flush(flusher, TALLY_WRITEBEHIND_FOREVER);
-	tally_writebehind_stats(flusher, &stats);
+	tally_writebehind_get_stats(flusher, &stats);
 	flushes = stats.flushes - stats_at_start.flushes;
 	bench_counter(state, "flushes_per_s", seconds > 0 ? (double)flushes / seconds : 0, 0);
 	bench_counter(state, "rows_per_flush",

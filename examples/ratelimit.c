@@ -47,7 +47,7 @@ int main(void)
 		.sweep_interval_ns = 1000000000,
 	};
 	struct tally_ratelimit *limiter;
-	int err = tally_ratelimit_create(&config, &limiter);
+	int err = tally_ratelimit_create(&limiter, &config);
 
 	if (err != TALLY_OK) {
 		fprintf(stderr, "create: %s\n", tally_strerror(err));

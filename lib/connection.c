@@ -45,33 +45,34 @@ static void list_unlink(struct session *session, struct connection *connection)
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-int tally_connection_matches(const struct connection *connection,
-			     const struct tally_connection_filter *filter)
+int tally__connection_matches(const struct connection *connection,
+			      const struct tally_connection_filter *filter)
 {
 	if (!filter)
 		return 1;
 	if (filter->role && connection->role != filter->role)
 		return 0;
 	return !filter->target_language ||
-	       strcmp(tally_connection_language(connection), filter->target_language) == 0;
+	       strcmp(tally__connection_language(connection), filter->target_language) == 0;
 }
 
-void tally_connection_info_of(const struct connection *connection,
-			      struct tally_connection_info *info)
+void tally__connection_info_of(const struct connection *connection,
+			       struct tally_connection_info *info)
 {
 	size_t session_len;
-	const char *session_id = tally_session_id(connection->session, &session_len);
+	const char *session_id = tally__session_id(connection->session, &session_len);
 
-	tally_session_copy_string(info->connection_id, tally_connection_id(connection),
-				  connection->id_len);
-	tally_session_copy_string(info->session_id, session_id, session_len);
-	tally_session_copy_string(info->target_language, tally_connection_language(connection),
-				  connection->language_len);
-	tally_session_copy_string(info->client_address, tally_connection_address(connection),
-				  connection->address_len);
+	tally__session_copy_string(info->connection_id, tally__connection_id(connection),
+				   connection->id_len);
+	tally__session_copy_string(info->session_id, session_id, session_len);
+	tally__session_copy_string(info->target_language,
+				   tally__connection_language(connection),
+				   connection->language_len);
+	tally__session_copy_string(info->client_address, tally__connection_address(connection),
+				   connection->address_len);
 	info->role = connection->role;
-	info->connected_at = connection->connected_at;
-	info->expires_at = connection->expires_at;
+	info->connected_at_ms = connection->connected_at_ms;
+	info->expires_at_ms = connection->expires_at_ms;
 }
 
 static int check_filter(const struct tally_connection_filter *filter)
@@ -84,14 +85,14 @@ static int check_filter(const struct tally_connection_filter *filter)
 	    filter->role != TALLY_ROLE_LISTENER)
 		return TALLY_EINVAL;
 	if (filter->target_language)
-		return tally_session_check_string(filter->target_language,
-						  TALLY_SESSION_LANGUAGE_MAX, 1, &len);
+		return tally__session_check_string(filter->target_language,
+						   TALLY_SESSION_LANGUAGE_MAX, 1, &len);
 	return TALLY_OK;
 }
 
-void tally_connection_free(struct tally_rcu_map_node *node)
+void tally__connection_free(struct tally_rcu_map_node *node)
 {
-	tally_free_aligned(caa_container_of(node, struct connection, node));
+	tally__free_aligned(caa_container_of(node, struct connection, node));
 }
 
 static void reclaim_connection(struct tally_rcu_head *rcu)
@@ -108,48 +109,48 @@ static void reclaim_connection(struct tally_rcu_head *rcu)
 				      memory_order_acq_rel) &
 	     TALLY_FEED_QUEUED))
 		return;
-	tally_free_aligned(connection);
+	tally__free_aligned(connection);
 }
 
-void tally_connection_feed_done(struct connection *connection)
+void tally__connection_feed_done(struct connection *connection)
 {
 	/* acq_rel: acquires the removal whose OR saw QUEUED (F2); ZOMBIE: reclaim ran (F1) */
 	if (atomic_fetch_and_explicit(&connection->feed_flags, (uint8_t)~TALLY_FEED_QUEUED,
 				      memory_order_acq_rel) &
 	    TALLY_FEED_ZOMBIE)
-		tally_free_aligned(connection);
+		tally__free_aligned(connection);
 }
 
-struct connection *tally_connection_find(struct tally_session_table *table, const char *id,
-					 size_t len)
+struct connection *tally__connection_find(struct tally_session_table *table, const char *id,
+					  size_t len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->connections, id, len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&table->connections, id, len);
 
 	return node ? caa_container_of(node, struct connection, node) : NULL;
 }
 
-int tally_connection_remove(struct tally_session_table *table, struct connection *connection,
-			    int list_locked)
+int tally__connection_remove(struct tally_session_table *table, struct connection *connection,
+			     int list_locked)
 {
 	struct session *session = connection->session;
 
-	if (tally_rcu_map_remove(&table->connections, &connection->node) != TALLY_OK)
+	if (tally__rcu_map_remove(&table->connections, &connection->node) != TALLY_OK)
 		return TALLY_ENOTFOUND; /* another remover won: it unlinks and counts (I3) */
 	if (!list_locked)
-		tally_lock_acquire(&session->list_lock);
+		tally__lock_acquire(&session->list_lock);
 	list_unlink(session, connection);
 	if (connection->role == TALLY_ROLE_LISTENER)
-		tally_session_listeners_move(session, -1); /* matched by the link's inc */
+		tally__session_listeners_move(session, -1); /* matched by the link's inc */
 	if (!list_locked)
-		tally_lock_release(&session->list_lock);
+		tally__lock_release(&session->list_lock);
 	tally_counter_sub(&table->connection_total, 1); /* cannot leave int64: ignored */
 	tally_session_feed_connection(table, connection);
-	tally_rcu_retire(&connection->rcu, reclaim_connection);
+	tally__rcu_retire(&connection->rcu, reclaim_connection);
 	return TALLY_OK;
 }
 
-int64_t tally_connection_remove_all(struct tally_session_table *table, struct session *session,
-				    const struct tally_connection_filter *filter)
+int64_t tally__connection_remove_all(struct tally_session_table *table, struct session *session,
+				     const struct tally_connection_filter *filter)
 {
 	struct connection *connection, *next;
 	int64_t removed = 0;
@@ -158,8 +159,8 @@ int64_t tally_connection_remove_all(struct tally_session_table *table, struct se
 	     connection; connection = next) {
 		/* relaxed: list_lock held, we are the only writer */
 		next = atomic_load_explicit(&connection->next, memory_order_relaxed);
-		if (tally_connection_matches(connection, filter) &&
-		    tally_connection_remove(table, connection, 1) == TALLY_OK)
+		if (tally__connection_matches(connection, filter) &&
+		    tally__connection_remove(table, connection, 1) == TALLY_OK)
 			removed++;
 		/* ENOTFOUND: a concurrent remover owns it and unlinks it once it gets the lock */
 	}
@@ -182,14 +183,15 @@ static int check_params(const struct tally_connection_params *params, int role,
 		return TALLY_EINVAL;
 	if (role != TALLY_ROLE_SPEAKER && role != TALLY_ROLE_LISTENER)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->id)) ||
-	    (err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->session)) ||
-	    (err = tally_session_check_string(params->target_language, TALLY_SESSION_LANGUAGE_MAX,
-					      role == TALLY_ROLE_LISTENER, &len->language)) ||
-	    (err = tally_session_check_string(params->client_address, TALLY_SESSION_ADDRESS_MAX,
-					      0, &len->address)))
+	if ((err = tally__session_check_string(params->connection_id, TALLY_SESSION_ID_MAX, 1,
+					       &len->id)) ||
+	    (err = tally__session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
+					       &len->session)) ||
+	    (err = tally__session_check_string(params->target_language,
+					       TALLY_SESSION_LANGUAGE_MAX,
+					       role == TALLY_ROLE_LISTENER, &len->language)) ||
+	    (err = tally__session_check_string(params->client_address,
+					       TALLY_SESSION_ADDRESS_MAX, 0, &len->address)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
@@ -205,7 +207,7 @@ static struct connection *new_connection(struct tally_session_table *table,
 					 struct session *session,
 					 const struct connection_lengths *len)
 {
-	struct connection *connection = tally_alloc_aligned(connection_size(len));
+	struct connection *connection = tally__alloc_aligned(connection_size(len));
 	char *text;
 
 	if (!connection)
@@ -213,16 +215,16 @@ static struct connection *new_connection(struct tally_session_table *table,
 	connection->id_len = (uint8_t)len->id; /* checked: <= UINT8_MAX (static assert) */
 	connection->language_len = (uint8_t)len->language;
 	connection->address_len = (uint8_t)len->address;
-	text = tally_session_pack_string(connection->text, params->connection_id, len->id);
-	text = tally_session_pack_string(text, params->target_language, len->language);
-	tally_session_pack_string(text, params->client_address, len->address);
+	text = tally__session_pack_string(connection->text, params->connection_id, len->id);
+	text = tally__session_pack_string(text, params->target_language, len->language);
+	tally__session_pack_string(text, params->client_address, len->address);
 	connection->role = (uint8_t)role;
-	connection->connected_at = tally_session_now(table);
-	connection->expires_at = tally_session_expiry(connection->connected_at, params->ttl_ms,
-						      table->config.connection_ttl_ms);
+	connection->connected_at_ms = tally__session_now(table);
+	connection->expires_at_ms = tally__session_expiry(
+		connection->connected_at_ms, params->ttl_ms, table->config.connection_ttl_ms);
 	connection->session = session;
 	atomic_init(&connection->feed_flags, 0);
-	tally_rcu_map_node_init(&connection->node, connection->text, len->id);
+	tally__rcu_map_node_init(&connection->node, connection->text, len->id);
 	return connection;
 }
 
@@ -234,20 +236,20 @@ static int insert_connection(struct tally_session_table *table, struct session *
 {
 	int err = TALLY_OK;
 
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	/* relaxed: active is only written under list_lock, which we hold */
 	if (!atomic_load_explicit(&session->active, memory_order_relaxed))
-		err = tally_rcu_map_node_removed(&session->node) ? TALLY_ENOTFOUND
-								 : TALLY_EINACTIVE;
-	else if (tally_rcu_map_insert_unique(&table->connections, &connection->node) !=
+		err = tally__rcu_map_node_removed(&session->node) ? TALLY_ENOTFOUND
+								  : TALLY_EINACTIVE;
+	else if (tally__rcu_map_insert_unique(&table->connections, &connection->node) !=
 		 &connection->node)
 		err = TALLY_EEXIST;
 	if (err == TALLY_OK) {
 		list_link(session, connection);
 		if (connection->role == TALLY_ROLE_LISTENER)
-			tally_session_listeners_move(session, 1);
+			tally__session_listeners_move(session, 1);
 	}
-	tally_lock_release(&session->list_lock);
+	tally__lock_release(&session->list_lock);
 	return err;
 }
 
@@ -264,7 +266,7 @@ static int create_connection(struct tally_session_table *table,
 	if ((err = check_params(params, role, &len)) != TALLY_OK)
 		return err;
 	tally_rcu_read_lock();
-	session = tally_session_find(table, params->session_id, len.session);
+	session = tally__session_find(table, params->session_id, len.session);
 	if (session) /* the lookup read the lock's line; ask for it writable now, so that the
 		      * other cores' copies are invalidated while new_connection runs */
 		__builtin_prefetch(&session->list_lock, 1);
@@ -275,7 +277,7 @@ static int create_connection(struct tally_session_table *table,
 	} else if (!(connection = new_connection(table, params, role, session, &len))) {
 		err = TALLY_ENOMEM;
 	} else if ((err = insert_connection(table, session, connection)) != TALLY_OK) {
-		tally_free_aligned(connection); /* never published */
+		tally__free_aligned(connection); /* never published */
 	} else {
 		tally_counter_inc(&table->connection_total);
 		tally_session_feed_connection(table, connection); /* after the lock: F2 holds */
@@ -307,12 +309,12 @@ int tally_connection_get(struct tally_session_table *table, const char *connecti
 
 	if (!table || !info)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
+	if ((err = tally__session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	connection = tally_connection_find(table, connection_id, len);
+	connection = tally__connection_find(table, connection_id, len);
 	if (connection)
-		tally_connection_info_of(connection, info);
+		tally__connection_info_of(connection, info);
 	tally_rcu_read_unlock();
 	return connection ? TALLY_OK : TALLY_ENOTFOUND;
 }
@@ -325,14 +327,14 @@ int tally_session_leave(struct tally_session_table *table, const char *connectio
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
+	if ((err = tally__session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	connection = tally_connection_find(table, connection_id, len);
+	connection = tally__connection_find(table, connection_id, len);
 	if (connection) /* the session's first line (lock, list, count) is cold here: the
 			 * join was long ago; overlap its miss with the map removal */
 		__builtin_prefetch(&connection->session->list_lock, 1);
-	err = connection ? tally_connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
+	err = connection ? tally__connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
 	tally_rcu_read_unlock();
 	return err;
 }
@@ -369,7 +371,7 @@ static void walk(struct session *session, const struct tally_connection_filter *
 	/* acquire: pairs with the release stores of list_link/list_unlink */
 	for (connection = atomic_load_explicit(&session->first, memory_order_acquire); connection;
 	     connection = atomic_load_explicit(&connection->next, memory_order_acquire))
-		if (tally_connection_matches(connection, filter) && fn(connection, arg))
+		if (tally__connection_matches(connection, filter) && fn(connection, arg))
 			break;
 }
 
@@ -382,11 +384,11 @@ static int begin_walk(struct tally_session_table *table, const char *session_id,
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)) ||
+	if ((err = tally__session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)) ||
 	    (err = check_filter(filter)))
 		return err;
 	tally_rcu_read_lock();
-	*session = tally_session_find(table, session_id, len);
+	*session = tally__session_find(table, session_id, len);
 	if (!*session) {
 		tally_rcu_read_unlock();
 		return TALLY_ENOTFOUND;
@@ -405,18 +407,18 @@ static int visit_one(struct connection *connection, void *arg)
 	struct visit_state *state = arg;
 	struct tally_connection_info info; /* the callback's copy, valid during the call */
 
-	if (tally_rcu_map_node_removed(&connection->node))
+	if (tally__rcu_map_node_removed(&connection->node))
 		return 0; /* removed, not yet unlinked: already gone for callers */
 	state->calls++;
 	if (!state->fn)
 		return 0;
-	tally_connection_info_of(connection, &info);
+	tally__connection_info_of(connection, &info);
 	return state->fn(&info, state->arg);
 }
 
-size_t tally_connection_visit_session(struct session *session,
-				      const struct tally_connection_filter *filter,
-				      tally_connection_fn fn, void *arg)
+size_t tally__connection_visit_session(struct session *session,
+				       const struct tally_connection_filter *filter,
+				       tally_connection_fn fn, void *arg)
 {
 	struct visit_state state = { fn, arg, 0 };
 
@@ -469,9 +471,9 @@ struct languages_state {
 static int collect_language(struct connection *connection, void *arg)
 {
 	struct languages_state *state = arg;
-	const char *language = tally_connection_language(connection);
+	const char *language = tally__connection_language(connection);
 
-	if (tally_rcu_map_node_removed(&connection->node))
+	if (tally__rcu_map_node_removed(&connection->node))
 		return 0;
 	for (size_t i = 0; i < state->count; i++)
 		if (strcmp(state->languages[i], language) == 0)
@@ -480,8 +482,8 @@ static int collect_language(struct connection *connection, void *arg)
 		state->full = 1;
 		return 1;
 	}
-	tally_session_copy_string(state->languages[state->count++], language,
-				  connection->language_len);
+	tally__session_copy_string(state->languages[state->count++], language,
+				   connection->language_len);
 	return 0;
 }
 
@@ -514,9 +516,9 @@ int tally_session_delete_connections(struct tally_session_table *table, const ch
 
 	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
 		return err;
-	tally_lock_acquire(&session->list_lock);
-	removed = tally_connection_remove_all(table, session, filter);
-	tally_lock_release(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
+	removed = tally__connection_remove_all(table, session, filter);
+	tally__lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	if (deleted)
 		*deleted = removed;

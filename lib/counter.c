@@ -19,7 +19,7 @@ int tally_counter_init(struct tally_counter *counter, unsigned slots)
 		return TALLY_EINVAL;
 	if (slots == 0)
 		slots = TALLY_COUNTER_SLOTS_DEFAULT;
-	counter->slots = tally_alloc_aligned((size_t)(slots + 1) * sizeof(*counter->slots));
+	counter->slots = tally__alloc_aligned((size_t)(slots + 1) * sizeof(*counter->slots));
 	if (!counter->slots) {
 		counter->magic = 0;
 		counter->slot_count = 0;
@@ -38,7 +38,7 @@ int tally_counter_destroy(struct tally_counter *counter)
 	if (counter->magic != TALLY_COUNTER_MAGIC)
 		return TALLY_EDESTROYED;
 	counter->magic = 0;
-	tally_free_aligned(counter->slots);
+	tally__free_aligned(counter->slots);
 	counter->slots = NULL;
 	counter->slot_count = 0;
 	return TALLY_OK;

@@ -38,8 +38,8 @@ int tally_gauge_destroy(struct tally_gauge *gauge)
 	return err;
 }
 
-int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
-		     int64_t *value_out)
+int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
+		      int64_t *value_out)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
 	int64_t next, current = atomic_load_explicit(value, memory_order_relaxed);
@@ -60,7 +60,7 @@ int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int
 							  memory_order_acq_rel,
 							  memory_order_relaxed))
 			break;
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 	if (value_out)
 		*value_out = next;
@@ -69,7 +69,7 @@ int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int
 
 static int move_value(struct tally_gauge *gauge, int64_t delta, int64_t *value_out)
 {
-	return tally_gauge_move(&gauge->value, gauge->floor, gauge->ceiling, delta, value_out);
+	return tally__gauge_move(&gauge->value, gauge->floor, gauge->ceiling, delta, value_out);
 }
 
 int tally_gauge_add(struct tally_gauge *gauge, int64_t n, int64_t *value_out)

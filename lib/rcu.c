@@ -26,12 +26,11 @@
  * to liburcu's call_rcu thread. On a machine with as many busy threads as cores that thread
  * is one runnable thread too many: it preempts a reader inside its read-side section, waits
  * for it, is woken by that reader's unlock, preempts again, and pays a membarrier (an IPI to
- * every core running the process, ~35 us on the 2-vCPU VM tally is benched on) each time.
- * Measured there: about 38 membarriers per grace period, and removing call_rcu altogether
- * (unsafely) made the session table's 90/10 benchmark 38% faster. A thread in inline mode
+ * every core running the process) each time; docs/session.md has the measurements. A thread
+ * in inline mode
  * keeps its full blocks chained behind the newest one and, once INLINE_BLOCKS are full and
  * it leaves its outermost read-side section, waits one grace period itself and runs the
- * reclaims: the grace period is cheap because no reader is preempted by it (2-4
+ * reclaims: the grace period is cheap because no reader is preempted by it (a few
  * membarriers), the frees land in the thread's own allocator cache, and the memory it
  * reuses is still warm. If the thread stays inside a section past INLINE_MAX_BLOCKS, the
  * chain goes to call_rcu, so retention stays bounded.
@@ -49,8 +48,9 @@
 #include "internal/tsan.h"
 
 #define RETIRE_BATCH 32
-/* Inline mode: a grace period per INLINE_BLOCKS full blocks (2,048 objects; 64 and 128 were
- * equally fast in the session benchmark, 512 was slower: the memory had gone cold). */
+/* Inline mode: a grace period per INLINE_BLOCKS full blocks (2,048 objects): fewer grace
+ * periods per free, while the freed memory is still warm when it is reused (the sizes tried
+ * are in docs/session.md). */
 #define INLINE_BLOCKS 64
 #define INLINE_MAX_BLOCKS (4 * INLINE_BLOCKS)
 
@@ -137,12 +137,12 @@ int tally_rcu_thread_unregister(void)
 	return TALLY_OK;
 }
 
-int tally_rcu_thread_is_registered(void)
+bool tally_rcu_thread_is_registered(void)
 {
 	return thread_registered;
 }
 
-void tally_rcu_ensure_registered(void)
+void tally__rcu_ensure_registered(void)
 {
 	if (!thread_registered)
 		tally_rcu_thread_register();
@@ -150,7 +150,7 @@ void tally_rcu_ensure_registered(void)
 
 void tally_rcu_read_lock(void)
 {
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	urcu_memb_read_lock();
 	read_depth++;
 }
@@ -285,11 +285,11 @@ static struct retire_block *block_filled(struct retire_block *block)
  * malloc (the allocator's own locking) every RETIRE_BATCH retires and a call_rcu (default
  * mode) or, in inline mode, a grace period every INLINE_BLOCKS * RETIRE_BATCH retires, which
  * waits at the thread's outermost read-side unlock (or here, outside any section). */
-void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
+void tally__rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu))
 {
 	struct retire_block *block, *fresh;
 
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	rcu->reclaim = reclaim;
 	TALLY_TSAN_RELEASE(rcu); /* the object's last write: pairs with run_chain / run_one */
 	if (exit_key_ready && !my_batch.listed)
@@ -333,20 +333,20 @@ static void reclaim_own_inline(void)
 	run_chain(chain);
 }
 
-int tally_rcu_thread_set_reclaim(int mode)
+int tally_rcu_thread_set_reclaim(enum tally_rcu_reclaim mode)
 {
 	if (mode != TALLY_RCU_RECLAIM_DEFERRED && mode != TALLY_RCU_RECLAIM_INLINE)
 		return TALLY_EINVAL;
 	if (read_depth > 0)
 		return TALLY_EBUSY;
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	if (reclaim_inline && mode == TALLY_RCU_RECLAIM_DEFERRED)
 		flush_own_batch();
 	reclaim_inline = mode == TALLY_RCU_RECLAIM_INLINE;
 	return TALLY_OK;
 }
 
-int tally_rcu_thread_reclaim(void)
+enum tally_rcu_reclaim tally_rcu_thread_reclaim(void)
 {
 	return reclaim_inline ? TALLY_RCU_RECLAIM_INLINE : TALLY_RCU_RECLAIM_DEFERRED;
 }
@@ -386,7 +386,7 @@ int tally_rcu_barrier(void)
 {
 	if (read_depth > 0)
 		return TALLY_EBUSY;
-	tally_rcu_ensure_registered();
+	tally__rcu_ensure_registered();
 	flush_all_batches();
 	urcu_memb_barrier();
 	return TALLY_OK;

@@ -4,7 +4,6 @@
  * Connections and the per-session list live in lib/connection.c; the invariants both files
  * keep are written in session/internal.h.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,12 +20,12 @@ static int64_t realtime_ms(void *unused)
 	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-int64_t tally_session_now(const struct tally_session_table *table)
+int64_t tally__session_now(const struct tally_session_table *table)
 {
 	return table->config.now_ms(table->config.clock_arg);
 }
 
-int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
+int64_t tally__session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
 {
 	if (ttl == 0)
 		ttl = default_ttl;
@@ -35,15 +34,15 @@ int64_t tally_session_expiry(int64_t now, int64_t ttl, int64_t default_ttl)
 	return now > INT64_MAX - ttl ? INT64_MAX : now + ttl;
 }
 
-static int expired(int64_t expires_at, int64_t now)
+static int expired(int64_t expires_at_ms, int64_t now)
 {
-	return expires_at != 0 && expires_at <= now;
+	return expires_at_ms != 0 && expires_at_ms <= now;
 }
 
-struct session *tally_session_find(struct tally_session_table *table, const char *id,
-				   size_t len)
+struct session *tally__session_find(struct tally_session_table *table, const char *id,
+				    size_t len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&table->sessions, id, len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&table->sessions, id, len);
 
 	return node ? caa_container_of(node, struct session, node) : NULL;
 }
@@ -78,7 +77,7 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 
 	if (version) {
 		version->len = (uint8_t)len; /* checked: <= TALLY_SESSION_ID_MAX (static assert) */
-		tally_session_copy_string(version->connection_id, connection_id, len);
+		tally__session_copy_string(version->connection_id, connection_id, len);
 	}
 	return version;
 }
@@ -86,10 +85,10 @@ static struct speaker_version *new_speaker_version(const char *connection_id, si
 static void free_session_object(struct session *session)
 {
 	/* relaxed: reclaim runs after a grace period, which orders every earlier store */
-	struct session_cold *cold = tally_session_cold(session);
+	struct session_cold *cold = tally__session_cold(session);
 
 	free(atomic_load_explicit(&cold->speaker, memory_order_relaxed));
-	tally_free_aligned(cold); /* the allocation starts with the cold line */
+	tally__free_aligned(cold); /* the allocation starts with the cold line */
 }
 
 static void free_session(struct tally_rcu_map_node *node)
@@ -102,14 +101,14 @@ static void reclaim_session(struct tally_rcu_head *rcu)
 	struct session_cold *cold = caa_container_of(rcu, struct session_cold, rcu);
 
 	/* F1: a session in the change feed is the flusher's to free (acq_rel: pairs with
-	 * tally_session_feed_done's RMW, which frees it then); no RMW when it is not queued,
+	 * tally__session_feed_done's RMW, which frees it then); no RMW when it is not queued,
 	 * as in reclaim_connection */
 	if ((atomic_load_explicit(&cold->feed_flags, memory_order_acquire) & TALLY_FEED_QUEUED) &&
 	    (atomic_fetch_or_explicit(&cold->feed_flags, TALLY_FEED_ZOMBIE,
 				      memory_order_acq_rel) &
 	     TALLY_FEED_QUEUED))
 		return;
-	free_session_object(tally_session_of_cold(cold));
+	free_session_object(tally__session_of_cold(cold));
 }
 
 /* ---- the change feed (session/internal.h F1, F2) -------------------------------------- */
@@ -126,9 +125,9 @@ void tally__feed_push(struct __cds_wfcq_head *head, struct cds_wfcq_tail *tail,
 	cds_wfcq_enqueue(head, tail, node);
 }
 
-void tally_session_feed_done(struct session *session)
+void tally__session_feed_done(struct session *session)
 {
-	struct session_cold *cold = tally_session_cold(session);
+	struct session_cold *cold = tally__session_cold(session);
 
 	/* acq_rel: acquires the changes whose OR saw QUEUED (F2); ZOMBIE: reclaim ran (F1) */
 	if (atomic_fetch_and_explicit(&cold->feed_flags, (uint8_t)~TALLY_FEED_QUEUED,
@@ -149,16 +148,16 @@ static int check_session_params(const struct tally_session_params *params,
 
 	if (!params)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
-					      &len->id)) ||
-	    (err = tally_session_check_string(params->speaker_connection_id,
-					      TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
-	    (err = tally_session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
-					      &len->user)) ||
-	    (err = tally_session_check_string(params->source_language,
-					      TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
-	    (err = tally_session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
-					      &len->tier)))
+	if ((err = tally__session_check_string(params->session_id, TALLY_SESSION_ID_MAX, 1,
+					       &len->id)) ||
+	    (err = tally__session_check_string(params->speaker_connection_id,
+					       TALLY_SESSION_ID_MAX, 1, &len->speaker)) ||
+	    (err = tally__session_check_string(params->speaker_user_id, TALLY_SESSION_ID_MAX, 0,
+					       &len->user)) ||
+	    (err = tally__session_check_string(
+		     params->source_language, TALLY_SESSION_LANGUAGE_MAX, 1, &len->language)) ||
+	    (err = tally__session_check_string(params->quality_tier, TALLY_SESSION_TIER_MAX, 0,
+					       &len->tier)))
 		return err;
 	return params->ttl_ms < 0 ? TALLY_EINVAL : TALLY_OK;
 }
@@ -175,7 +174,7 @@ static struct session *new_session(struct tally_session_table *table,
 				   const struct tally_session_params *params,
 				   const struct session_lengths *len)
 {
-	struct session_cold *cold = tally_alloc_aligned(session_size(len));
+	struct session_cold *cold = tally__alloc_aligned(session_size(len));
 	struct speaker_version *speaker =
 		new_speaker_version(params->speaker_connection_id, len->speaker);
 	struct session *session;
@@ -184,11 +183,11 @@ static struct session *new_session(struct tally_session_table *table,
 	char *text;
 
 	if (!cold || !speaker) {
-		tally_free_aligned(cold);
+		tally__free_aligned(cold);
 		free(speaker);
 		return NULL;
 	}
-	session = tally_session_of_cold(cold);
+	session = tally__session_of_cold(cold);
 	/* checked lengths: each <= UINT8_MAX (static assert in session/internal.h) */
 	session->id_len = (uint8_t)len->id;
 	session->user_len = (uint8_t)len->user;
@@ -198,21 +197,21 @@ static struct session *new_session(struct tally_session_table *table,
 	if (len->id <= SESSION_SHORT_ID)
 		memcpy(session->short_id, params->session_id, len->id);
 	else
-		text = tally_session_pack_string(text, params->session_id, len->id);
-	text = tally_session_pack_string(text, params->speaker_user_id, len->user);
-	text = tally_session_pack_string(text, params->source_language, len->language);
-	tally_session_pack_string(text, params->quality_tier, len->tier);
-	cold->created_at = tally_session_now(table);
-	cold->expires_at = tally_session_expiry(cold->created_at, params->ttl_ms,
-						table->config.session_ttl_ms);
+		text = tally__session_pack_string(text, params->session_id, len->id);
+	text = tally__session_pack_string(text, params->speaker_user_id, len->user);
+	text = tally__session_pack_string(text, params->source_language, len->language);
+	tally__session_pack_string(text, params->quality_tier, len->tier);
+	cold->created_at_ms = tally__session_now(table);
+	cold->expires_at_ms = tally__session_expiry(cold->created_at_ms, params->ttl_ms,
+						    table->config.session_ttl_ms);
 	atomic_init(&session->active, 1);
 	atomic_init(&cold->speaker, speaker);
 	atomic_init(&cold->feed_flags, 0);
 	atomic_init(&session->first, NULL);
 	atomic_init(&session->listener_count, 0);
-	tally_lock_init(&session->list_lock);
-	key = tally_session_id(session, &key_len); /* short_id or the packed copy */
-	tally_rcu_map_node_init(&session->node, key, key_len);
+	tally__lock_init(&session->list_lock);
+	key = tally__session_id(session, &key_len); /* short_id or the packed copy */
+	tally__rcu_map_node_init(&session->node, key, key_len);
 	return session;
 }
 
@@ -230,14 +229,14 @@ static int delete_session(struct tally_session_table *table, struct session *ses
 {
 	int64_t removed;
 
-	if (tally_rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
+	if (tally__rcu_map_remove(&table->sessions, &session->node) != TALLY_OK)
 		return TALLY_ENOTFOUND;
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(table, session);
-	removed = tally_connection_remove_all(table, session, NULL);
-	tally_lock_release(&session->list_lock);
+	removed = tally__connection_remove_all(table, session, NULL);
+	tally__lock_release(&session->list_lock);
 	tally_counter_sub(&table->session_total, 1); /* cannot leave int64: ignored */
-	tally_rcu_retire(&tally_session_cold(session)->rcu, reclaim_session); /* I4 */
+	tally__rcu_retire(&tally__session_cold(session)->rcu, reclaim_session); /* I4 */
 	if (connections_deleted)
 		*connections_deleted = removed;
 	return TALLY_OK;
@@ -252,10 +251,10 @@ static int find_locked(struct tally_session_table *table, const char *session_id
 
 	if (!table)
 		return TALLY_EINVAL;
-	if ((err = tally_session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
+	if ((err = tally__session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
 	tally_rcu_read_lock();
-	*session = tally_session_find(table, session_id, len);
+	*session = tally__session_find(table, session_id, len);
 	if (*session)
 		return TALLY_OK;
 	tally_rcu_read_unlock();
@@ -280,46 +279,38 @@ int tally_session_table_create(struct tally_session_table **out,
 		table->config.now_ms = realtime_ms;
 		table->config.clock_arg = NULL;
 	}
-	if (tally_counter_init(&table->session_total, 0) != TALLY_OK) {
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	if (tally_counter_init(&table->connection_total, 0) != TALLY_OK) {
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	if (tally_rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
-	    TALLY_OK) {
-		tally_counter_destroy(&table->connection_total);
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	if (tally_rcu_map_init_sized(&table->connections,
-				     table->config.expected_connections) != TALLY_OK) {
-		tally_rcu_map_destroy(&table->sessions, NULL);
-		tally_counter_destroy(&table->connection_total);
-		tally_counter_destroy(&table->session_total);
-		free(table);
-		return TALLY_ENOMEM;
-	}
-	pthread_mutex_init(&table->sweeper_lock, NULL);
-	{
-		pthread_condattr_t attr;
-
-		pthread_condattr_init(&attr);
-		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-		pthread_cond_init(&table->sweeper_wake, &attr);
-		pthread_condattr_destroy(&attr);
-	}
+	/* Each step undoes the ones before it on failure (a failed create changes nothing). */
+	if (tally_counter_init(&table->session_total, 0) != TALLY_OK)
+		goto fail_table;
+	if (tally_counter_init(&table->connection_total, 0) != TALLY_OK)
+		goto fail_session_total;
+	if (tally__rcu_map_init_sized(&table->sessions, table->config.expected_sessions) !=
+	    TALLY_OK)
+		goto fail_connection_total;
+	if (tally__rcu_map_init_sized(&table->connections,
+				      table->config.expected_connections) != TALLY_OK)
+		goto fail_sessions;
+	if (tally__sweeper_init(&table->sweeper) != TALLY_OK)
+		goto fail_connections;
 	*out = table;
 	return TALLY_OK;
+
+fail_connections:
+	tally__rcu_map_destroy(&table->connections, NULL);
+fail_sessions:
+	tally__rcu_map_destroy(&table->sessions, NULL);
+fail_connection_total:
+	tally_counter_destroy(&table->connection_total);
+fail_session_total:
+	tally_counter_destroy(&table->session_total);
+fail_table:
+	free(table);
+	return TALLY_ENOMEM;
 }
 
 int tally_session_table_destroy(struct tally_session_table *table)
 {
-	int err, running;
+	int err;
 
 	if (!table)
 		return TALLY_EINVAL;
@@ -327,16 +318,10 @@ int tally_session_table_destroy(struct tally_session_table *table)
 		return TALLY_EBUSY; /* a flusher is attached: it must detach first */
 	if ((err = tally_rcu_barrier()) != TALLY_OK)
 		return err; /* inside a read-side section: nothing done */
-	pthread_mutex_lock(&table->sweeper_lock);
-	running = table->sweeper_running;
-	pthread_mutex_unlock(&table->sweeper_lock);
-	if (running)
-		tally_session_sweeper_stop(table);
+	tally__sweeper_destroy(&table->sweeper); /* stops it first if it runs */
 	/* connections first: their reclaims are queued before the sessions they point at */
-	tally_rcu_map_destroy(&table->connections, tally_connection_free);
-	tally_rcu_map_destroy(&table->sessions, free_session);
-	pthread_cond_destroy(&table->sweeper_wake);
-	pthread_mutex_destroy(&table->sweeper_lock);
+	tally__rcu_map_destroy(&table->connections, tally__connection_free);
+	tally__rcu_map_destroy(&table->sessions, free_session);
 	tally_counter_destroy(&table->connection_total);
 	tally_counter_destroy(&table->session_total);
 	free(table);
@@ -372,7 +357,7 @@ int tally_session_create(struct tally_session_table *table,
 	if (!session)
 		return TALLY_ENOMEM;
 	tally_rcu_read_lock();
-	if (tally_rcu_map_insert_unique(&table->sessions, &session->node) != &session->node) {
+	if (tally__rcu_map_insert_unique(&table->sessions, &session->node) != &session->node) {
 		err = TALLY_EEXIST;
 	} else {
 		tally_counter_inc(&table->session_total);
@@ -398,43 +383,44 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 		return TALLY_EINVAL;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	cold = tally_session_cold(session);
+	cold = tally__session_cold(session);
 	/* the strings are immutable once published; each is copied by its stored length */
-	id = tally_session_id(session, &id_len);
-	tally_session_copy_string(info->session_id, id, id_len);
-	tally_session_copy_string(info->speaker_user_id, user_id_of(session), session->user_len);
-	tally_session_copy_string(info->source_language, language_of(session),
-				  session->language_len);
-	tally_session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
-	info->created_at = cold->created_at;
-	info->expires_at = cold->expires_at;
+	id = tally__session_id(session, &id_len);
+	tally__session_copy_string(info->session_id, id, id_len);
+	tally__session_copy_string(info->speaker_user_id, user_id_of(session),
+				   session->user_len);
+	tally__session_copy_string(info->source_language, language_of(session),
+				   session->language_len);
+	tally__session_copy_string(info->quality_tier, tier_of(session), cold->tier_len);
+	info->created_at_ms = cold->created_at_ms;
+	info->expires_at_ms = cold->expires_at_ms;
 	/* acquire: pairs with set_speaker's exchange, so the version's bytes are visible */
 	speaker = atomic_load_explicit(&cold->speaker, memory_order_acquire);
-	tally_session_copy_string(info->speaker_connection_id, speaker->connection_id,
-				  speaker->len);
+	tally__session_copy_string(info->speaker_connection_id, speaker->connection_id,
+				   speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	info->listener_count = tally_session_listeners(session);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
 
-int tally_session_exists(struct tally_session_table *table, const char *session_id)
+bool tally_session_exists(struct tally_session_table *table, const char *session_id)
 {
 	struct session *session;
 
 	if (find_locked(table, session_id, &session) != TALLY_OK)
-		return 0;
+		return false;
 	tally_rcu_read_unlock();
-	return 1;
+	return true;
 }
 
-int tally_session_is_active(struct tally_session_table *table, const char *session_id)
+bool tally_session_is_active(struct tally_session_table *table, const char *session_id)
 {
 	struct session *session;
-	int active;
+	bool active;
 
 	if (find_locked(table, session_id, &session) != TALLY_OK)
-		return 0;
+		return false;
 	/* acquire: pairs with deactivate_locked's release */
 	active = atomic_load_explicit(&session->active, memory_order_acquire);
 	tally_rcu_read_unlock();
@@ -464,8 +450,8 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	size_t len;
 	int err;
 
-	if ((err = tally_session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
-					      &len)))
+	if ((err = tally__session_check_string(speaker_connection_id, TALLY_SESSION_ID_MAX, 1,
+					       &len)))
 		return err;
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
@@ -476,9 +462,9 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 	} else {
 		/* acq_rel: release publishes the new bytes (pairs with get's acquire); acquire
 		 * orders the old version's last readers before we retire it */
-		old = atomic_exchange_explicit(&tally_session_cold(session)->speaker, version,
+		old = atomic_exchange_explicit(&tally__session_cold(session)->speaker, version,
 					       memory_order_acq_rel);
-		tally_rcu_retire(&old->rcu, free_speaker_version);
+		tally__rcu_retire(&old->rcu, free_speaker_version);
 		tally_session_feed_session(table, session);
 	}
 	tally_rcu_read_unlock();
@@ -492,9 +478,9 @@ int tally_session_mark_inactive(struct tally_session_table *table, const char *s
 
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(table, session);
-	tally_lock_release(&session->list_lock);
+	tally__lock_release(&session->list_lock);
 	tally_rcu_read_unlock();
 	return TALLY_OK;
 }
@@ -545,16 +531,17 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	/* 1. No join lands after this (I2), so the set notified below only shrinks. */
-	tally_lock_acquire(&session->list_lock);
+	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(table, session);
-	tally_lock_release(&session->list_lock);
+	tally__lock_release(&session->list_lock);
 	/* 2. Notify without the lock: a callback may disconnect connections itself. */
-	tally_connection_visit_session(session, &listeners, notify_listener, &state);
+	tally__connection_visit_session(session, &listeners, notify_listener, &state);
 	/* 3. Remove everything that is left (listeners and the speaker's own connection). */
-	tally_lock_acquire(&session->list_lock);
-	local.connections_deleted = tally_connection_remove_all(table, session, NULL);
-	tally_lock_release(&session->list_lock);
-	local.duration_ms = tally_session_now(table) - tally_session_cold(session)->created_at;
+	tally__lock_acquire(&session->list_lock);
+	local.connections_deleted = tally__connection_remove_all(table, session, NULL);
+	tally__lock_release(&session->list_lock);
+	local.duration_ms =
+		tally__session_now(table) - tally__session_cold(session)->created_at_ms;
 	tally_rcu_read_unlock();
 	if (result)
 		*result = local;
@@ -574,8 +561,8 @@ static int sweep_connection(struct tally_rcu_map_node *node, void *arg)
 	struct sweep_state *state = arg;
 	struct connection *connection = caa_container_of(node, struct connection, node);
 
-	if (expired(connection->expires_at, state->now) &&
-	    tally_connection_remove(state->table, connection, 0) == TALLY_OK)
+	if (expired(connection->expires_at_ms, state->now) &&
+	    tally__connection_remove(state->table, connection, 0) == TALLY_OK)
 		state->result.connections_deleted++;
 	return 0;
 }
@@ -586,7 +573,7 @@ static int sweep_session(struct tally_rcu_map_node *node, void *arg)
 	struct session *session = caa_container_of(node, struct session, node);
 	int64_t removed = 0;
 
-	if (expired(tally_session_cold(session)->expires_at, state->now) &&
+	if (expired(tally__session_cold(session)->expires_at_ms, state->now) &&
 	    delete_session(state->table, session, &removed) == TALLY_OK) {
 		state->result.sessions_deleted++;
 		state->result.connections_deleted += removed;
@@ -601,81 +588,33 @@ int tally_session_table_sweep(struct tally_session_table *table,
 
 	if (!table)
 		return TALLY_EINVAL;
-	state.now = tally_session_now(table);
+	state.now = tally__session_now(table);
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&table->connections, sweep_connection, &state);
-	tally_rcu_map_visit(&table->sessions, sweep_session, &state);
+	tally__rcu_map_visit(&table->connections, sweep_connection, &state);
+	tally__rcu_map_visit(&table->sessions, sweep_session, &state);
 	tally_rcu_read_unlock();
 	if (result)
 		*result = state.result;
 	return TALLY_OK;
 }
 
-static void *sweeper_main(void *arg)
+static void sweep_in_background(void *table)
 {
-	struct tally_session_table *table = arg;
-	struct timespec deadline;
-
-	pthread_mutex_lock(&table->sweeper_lock);
-	while (!table->sweeper_stop) {
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += table->sweeper_interval_ms / 1000;
-		deadline.tv_nsec += (table->sweeper_interval_ms % 1000) * 1000000;
-		if (deadline.tv_nsec >= 1000000000) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000;
-		}
-		while (!table->sweeper_stop &&
-		       pthread_cond_timedwait(&table->sweeper_wake, &table->sweeper_lock,
-					      &deadline) != ETIMEDOUT)
-			;
-		if (table->sweeper_stop)
-			break;
-		pthread_mutex_unlock(&table->sweeper_lock);
-		tally_session_table_sweep(table, NULL);
-		pthread_mutex_lock(&table->sweeper_lock);
-	}
-	pthread_mutex_unlock(&table->sweeper_lock);
-	tally_rcu_thread_unregister();
-	return NULL;
+	tally_session_table_sweep(table, NULL);
 }
 
 int tally_session_sweeper_start(struct tally_session_table *table, int64_t interval_ms)
 {
-	int err = TALLY_OK;
-
 	if (!table || interval_ms <= 0)
 		return TALLY_EINVAL;
-	pthread_mutex_lock(&table->sweeper_lock);
-	if (table->sweeper_running) {
-		err = TALLY_ESTATE;
-	} else {
-		table->sweeper_interval_ms = interval_ms;
-		table->sweeper_stop = 0;
-		if (pthread_create(&table->sweeper, NULL, sweeper_main, table) != 0)
-			err = TALLY_ETHREAD;
-		else
-			table->sweeper_running = 1;
-	}
-	pthread_mutex_unlock(&table->sweeper_lock);
-	return err;
+	/* ms to ns; an interval past INT64_MAX ns (292 years) is as good as never. */
+	return tally__sweeper_start(&table->sweeper,
+				    interval_ms > INT64_MAX / 1000000 ? INT64_MAX
+								       : interval_ms * 1000000,
+				    sweep_in_background, table);
 }
 
 int tally_session_sweeper_stop(struct tally_session_table *table)
 {
-	if (!table)
-		return TALLY_EINVAL;
-	pthread_mutex_lock(&table->sweeper_lock);
-	if (!table->sweeper_running || table->sweeper_stop) { /* not running, or being stopped */
-		pthread_mutex_unlock(&table->sweeper_lock);
-		return TALLY_ESTATE;
-	}
-	table->sweeper_stop = 1;
-	pthread_cond_signal(&table->sweeper_wake);
-	pthread_mutex_unlock(&table->sweeper_lock);
-	pthread_join(table->sweeper, NULL);
-	pthread_mutex_lock(&table->sweeper_lock);
-	table->sweeper_running = 0;
-	pthread_mutex_unlock(&table->sweeper_lock);
-	return TALLY_OK;
+	return table ? tally__sweeper_stop(&table->sweeper) : TALLY_EINVAL;
 }

@@ -10,10 +10,12 @@
  *
  * A thread works on the shard of the CPU it runs on (cpu & (shards - 1), shards a power of
  * two, one per CPU by default), so threads running at the same time on different CPUs work
- * on different shards. Sharding by tally's thread index instead gave two threads the same
- * shard whenever their indices were equal modulo the shard count: with two shards, the
- * benchmark's main thread and a worker collided in some process runs and not in others, and
- * then ran at the speed of one contended word. Taking n tokens tries, in order: its own shard, any single shard holding n, then gathering parts from every shard. Gathering marks
+ * on different shards. (Sharding by tally's thread index instead gives two threads the same
+ * shard whenever their indices are equal modulo the shard count, which depends on the order
+ * in which threads first touched tally: docs/gauge.md.)
+ *
+ * Taking n tokens tries, in order: its own shard, any single shard holding n, then gathering
+ * parts from every shard. Gathering marks
  * itself in `in_flight` and a failed gather gives its parts back and bumps `returns`; a scan
  * that fails while either moved retries, so a failure that is not linearizable needs tokens
  * to be in flight across TALLY_SGAUGE_RETRIES consecutive scans.
@@ -75,11 +77,12 @@ int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor
 		return TALLY_EINVAL;
 	shards = round_up_pow2(shards == 0 ? default_shards() : shards);
 	bytes = (size_t)shards * sizeof(struct tally_sgauge_shard);
-	gauge->above = tally_alloc_aligned(bytes);
-	gauge->headroom = ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally_alloc_aligned(bytes);
+	gauge->above = tally__alloc_aligned(bytes);
+	gauge->headroom =
+		ceiling == TALLY_GAUGE_NO_CEILING ? NULL : tally__alloc_aligned(bytes);
 	if (!gauge->above || (ceiling != TALLY_GAUGE_NO_CEILING && !gauge->headroom)) {
-		tally_free_aligned(gauge->above);
-		tally_free_aligned(gauge->headroom);
+		tally__free_aligned(gauge->above);
+		tally__free_aligned(gauge->headroom);
 		gauge->magic = 0;
 		return TALLY_ENOMEM;
 	}
@@ -102,15 +105,15 @@ int tally_sgauge_destroy(struct tally_sgauge *gauge)
 	if (err != TALLY_OK)
 		return err;
 	gauge->magic = 0;
-	tally_free_aligned(gauge->above);
-	tally_free_aligned(gauge->headroom);
+	tally__free_aligned(gauge->above);
+	tally__free_aligned(gauge->headroom);
 	gauge->above = gauge->headroom = NULL;
 	return TALLY_OK;
 }
 
-/* sched_getcpu reads the CPU from the thread's rseq area (glibc 2.35+): about 2 ns here (a
- * cached copy refreshed every 64 calls measured no faster). The thread may move right after;
- * that costs a shared line, never correctness. */
+/* sched_getcpu reads the CPU from the thread's rseq area (glibc 2.35+): no system call
+ * (docs/gauge.md has its cost). The thread may move right after; that costs a shared line,
+ * never correctness. */
 static unsigned own_shard(const struct tally_sgauge *gauge)
 {
 	int cpu = sched_getcpu();
@@ -201,7 +204,7 @@ static bool take_tokens(struct tally_sgauge *gauge, struct tally_sgauge_shard *p
 		if (!others_in_flight &&
 		    atomic_load_explicit(&gauge->returns, memory_order_acquire) == returns_before)
 			return false; /* nothing moved under the scan: the value really was short */
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 	return false;
 }

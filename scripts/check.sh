@@ -68,14 +68,18 @@ else
 	tail -40 build/release/distcheck.out
 	failed=$((failed + 1))
 fi
-echo "== release: make install, then build and run an example against the installed tally"
+echo "== release: make install, then build and run a C and a C++ example against the installed tally"
 prefix="$top/build/prefix"
 rm -rf "$prefix"
 if (cd build/release && make -s install prefix="$prefix" >install.out 2>&1) &&
    cc -std=c11 -O2 -o build/listeners-installed examples/listeners.c \
 	$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --define-prefix --cflags --libs tally) \
 	-Wl,-rpath,"$prefix/lib" &&
-   build/listeners-installed | grep -q "ADD 400000"; then
+   build/listeners-installed | grep -q "ADD 400000" &&
+   c++ -std=c++11 -Wall -Wextra -Werror -O2 -o build/frontdoor-installed examples/frontdoor.cpp \
+	$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --define-prefix --cflags --libs tally) \
+	-pthread -Wl,-rpath,"$prefix/lib" &&
+   build/frontdoor-installed | grep -q "^served "; then
 	passed=$((passed + 1))
 else
 	echo "install test FAILED"

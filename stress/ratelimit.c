@@ -154,9 +154,9 @@ static int make(struct run *run, enum tally_ratelimit_algorithm algorithm, int64
 {
 	struct tally_ratelimit_config config = {
 		.algorithm = algorithm, .limit = limit, .period_ns = period, .burst = burst,
-		.max_keys = 4096, .clock = run_clock, .clock_arg = run };
+		.max_keys = 4096, .now_ns = run_clock, .clock_arg = run };
 
-	return tally_ratelimit_create(&config, out);
+	return tally_ratelimit_create(out, &config);
 }
 
 int main(int argc, char **argv)

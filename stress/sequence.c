@@ -471,7 +471,7 @@ static size_t gather(uint64_t *all, uint64_t *const *logs, const size_t *lens, i
  * log is full; then every check of the phase on that round's numbers. */
 static size_t thread_round(int threads, double deadline, uint64_t *voided)
 {
-	struct tally_sequence_options opts = { .clock = fake_clock };
+	struct tally_sequence_options opts = { .now_s = fake_clock };
 	struct tally_series_config strict = { .format = "INV-{date}-{counter:08}",
 					      .mode = TALLY_SEQ_STRICT,
 					      .reset = TALLY_SEQ_RESET_DAILY };
@@ -508,13 +508,13 @@ static size_t thread_round(int threads, double deadline, uint64_t *voided)
 	uint64_t *all = malloc((len + 64 * STRESS_THREADS_MAX + clen + 1) * sizeof(uint64_t));
 	len = gather(all, run.strict_log, run.strict_len, threads);
 	/* Drain released numbers: they come back before any fresh one. */
-	while (tally_series_stats(run.strict, &stats) == TALLY_OK && stats.released_pending > 0 &&
+	while (tally_series_get_stats(run.strict, &stats) == TALLY_OK && stats.released_pending > 0 &&
 	       tally_series_next(run.strict, &n) == TALLY_OK)
 		all[len++] = pack(n);
 	size_t dup = stress_duplicates(all, len);
 	stress_check(&stress, dup == 0, "%zu strict numbers issued twice by threads", dup);
 	long gaps = strict_gaps(all, len);
-	tally_series_stats(run.strict, &stats);
+	tally_series_get_stats(run.strict, &stats);
 	*voided += stats.voided;
 	stress_check(&stress, gaps <= (long)stats.voided, "%ld strict gaps, only %llu voided",
 		     gaps, (unsigned long long)stats.voided);

@@ -444,7 +444,7 @@ static int setup(struct worker *w)
 					      .expected_connections = 16384 };
 	struct tally_ratelimit_config limit = {
 		.algorithm = TALLY_RATELIMIT_FIXED_WINDOW, .limit = DAY_WINDOW_LIMIT,
-		.period_ns = DAY_WINDOW_NS, .max_keys = 4 * DAY_CLIENTS, .clock = reading_clock };
+		.period_ns = DAY_WINDOW_NS, .max_keys = 4 * DAY_CLIENTS, .now_ns = reading_clock };
 	struct tally_series_config invoices = { .format = "INV-{counter:08}",
 						.mode = TALLY_SEQ_STRICT, .lease_size = 100 };
 	char path[256], name[40];
@@ -455,7 +455,7 @@ static int setup(struct worker *w)
 	if (!w->admitted || tally_session_table_create(&w->table, &table) ||
 	    tally_gauge_init(&w->listeners, 0, 0, TALLY_GAUGE_NO_CEILING) ||
 	    tally_counter_init(&w->views, 0) || tally_counter_init(&w->views_fleet, 0) ||
-	    tally_ratelimit_create(&limit, &w->limiter) ||
+	    tally_ratelimit_create(&w->limiter, &limit) ||
 	    tally_sequence_create(&w->seq, NULL))
 		return 10;
 	if (w->config->store_url) {

@@ -197,7 +197,7 @@ int main(int argc, char **argv)
 	err = tally_writebehind_flush(wb, 30000);
 	stress_check(&run, err == TALLY_OK, "final flush: %s", tally_strerror(err));
 	check(store);
-	tally_writebehind_stats(wb, &stats);
+	tally_writebehind_get_stats(wb, &stats);
 	stress_field_int(&run, "flushes", stats.flushes);
 	stress_field_int(&run, "retries", stats.retries);
 	stress_field_int(&run, "already_applied", stats.already_applied);

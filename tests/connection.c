@@ -72,9 +72,9 @@ static void test_create_get(void)
 	tap_eq(tally_connection_get(table, "l1", &info), TALLY_OK, "get l1");
 	tap_ok(strcmp(info.connection_id, "l1") == 0 && strcmp(info.session_id, "s") == 0 &&
 	       strcmp(info.target_language, "fr") == 0 && info.role == TALLY_ROLE_LISTENER &&
-	       strcmp(info.client_address, "192.0.2.7:443") == 0 && info.expires_at == 0,
+	       strcmp(info.client_address, "192.0.2.7:443") == 0 && info.expires_at_ms == 0,
 	       "get copies every field");
-	tap_ok(info.connected_at > 0, "connected_at from the real-time clock");
+	tap_ok(info.connected_at_ms > 0, "connected_at_ms from the real-time clock");
 	tap_eq(tally_connection_get(table, "zz", &info), TALLY_ENOTFOUND, "get missing");
 	tap_eq(tally_connection_get(table, "l1", NULL), TALLY_EINVAL, "get: NULL info");
 	tap_eq(tally_connection_delete(table, "spk"), TALLY_OK, "delete speaker connection");
@@ -264,8 +264,8 @@ static int same_connection(const struct tally_connection_info *info,
 	       strcmp(info->session_id, params->session_id) == 0 &&
 	       strcmp(info->target_language, or_empty(params->target_language)) == 0 &&
 	       strcmp(info->client_address, or_empty(params->client_address)) == 0 &&
-	       info->role == params->role && info->connected_at == now &&
-	       info->expires_at == now + ttl;
+	       info->role == params->role && info->connected_at_ms == now &&
+	       info->expires_at_ms == now + ttl;
 }
 
 /* Visit and notify callback: marks which connection it got and whether it was exact. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
+#include "internal/hash.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -158,17 +159,6 @@ static void read_bytes(const char *path, void *bytes, size_t len, off_t off)
 	close(fd);
 }
 
-static uint64_t fnv1a(const unsigned char *bytes, size_t len)
-{
-	uint64_t hash = UINT64_C(0xcbf29ce484222325);
-
-	for (size_t i = 0; i < len; i++) {
-		hash ^= bytes[i];
-		hash *= UINT64_C(0x100000001b3);
-	}
-	return hash;
-}
-
 /*
  * A crash while a new key's record is appended: the record (whole, torn or short) lies past
  * the header's record count, was never acknowledged, and is dropped at the next open; the
@@ -270,7 +260,7 @@ static void test_duplicate_keys(void)
 	/* Rename the second record to "dup" (mark 5), with a valid checksum. */
 	read_bytes(path, second, sizeof(second), 64 + 256);
 	memcpy(second + 8, "dup", 3);
-	check = fnv1a(second, 248);
+	check = tally__fnv1a64(TALLY__FNV1A64_BASIS, second, 248);
 	memcpy(second + 248, &check, 8);
 	fd = open(path, O_WRONLY);
 	if (fd < 0 || pwrite(fd, second, sizeof(second), 64 + 256) != (ssize_t)sizeof(second))
@@ -305,7 +295,7 @@ static void test_version1(void)
 	memcpy(hdr + 8, &u, 4);
 	u = 256;
 	memcpy(hdr + 12, &u, 4);
-	v = fnv1a(hdr, 56);
+	v = tally__fnv1a64(TALLY__FNV1A64_BASIS, hdr, 56);
 	memcpy(hdr + 56, &v, 8);
 	u = 3;
 	memcpy(record, &u, 4);
@@ -314,7 +304,7 @@ static void test_version1(void)
 	memcpy(record + 192, &v, 8); /* mark */
 	v = 40;
 	memcpy(record + 200, &v, 8); /* issued */
-	v = fnv1a(record, 248);
+	v = tally__fnv1a64(TALLY__FNV1A64_BASIS, record, 248);
 	memcpy(record + 248, &v, 8);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, hdr, 64) != 64 || write(fd, record, 256) != 256)

@@ -34,13 +34,13 @@ static void *take_turns(struct test_thread *self)
 	struct guarded *guarded = self->shared;
 
 	for (int i = 0; i < guarded->rounds; i++) {
-		tally_lock_acquire(&guarded->lock);
+		tally__lock_acquire(&guarded->lock);
 		if (atomic_fetch_add(&guarded->inside, 1) != 0)
 			atomic_fetch_add(&guarded->overlaps, 1);
 		guarded->plain_count++;
 		hold_for(guarded->hold_ns);
 		atomic_fetch_sub(&guarded->inside, 1);
-		tally_lock_release(&guarded->lock);
+		tally__lock_release(&guarded->lock);
 	}
 	return NULL;
 }
@@ -49,7 +49,7 @@ static void run(struct guarded *guarded, const char *what)
 {
 	struct test_thread threads[THREADS];
 
-	tally_lock_init(&guarded->lock);
+	tally__lock_init(&guarded->lock);
 	run_threads(THREADS, take_turns, guarded, threads);
 	tap_eq(atomic_load(&guarded->overlaps), 0, "%s: never two holders at once", what);
 	tap_eq(guarded->plain_count, (int64_t)THREADS * guarded->rounds,
@@ -64,10 +64,10 @@ int main(void)
 	/* 2 ms holds: waiters outlast the spin and sleep in FUTEX_WAIT */
 	struct guarded sleepy = { .rounds = SLEEPY_ROUNDS, .hold_ns = 2000000 };
 
-	tally_lock_init(&lock);
-	tally_lock_acquire(&lock);
+	tally__lock_init(&lock);
+	tally__lock_acquire(&lock);
 	tap_eq(atomic_load(&lock.state), TALLY_LOCK_HELD, "an uncontended acquire marks it held");
-	tally_lock_release(&lock);
+	tally__lock_release(&lock);
 	tap_eq(atomic_load(&lock.state), TALLY_LOCK_FREE, "release frees it");
 	run(&busy, "short holds");
 	run(&sleepy, "long holds");

@@ -39,7 +39,7 @@ static void retire_some(int count)
 		struct retired *object = malloc(sizeof(*object));
 
 		object->reclaimed = &batch_reclaimed;
-		tally_rcu_retire(&object->rcu, reclaim);
+		tally__rcu_retire(&object->rcu, reclaim);
 	}
 }
 
@@ -298,7 +298,7 @@ int main(void)
 	tap_eq(tally_rcu_barrier(), TALLY_EBUSY, "cannot wait for a barrier inside a section");
 	struct retired *object = malloc(sizeof(*object));
 	object->reclaimed = &reclaimed;
-	tally_rcu_retire(&object->rcu, reclaim);
+	tally__rcu_retire(&object->rcu, reclaim);
 	tally_rcu_read_unlock();
 	tally_rcu_read_unlock();
 	tap_eq(tally_rcu_barrier(), TALLY_OK, "barrier outside a section");

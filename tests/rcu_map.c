@@ -30,7 +30,7 @@ static struct entry *new_entry(const char *key)
 
 	snprintf(entry->key, sizeof(entry->key), "%s", key);
 	atomic_init(&entry->alive, 1);
-	tally_rcu_map_node_init(&entry->node, entry->key, strlen(entry->key));
+	tally__rcu_map_node_init(&entry->node, entry->key, strlen(entry->key));
 	return entry;
 }
 
@@ -65,26 +65,28 @@ static void test_basics(void)
 	struct entry *a = new_entry("alpha"), *a2 = new_entry("alpha"), *b = new_entry("a\xffz");
 	int visited = 0;
 
-	tap_eq(tally_rcu_map_init(&map), TALLY_OK, "init");
+	tap_eq(tally__rcu_map_init(&map), TALLY_OK, "init");
 	tally_rcu_read_lock();
-	tap_ok(tally_rcu_map_insert_unique(&map, &a->node) == &a->node, "insert alpha");
-	tap_ok(tally_rcu_map_insert_unique(&map, &a2->node) == &a->node,
+	tap_ok(tally__rcu_map_insert_unique(&map, &a->node) == &a->node, "insert alpha");
+	tap_ok(tally__rcu_map_insert_unique(&map, &a2->node) == &a->node,
 	       "a second alpha returns the first");
-	tap_ok(tally_rcu_map_insert_unique(&map, &b->node) == &b->node, "non-UTF-8 key");
-	tap_ok(tally_rcu_map_lookup(&map, "alpha", 5) == &a->node, "lookup alpha");
-	tap_ok(tally_rcu_map_lookup(&map, "alph", 4) == NULL, "a prefix is another key");
-	tally_rcu_map_visit(&map, count_node, &visited);
+	tap_ok(tally__rcu_map_insert_unique(&map, &b->node) == &b->node, "non-UTF-8 key");
+	tap_ok(tally__rcu_map_lookup(&map, "alpha", 5) == &a->node, "lookup alpha");
+	tap_ok(tally__rcu_map_lookup(&map, "alph", 4) == NULL, "a prefix is another key");
+	tally__rcu_map_visit(&map, count_node, &visited);
 	tap_eq(visited, 2, "visit sees both nodes");
-	tap_eq(tally_rcu_map_remove(&map, &a->node), TALLY_OK, "remove alpha");
-	tap_eq(tally_rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND, "second remove is ENOTFOUND");
-	tap_ok(tally_rcu_map_node_removed(&a->node), "node reports removed");
-	tap_ok(tally_rcu_map_lookup(&map, "alpha", 5) == NULL, "alpha gone");
-	tally_rcu_retire(&a->rcu, reclaim_retired);
+	tap_eq(tally__rcu_map_remove(&map, &a->node), TALLY_OK, "remove alpha");
+	tap_eq(tally__rcu_map_remove(&map, &a->node), TALLY_ENOTFOUND,
+	       "second remove is ENOTFOUND");
+	tap_ok(tally__rcu_map_node_removed(&a->node), "node reports removed");
+	tap_ok(tally__rcu_map_lookup(&map, "alpha", 5) == NULL, "alpha gone");
+	tally__rcu_retire(&a->rcu, reclaim_retired);
 	tally_rcu_read_unlock();
 	free(a2);
-	tap_eq(tally_rcu_map_destroy(&map, reclaim_entry), TALLY_OK, "destroy frees what is left");
+	tap_eq(tally__rcu_map_destroy(&map, reclaim_entry), TALLY_OK,
+	       "destroy frees what is left");
 	tap_eq(atomic_load(&reclaimed_count), 2, "both entries reclaimed exactly once");
-	tap_eq(tally_rcu_map_hash(&map, "x", 1) == tally_rcu_map_hash(&map, "x", 1), 1,
+	tap_eq(tally__rcu_map_hash(&map, "x", 1) == tally__rcu_map_hash(&map, "x", 1), 1,
 	       "hash is deterministic per map");
 }
 
@@ -103,15 +105,16 @@ static void *race_body(struct test_thread *self)
 		for (int i = 0; i < KEYS; i++) {
 			int len = snprintf(key, sizeof(key), "key-%d", i);
 			tally_rcu_read_lock();
-			struct tally_rcu_map_node *node = tally_rcu_map_lookup(&race->map, key, len);
+			struct tally_rcu_map_node *node =
+				tally__rcu_map_lookup(&race->map, key, len);
 			if (node) {
 				struct entry *entry = caa_container_of(node, struct entry, node);
 				if (atomic_load(&entry->alive) != 1)
 					atomic_fetch_add(&race->dead_seen, 1);
 				if (self->index % 2 &&
-				    tally_rcu_map_remove(&race->map, node) == TALLY_OK) {
+				    tally__rcu_map_remove(&race->map, node) == TALLY_OK) {
 					atomic_fetch_add(&race->removed_by_us, 1);
-					tally_rcu_retire(&entry->rcu, reclaim_retired);
+					tally__rcu_retire(&entry->rcu, reclaim_retired);
 				}
 			}
 			tally_rcu_read_unlock();
@@ -126,11 +129,11 @@ static void test_concurrent_removal(void)
 	char key[32];
 
 	atomic_store(&reclaimed_count, 0);
-	tally_rcu_map_init(&race.map);
+	tally__rcu_map_init(&race.map);
 	tally_rcu_read_lock();
 	for (int i = 0; i < KEYS; i++) {
 		snprintf(key, sizeof(key), "key-%d", i);
-		tally_rcu_map_insert_unique(&race.map, &new_entry(key)->node);
+		tally__rcu_map_insert_unique(&race.map, &new_entry(key)->node);
 	}
 	tally_rcu_read_unlock();
 	run_threads(THREADS, race_body, &race, threads);
@@ -138,7 +141,7 @@ static void test_concurrent_removal(void)
 	tap_eq(race.removed_by_us, KEYS, "every key removed exactly once by racing removers");
 	tap_eq(race.dead_seen, 0, "no reader saw a reclaimed entry");
 	tap_eq(atomic_load(&reclaimed_count), KEYS, "every removed entry reclaimed once");
-	tally_rcu_map_destroy(&race.map, reclaim_entry);
+	tally__rcu_map_destroy(&race.map, reclaim_entry);
 }
 
 struct grow {
@@ -156,7 +159,7 @@ static int64_t look_up_all(struct tally_rcu_map *map)
 	for (int i = 0; i < KEYS; i++) {
 		int len = snprintf(key, sizeof(key), "key-%d", i);
 		tally_rcu_read_lock();
-		misses += tally_rcu_map_lookup(map, key, (size_t)len) == NULL;
+		misses += tally__rcu_map_lookup(map, key, (size_t)len) == NULL;
 		tally_rcu_read_unlock();
 	}
 	return misses;
@@ -170,7 +173,7 @@ static void *grow_body(struct test_thread *self)
 
 	if (self->index == 0) {
 		for (size_t nodes = 128; nodes <= 64 * KEYS; nodes *= 2)
-			grow->grow_errors += tally_rcu_map_grow_for(&grow->map, nodes) != TALLY_OK;
+			grow->grow_errors += tally__rcu_map_grow_for(&grow->map, nodes) != TALLY_OK;
 		atomic_store(&grow->growing, 0);
 		return NULL;
 	}
@@ -187,14 +190,14 @@ static void test_grow(void)
 	struct test_thread threads[2];
 	char key[32];
 
-	tally_rcu_map_init(&grow.map);
+	tally__rcu_map_init(&grow.map);
 	atomic_store(&grow.growing, 1);
 	tally_rcu_read_lock();
 	for (int i = 0; i < KEYS; i++) {
 		snprintf(key, sizeof(key), "key-%d", i);
-		tally_rcu_map_insert_unique(&grow.map, &new_entry(key)->node);
+		tally__rcu_map_insert_unique(&grow.map, &new_entry(key)->node);
 	}
-	tap_eq(tally_rcu_map_grow_for(&grow.map, 4 * KEYS), TALLY_EBUSY,
+	tap_eq(tally__rcu_map_grow_for(&grow.map, 4 * KEYS), TALLY_EBUSY,
 	       "grow_for inside a read-side section refuses (EBUSY)");
 	tally_rcu_read_unlock();
 	run_threads(2, grow_body, &grow, threads);
@@ -202,9 +205,9 @@ static void test_grow(void)
 	tap_ok(atomic_load(&grow.lookups) >= KEYS && atomic_load(&grow.misses) == 0,
 	       "lookups during the growth found every key (%lld lookups, %lld misses)",
 	       (long long)atomic_load(&grow.lookups), (long long)atomic_load(&grow.misses));
-	tap_eq(tally_rcu_map_grow_for(&grow.map, 16), TALLY_OK, "grow_for below the size: no-op");
+	tap_eq(tally__rcu_map_grow_for(&grow.map, 16), TALLY_OK, "grow_for below the size: no-op");
 	tap_eq(look_up_all(&grow.map), 0, "every key is found after the growth");
-	tally_rcu_map_destroy(&grow.map, reclaim_entry);
+	tally__rcu_map_destroy(&grow.map, reclaim_entry);
 }
 
 /* The inline key compare agrees with memcmp at every length it special-cases and past them,
@@ -218,14 +221,14 @@ static void test_same_bytes(void)
 		a[i] = (char)('a' + i % 26);
 	for (size_t len = 0; len <= 33; len++) {
 		memcpy(b, a, sizeof(a));
-		wrong += !tally_rcu_map_same_bytes(a, b, len);
+		wrong += !tally__rcu_map_same_bytes(a, b, len);
 		for (size_t at = 0; at < len; at++) {
 			b[at] ^= 0x40;
-			wrong += tally_rcu_map_same_bytes(a, b, len);
+			wrong += tally__rcu_map_same_bytes(a, b, len);
 			b[at] ^= 0x40;
 		}
 		b[len] ^= 0x40; /* a byte past the key never counts */
-		wrong += !tally_rcu_map_same_bytes(a, b, len);
+		wrong += !tally__rcu_map_same_bytes(a, b, len);
 	}
 	tap_eq(wrong, 0, "same_bytes matches memcmp for keys of 0-33 bytes");
 }
@@ -256,15 +259,15 @@ static void test_address_space_limit(void)
 		limit.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20);
 		if (setrlimit(RLIMIT_AS, &limit) != 0)
 			_exit(3);
-		if (tally_rcu_map_init(&map) != TALLY_OK)
+		if (tally__rcu_map_init(&map) != TALLY_OK)
 			_exit(4);
 		entry = new_entry("limited");
 		tally_rcu_read_lock();
-		if (tally_rcu_map_insert_unique(&map, &entry->node) != &entry->node ||
-		    tally_rcu_map_lookup(&map, "limited", 7) != &entry->node)
+		if (tally__rcu_map_insert_unique(&map, &entry->node) != &entry->node ||
+		    tally__rcu_map_lookup(&map, "limited", 7) != &entry->node)
 			_exit(5);
 		tally_rcu_read_unlock();
-		_exit(tally_rcu_map_destroy(&map, reclaim_entry) == TALLY_OK ? 0 : 6);
+		_exit(tally__rcu_map_destroy(&map, reclaim_entry) == TALLY_OK ? 0 : 6);
 	}
 	waitpid(child, &status, 0);
 	tap_ok(child > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,

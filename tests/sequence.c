@@ -9,6 +9,7 @@
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
+#include "random.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -25,7 +26,7 @@ static int64_t fake_clock(void *arg)
 
 static struct tally_sequence *new_seq(void)
 {
-	struct tally_sequence_options opts = { .clock = fake_clock };
+	struct tally_sequence_options opts = { .now_s = fake_clock };
 	struct tally_sequence *seq = NULL;
 
 	if (tally_sequence_create(&seq, &opts) != TALLY_OK)
@@ -193,7 +194,7 @@ static void test_width(void)
 	tap_eq(n.counter, 99, "last is 99");
 	tap_eq(tally_series_next(h, &n), TALLY_EWIDTH, "100 does not fit: EWIDTH");
 	tap_eq(tally_series_next(h, &n), TALLY_EWIDTH, "still EWIDTH");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.last.counter, 99, "nothing was issued past the width");
 
 	cfg = (struct tally_series_config){ .format = "C{counter:03}", .mode = TALLY_SEQ_CACHED,
@@ -331,7 +332,7 @@ static void test_width_threads(enum tally_seq_mode mode)
 	tap_eq(once, 999, "%s 4 threads at the width: 1..999 each issued exactly once", name);
 	tap_eq(atomic_load(&run.over), 0, "%s: nothing wider or wrapped was issued", name);
 	tap_eq(atomic_load(&run.bad_err), 0, "%s: every other call failed with EWIDTH", name);
-	tally_series_stats(run.series, &stats);
+	tally_series_get_stats(run.series, &stats);
 	tap_ok(stats.last.counter == 999 && stats.last.period == 0,
 	       "%s: stats stop at 999 in period 0", name);
 	tally_sequence_destroy(seq);
@@ -446,7 +447,7 @@ static void test_reservations(void)
 	tap_eq(tally_series_reserve(h, 0, &r), TALLY_EINVAL, "reserve 0: EINVAL");
 	tap_eq(tally_series_reserve(h, TALLY_SEQ_RESERVE_MAX + 1, &r), TALLY_EINVAL,
 	       "reserve above the maximum: EINVAL");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.last.counter, 0, "failed reserves issued nothing");
 	tap_eq(tally_series_reserve(h, 10, &r), TALLY_OK, "reserve 10");
 	tally_seq_reservation_numbers(r, &nums, &count);
@@ -462,7 +463,7 @@ static void test_reservations(void)
 	tap_eq(tally_seq_reservation_release(r, &n), TALLY_ENOTRESERVED, "release after commit");
 	n = nums[6];
 	tally_seq_reservation_release(r, &n); /* 7 */
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.released_pending, 2, "two numbers wait for reuse");
 	tally_series_next(h, &n);
 	tap_eq(n.counter, 3, "strict reuses the smallest released number first");
@@ -472,14 +473,14 @@ static void test_reservations(void)
 	       "a reservation takes released numbers, then fresh ones");
 	tap_eq(tally_seq_reservation_finish(r2, true), TALLY_OK, "finish committing the rest");
 	tap_eq(tally_seq_reservation_finish(r, false), TALLY_OK, "finish releasing the rest");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.released_pending, 7, "7 released numbers pending (2,4,5,6,8,9,10)");
 	/* A new day voids what is left: it would carry yesterday's date. */
 	atomic_store(&fake_now, NOV23_2026 + DAY + 5);
 	tally_series_next(h, &n);
 	tap_ok(n.counter == 1 && n.period == tally_seq_period_of(NOV23_2026 + DAY, 1, 0),
 	       "after midnight: counter 1 of the new day");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.voided, 7, "released numbers of the old day were voided");
 	atomic_store(&fake_now, NOV23_2026 + 3600);
 
@@ -527,7 +528,7 @@ static void test_inline_strict_release(void)
 	       "inline strict: a pending release list is served first (5)");
 	tap_ok(tally_series_next(h, &n) == TALLY_OK && n.counter == 7,
 	       "inline strict: then the next released number (7)");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.released_pending, 0, "inline strict: the list is empty");
 	tap_ok(tally_series_next(h, &n) == TALLY_OK && n.counter == 8,
 	       "inline strict: fresh numbers resume at 8, no gap, no repeat");
@@ -553,7 +554,7 @@ static void *mixed_body(struct test_thread *self)
 	for (int i = 0; i < 3000; i++) {
 		struct tally_seq_number n;
 
-		seed = seed * 1103515245u + 12345u;
+		test_random(&seed);
 		if ((seed >> 16) % 4) {
 			if (tally_series_next(run->series, &n) == TALLY_OK)
 				held[len++] = packed(n);
@@ -612,10 +613,10 @@ static void test_mixed_threads(int threads, enum tally_seq_reset reset)
 		errors += run.errors[t];
 		free(run.held[t]);
 	}
-	tally_series_stats(run.series, &stats);
+	tally_series_get_stats(run.series, &stats);
 	uint64_t last = stats.last.counter;
 	/* Drain the release list: each pending number comes back exactly once. */
-	while (tally_series_stats(run.series, &stats) == TALLY_OK && stats.released_pending > 0 &&
+	while (tally_series_get_stats(run.series, &stats) == TALLY_OK && stats.released_pending > 0 &&
 	       tally_series_next(run.series, &n) == TALLY_OK && n.counter <= last)
 		all[total++] = packed(n);
 	qsort(all, total, sizeof(uint64_t), cmp_u64);
@@ -706,7 +707,7 @@ static void test_leases(void)
 	tally_sequence_series_find(seq, "t", "INV", &h);
 	for (int i = 0; i < 25; i++)
 		tally_series_next(h, &n);
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.lease_calls, 3, "25 numbers with lease 10: three provider calls");
 	tally_lease_read(mem, "t\0INV", 5, &lr);
 	key_mark = ((uint64_t)today << 40) | 30;
@@ -827,7 +828,7 @@ static void test_lease_failure(void)
 	failing = 1;
 	tap_eq(tally_series_next(h, &n), TALLY_EIO, "next above the mark with a failing provider");
 	tap_eq(tally_series_reserve(h, 2, &r), TALLY_EIO, "reserve likewise");
-	tally_series_stats(h, &stats);
+	tally_series_get_stats(h, &stats);
 	tap_eq(stats.last.counter, 5, "nothing issued above the durable mark");
 	failing = 0;
 	tally_series_next(h, &n);

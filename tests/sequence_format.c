@@ -56,7 +56,7 @@ static void check_error(const char *format, enum tally_seq_reset reset, int want
 
 int main(void)
 {
-	struct tally_sequence_options opts = { .clock = fixed_clock };
+	struct tally_sequence_options opts = { .now_s = fixed_clock };
 	struct tally_series *h;
 	struct tally_seq_number n;
 	char buf[64], long_format[TALLY_SEQ_FORMAT_MAX + 2];

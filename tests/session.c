@@ -7,6 +7,7 @@
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/session.h>
+#include "random.h"
 #include "tap.h"
 #include "threads.h"
 
@@ -149,7 +150,7 @@ static int same_session(const struct tally_session_info *info,
 								       : "") == 0 &&
 	       strcmp(info->source_language, params->source_language) == 0 &&
 	       strcmp(info->quality_tier, params->quality_tier ? params->quality_tier : "") == 0 &&
-	       info->created_at == now && info->expires_at == now + params->ttl_ms &&
+	       info->created_at_ms == now && info->expires_at_ms == now + params->ttl_ms &&
 	       info->listener_count == 0 && info->active == 1;
 }
 
@@ -239,8 +240,9 @@ static void test_session_crud(void)
 		"spk-conn") == 0 && strcmp(info.speaker_user_id, "user-1") == 0 &&
 	       strcmp(info.source_language, "en") == 0 && strcmp(info.quality_tier,
 		"standard") == 0, "get copies every string");
-	tap_ok(info.created_at == 1000 && info.expires_at == 0 && info.active == 1 &&
-	       info.listener_count == 0, "get: created_at from the clock, no expiry, active, 0");
+	tap_ok(info.created_at_ms == 1000 && info.expires_at_ms == 0 && info.active == 1 &&
+	       info.listener_count == 0,
+	       "get: created_at_ms from the clock, no expiry, active, 0");
 	tap_eq(tally_session_get(table, "nope", &info), TALLY_ENOTFOUND, "get: missing");
 	tap_eq(tally_session_get(table, "s3", NULL), TALLY_EINVAL, "get: NULL info");
 	tap_eq(tally_session_get(table, NULL, &info), TALLY_EINVAL, "get: NULL id");
@@ -374,14 +376,14 @@ static void test_ttl(void)
 	forever.ttl_ms = 50000;
 	tally_session_join(table, &forever);
 	tally_connection_get(table, "y1", &info);
-	tap_eq(info.expires_at, 6000, "connection expiry = connected_at + default ttl");
+	tap_eq(info.expires_at_ms, 6000, "connection expiry = connected_at_ms + default ttl");
 
 	tap_eq(tally_session_table_sweep(table, &swept), TALLY_OK, "sweep at t=1000");
 	tap_ok(swept.sessions_deleted == 0 && swept.connections_deleted == 0, "nothing expired");
 	atomic_store(&fake_now, 6000);
 	tally_session_table_sweep(table, &swept);
 	tap_ok(swept.sessions_deleted == 0 && swept.connections_deleted == 2,
-	       "t=6000: x1 and y1 expire (expires_at <= now)");
+	       "t=6000: x1 and y1 expire (expires_at_ms <= now)");
 	tap_eq(listeners_of(table, "short"), 0, "short's count follows its expired connection");
 	tap_eq(listeners_of(table, "long"), 1, "long keeps its 50s connection");
 	join(table, "short", "x2", "fr");
@@ -436,12 +438,6 @@ struct race {
 	_Atomic int64_t joins_ok, leaves_ok, swept, speaker_deleted;
 };
 
-static unsigned next_random(unsigned *state)
-{
-	*state = *state * 1103515245u + 12345u;
-	return *state >> 8;
-}
-
 static int count_listener(const struct tally_connection_info *c, void *arg)
 {
 	(*(int64_t *)arg)++;
@@ -458,7 +454,7 @@ static void *race_body(struct test_thread *self)
 	if (self->index & 1)
 		tally_rcu_thread_set_reclaim(TALLY_RCU_RECLAIM_INLINE);
 	for (int round = 0; round < RACE_ROUNDS; round++) {
-		unsigned pick = next_random(&seed);
+		unsigned pick = test_random(&seed);
 		unsigned op = pick % 100;
 
 		snprintf(session, sizeof(session), "s%u", (pick >> 8) % RACE_SESSIONS);

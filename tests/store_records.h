@@ -19,7 +19,7 @@ static struct tally_store_record session_put(const char *id, int64_t listeners)
 	strcpy(r.as.session.speaker_connection_id, "c-speaker");
 	strcpy(r.as.session.source_language, "en");
 	strcpy(r.as.session.quality_tier, "premium");
-	r.as.session.created_at = 1700000000000;
+	r.as.session.created_at_ms = 1700000000000;
 	r.as.session.listener_count = listeners;
 	r.as.session.active = 1;
 	return r;
@@ -38,7 +38,7 @@ static struct tally_store_record connection_put(const char *id, const char *sess
 		 language);
 	strcpy(r.as.connection.client_address, "[::1]:4242");
 	r.as.connection.role = role;
-	r.as.connection.connected_at = 1700000000001;
+	r.as.connection.connected_at_ms = 1700000000001;
 	return r;
 }
 #endif

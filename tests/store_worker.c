@@ -240,7 +240,7 @@ static int run_records_mode(const char *url, const char *id, char **args)
 	strcpy(session->speaker_user_id, "user-1");
 	strcpy(session->source_language, "en");
 	strcpy(session->quality_tier, "standard");
-	session->created_at = 1700000000000;
+	session->created_at_ms = 1700000000000;
 	session->listener_count = listeners;
 	session->active = 1;
 	records[1] = connection_put(session->speaker_connection_id, args[0], TALLY_ROLE_SPEAKER,

@@ -85,7 +85,7 @@ static struct tally_writebehind_stats stats_of(struct tally_writebehind *wb)
 {
 	struct tally_writebehind_stats stats;
 
-	tally_writebehind_stats(wb, &stats);
+	tally_writebehind_get_stats(wb, &stats);
 	return stats;
 }
 

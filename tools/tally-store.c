@@ -87,7 +87,7 @@ static int print_session(const struct tally_session_info *s, const char *writer_
 	fputs(" qualityTier=", stdout);
 	print_string(s->quality_tier);
 	printf(" createdAt=%" PRId64 " isActive=%d listenerCount=%" PRId64 " expiresAt=%" PRId64
-	       " writer=", s->created_at, s->active, s->listener_count, s->expires_at);
+	       " writer=", s->created_at_ms, s->active, s->listener_count, s->expires_at_ms);
 	print_string(writer_id);
 	printf("/%" PRIu64 "\n", epoch);
 	return 0;
@@ -104,7 +104,7 @@ static int print_connection(const struct tally_connection_info *c, const char *w
 	printf(" role=%s connectedAt=%" PRId64 " expiresAt=%" PRId64 " clientAddress=",
 	       c->role == TALLY_ROLE_SPEAKER ? "speaker" :
 	       c->role == TALLY_ROLE_LISTENER ? "listener" : "other",
-	       c->connected_at, c->expires_at);
+	       c->connected_at_ms, c->expires_at_ms);
 	print_string(c->client_address);
 	fputs(" writer=", stdout);
 	print_string(writer_id);

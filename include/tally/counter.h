@@ -34,6 +34,7 @@
 
 #include <stdint.h>
 #include <tally/error.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,11 +56,11 @@ int tally_counter_init(struct tally_counter *counter, unsigned slots);
 int tally_counter_destroy(struct tally_counter *counter);
 
 /* Adds `delta` (any int64, 0 included). EOVERFLOW if the thread's slot would overflow. */
-static inline int tally_counter_add(struct tally_counter *counter, int64_t delta);
+TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta);
 /* Subtracts `delta`; EOVERFLOW for INT64_MIN or slot overflow. */
-static inline int tally_counter_sub(struct tally_counter *counter, int64_t delta);
-/* Adds 1. */
-static inline int tally_counter_inc(struct tally_counter *counter);
+TALLY__INLINE int tally_counter_sub(struct tally_counter *counter, int64_t delta);
+/* tally_counter_add(counter, 1): same guarantees and errors. */
+TALLY__INLINE int tally_counter_inc(struct tally_counter *counter);
 
 /*
  * A local handle: the calling thread's slot of one counter, bound once, for hot loops.
@@ -68,12 +69,16 @@ static inline int tally_counter_inc(struct tally_counter *counter);
  * valid until that thread exits or the counter is destroyed; using it from another thread
  * loses updates (two writers on one slot). A thread without a slot of its own (more live
  * threads than slots) gets a handle on the shared slot, which updates by CAS.
- * Errors of local_init: EINVAL (NULL), EDESTROYED.
  */
 struct tally_counter_local;
+/* Binds *local to the calling thread's slot of `counter`. Errors: EINVAL, EDESTROYED. */
 int tally_counter_local_init(struct tally_counter *counter, struct tally_counter_local *local);
-static inline int tally_counter_local_add(struct tally_counter_local *local, int64_t delta);
-static inline int tally_counter_local_inc(struct tally_counter_local *local);
+/* Adds `delta` through the handle: wait-free on an own slot, lock-free on the shared one.
+ * Errors: EOVERFLOW (the slot would leave int64; nothing changes), EDESTROYED (shared slot,
+ * counter destroyed). No NULL check: the handle must come from tally_counter_local_init. */
+TALLY__INLINE int tally_counter_local_add(struct tally_counter_local *local, int64_t delta);
+/* tally_counter_local_add(local, 1). */
+TALLY__INLINE int tally_counter_local_inc(struct tally_counter_local *local);
 
 /*
  * tally_counter_read: *total = sum of all slots (see "read" above).

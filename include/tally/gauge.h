@@ -46,7 +46,6 @@
 #ifndef TALLY_GAUGE_H
 #define TALLY_GAUGE_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 #include <tally/error.h>
 
@@ -58,49 +57,62 @@ extern "C" {
 #define TALLY_SGAUGE_SHARDS_MAX 256
 #define TALLY_SGAUGE_RETRIES 8
 
-struct tally_gauge {
-	uint32_t magic;        /* private: alive marker */
-	_Atomic int64_t value; /* private: CAS by every updater */
-	int64_t floor;         /* private: set at init */
-	int64_t ceiling;       /* private: set at init */
-};
+/* Caller-owned (stack, static, heap); layouts in tally/static/gauge.h, fields private. */
+struct tally_gauge;
+struct tally_sgauge;
 
-/* tally_gauge_init: value = initial, bounds [floor, ceiling]. EINVAL on bad bounds. */
+/* tally_gauge_init: value = initial, bounds [floor, ceiling] (TALLY_GAUGE_NO_CEILING: none).
+ * Not thread-safe with other calls on the gauge. Errors: EINVAL (NULL, floor > ceiling,
+ * initial outside [floor, ceiling]). */
 int tally_gauge_init(struct tally_gauge *gauge, int64_t initial, int64_t floor, int64_t ceiling);
+/* tally_gauge_destroy: later calls return EDESTROYED. Not thread-safe with other calls.
+ * Errors: EINVAL (NULL), EDESTROYED (destroyed, or zeroed and never initialised). */
 int tally_gauge_destroy(struct tally_gauge *gauge);
-/* Adds n > 0. *value_out (may be NULL) receives the value this call produced. */
+/* Adds n > 0. *value_out (may be NULL) receives the value this call produced. Lock-free,
+ * acq_rel. Errors: EINVAL (NULL, n <= 0), ECEILING (value + n > ceiling), EOVERFLOW (no
+ * ceiling and value + n leaves int64), EDESTROYED; on error nothing changes. */
 int tally_gauge_add(struct tally_gauge *gauge, int64_t n, int64_t *value_out);
-/* Subtracts n > 0 if the result stays >= floor, else TALLY_EFLOOR and nothing changes. */
+/* Subtracts n > 0 if the result stays >= floor. Lock-free, acq_rel. Errors: EINVAL (NULL,
+ * n <= 0), EFLOOR (value - n < floor), EDESTROYED; on error nothing changes. */
 int tally_gauge_sub(struct tally_gauge *gauge, int64_t n, int64_t *value_out);
+/* tally_gauge_add(gauge, 1, value_out): same guarantees and errors. */
 int tally_gauge_inc(struct tally_gauge *gauge, int64_t *value_out);
+/* tally_gauge_sub(gauge, 1, value_out): same guarantees and errors. */
 int tally_gauge_dec(struct tally_gauge *gauge, int64_t *value_out);
+/* *value = the current value. Wait-free, acquire (sees what the producing update's thread
+ * wrote before it). Errors: EINVAL (NULL), EDESTROYED. */
 int tally_gauge_read(const struct tally_gauge *gauge, int64_t *value);
 
-struct tally_sgauge_shard;
-
-struct tally_sgauge {
-	uint32_t magic;                      /* private: alive marker */
-	uint32_t shard_count;                /* private */
-	int64_t floor;                       /* private */
-	int64_t ceiling;                     /* private */
-	struct tally_sgauge_shard *above;    /* private: tokens of value - floor */
-	struct tally_sgauge_shard *headroom; /* private: tokens of ceiling - value; NULL if none */
-	_Atomic uint64_t in_flight;          /* private: multi-shard operations holding tokens */
-	_Atomic uint64_t returns;            /* private: count of token give-backs, for retries */
-};
-
 /* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2),
- * rounded up to a power of two. */
+ * rounded up to a power of two. Not thread-safe with other calls on the gauge. Errors: EINVAL
+ * (as tally_gauge_init, shards above TALLY_SGAUGE_SHARDS_MAX, initial - floor or ceiling -
+ * floor outside int64), ENOMEM. */
 int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor,
 		      int64_t ceiling, unsigned shards);
+/* tally_sgauge_destroy: frees the shards; later calls return EDESTROYED. Not thread-safe
+ * with other calls. Errors: EINVAL (NULL), EDESTROYED. */
 int tally_sgauge_destroy(struct tally_sgauge *gauge);
+/* Adds n > 0 (to the calling thread's shard). Lock-free. Errors: EINVAL (NULL, n <= 0),
+ * ECEILING (with a ceiling: not n tokens of headroom, see "When may a sub fail" above),
+ * EOVERFLOW (no ceiling: no shard can hold n more), EDESTROYED; on error nothing changes. */
 int tally_sgauge_add(struct tally_sgauge *gauge, int64_t n);
+/* Subtracts n > 0 if n tokens above the floor can be gathered. Lock-free. Errors: EINVAL
+ * (NULL, n <= 0), EFLOOR (see "When may a sub fail" above), EDESTROYED; on error nothing
+ * changes. */
 int tally_sgauge_sub(struct tally_sgauge *gauge, int64_t n);
+/* tally_sgauge_add(gauge, 1): same guarantees and errors. */
 int tally_sgauge_inc(struct tally_sgauge *gauge);
+/* tally_sgauge_sub(gauge, 1): same guarantees and errors. */
 int tally_sgauge_dec(struct tally_sgauge *gauge);
+/* *value = floor + the tokens of every shard, clamped to [floor, ceiling]. Lock-free, not a
+ * snapshot while writers run (see "read" above). Errors: EINVAL (NULL), EOVERFLOW (floor +
+ * tokens leaves int64), EDESTROYED. */
 int tally_sgauge_read(const struct tally_sgauge *gauge, int64_t *value);
 
 #ifdef __cplusplus
 }
 #endif
+
+#include <tally/static/gauge.h>
+
 #endif /* TALLY_GAUGE_H */

@@ -110,11 +110,21 @@ int tally_lease_file_open(struct tally_lease_provider **out, const char *path);
  * it). NULL is a no-op returning TALLY_OK. No other thread may use it. */
 int tally_lease_provider_destroy(struct tally_lease_provider *provider);
 
-/* Checked wrappers over the ops (argument validation as in the comment above). */
+/* The calls below check their arguments, then call the provider's op. Each is atomic per
+ * key and blocking (one store round trip), as "Operations" above says. */
+
+/* acquire: *base_out = max(stored mark, min_start); the caller owns (base, base + size].
+ * size 0 is a checkpoint. Errors: EINVAL (NULL, empty key, size above TALLY_LEASE_SIZE_MAX,
+ * mark arithmetic out of range), ETOOLONG, ENOMEM, EIO, ECORRUPT. */
 int tally_lease_acquire(struct tally_lease_provider *provider, const char *key, size_t key_len,
 			uint64_t min_start, uint64_t size, uint64_t issued, uint64_t *base_out);
+/* close: gives back (issued, leased_hi] and marks the key clean if no one leased after the
+ * caller (else leaves the later owner's record alone: TALLY_OK). Errors: EINVAL (NULL, empty
+ * key), ETOOLONG, EIO, ECORRUPT. */
 int tally_lease_close(struct tally_lease_provider *provider, const char *key, size_t key_len,
 		      uint64_t leased_hi, uint64_t issued);
+/* read: *out = the key's record. Errors: EINVAL, ETOOLONG, ENOTFOUND (never acquired), EIO,
+ * ECORRUPT. */
 int tally_lease_read(struct tally_lease_provider *provider, const char *key, size_t key_len,
 		     struct tally_lease_record *out);
 

@@ -81,7 +81,7 @@ enum tally_ratelimit_algorithm {
 
 /* A monotonic clock in ns (non-negative, never decreasing). NULL in the config means
  * CLOCK_MONOTONIC. Called once per allow/peek and once per sweep; must be thread-safe. */
-typedef int64_t (*tally_ratelimit_clock_fn)(void *clock_arg);
+typedef int64_t (*tally_ratelimit_now_ns_fn)(void *clock_arg);
 
 struct tally_ratelimit_config {
 	enum tally_ratelimit_algorithm algorithm;
@@ -92,7 +92,7 @@ struct tally_ratelimit_config {
 	int64_t max_keys;   /* cap on keys held; 0 = no cap */
 	int64_t idle_ttl_ns;/* a key is removable this long after its state became fresh; >= 0 */
 	int64_t sweep_interval_ns; /* > 0: a background thread sweeps this often; 0: none */
-	tally_ratelimit_clock_fn clock; /* NULL = CLOCK_MONOTONIC */
+	tally_ratelimit_now_ns_fn now_ns; /* the clock in ns; NULL = CLOCK_MONOTONIC */
 	void *clock_arg;
 	/* >= 0: size the key table for this many keys up front (one bucket per key, at most
 	 * 2^22 buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
@@ -112,15 +112,15 @@ struct tally_ratelimit_result {
 struct tally_ratelimit;
 
 /*
- * tally_ratelimit_create: a limiter with `config` (copied). Errors: EINVAL (NULL, unknown
- * algorithm, limit/period/burst <= 0 or out of range, negative max_keys/ttl/interval/
- * expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX, window period_ns at
- * or above 2^62, GCRA burst * T or period_ns at or above TALLY_RATELIMIT_GCRA_SPAN_MAX),
- * ENOMEM, ETHREAD (sweeper thread).
+ * tally_ratelimit_create: *limiter_out = a limiter with `config` (copied). Errors: EINVAL
+ * (NULL, unknown algorithm, limit/period/burst <= 0 or out of range, negative
+ * max_keys/ttl/interval/expected_keys, window limit above TALLY_RATELIMIT_WINDOW_LIMIT_MAX,
+ * window period_ns at or above 2^62, GCRA burst * T or period_ns at or above
+ * TALLY_RATELIMIT_GCRA_SPAN_MAX), ENOMEM, ETHREAD (sweeper thread).
  * Blocking only to start the sweeper.
  */
-int tally_ratelimit_create(const struct tally_ratelimit_config *config,
-			   struct tally_ratelimit **limiter_out);
+int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
+			   const struct tally_ratelimit_config *config);
 
 /*
  * tally_ratelimit_destroy: stops the sweeper (joins it), frees every key. Blocking (waits for

@@ -49,22 +49,28 @@
 #ifndef TALLY_RCU_H
 #define TALLY_RCU_H
 
+#include <stdbool.h>
 #include <tally/error.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Registers the calling thread (idempotent). Errors: none today; returns TALLY_OK. */
+/* Registers the calling thread (idempotent). Blocking (a mutex-protected list insert).
+ * Errors: none today; returns TALLY_OK. */
 int tally_rcu_thread_register(void);
-/* Unregisters the calling thread (idempotent). TALLY_EBUSY inside a read-side section. */
+/* Unregisters the calling thread (idempotent), handing its batch of removed objects to
+ * call_rcu. Blocking (a list removal). Errors: EBUSY (inside a read-side section). */
 int tally_rcu_thread_unregister(void);
-/* 1 if the calling thread is registered, else 0. */
-int tally_rcu_thread_is_registered(void);
+/* Whether the calling thread is registered. Wait-free; no errors. */
+bool tally_rcu_thread_is_registered(void);
 
-/* Enter/leave a read-side section; registers the thread first if needed. Wait-free, except
- * that the outermost unlock of an INLINE thread may reclaim (see Reclamation above). */
+/* Enters a read-side section (sections nest); registers the thread first if needed.
+ * Wait-free after the registration; no errors. */
 void tally_rcu_read_lock(void);
+/* Leaves the innermost read-side section. Wait-free, except that the outermost unlock of an
+ * INLINE thread may wait for a grace period and reclaim (see Reclamation above); no errors.
+ * Caller duty: one unlock per lock, in the same thread. */
 void tally_rcu_read_unlock(void);
 
 /* The calling thread's reclamation mode (see Reclamation above). */
@@ -75,12 +81,13 @@ enum tally_rcu_reclaim {
 /* Sets the calling thread's mode (registers it first if needed). Leaving INLINE hands the
  * objects it holds to call_rcu. Errors: EINVAL (unknown mode), EBUSY (inside a read-side
  * section; nothing changes). */
-int tally_rcu_thread_set_reclaim(int mode);
-/* The calling thread's mode: TALLY_RCU_RECLAIM_DEFERRED or TALLY_RCU_RECLAIM_INLINE. */
-int tally_rcu_thread_reclaim(void);
+int tally_rcu_thread_set_reclaim(enum tally_rcu_reclaim mode);
+/* The calling thread's mode. Wait-free; no errors. */
+enum tally_rcu_reclaim tally_rcu_thread_reclaim(void);
 
 /* Flushes every thread's batch of removed objects and waits until all of them, and every
- * deferred free queued before, have run. Blocking; not inside a read-side section. */
+ * deferred free queued before, have run. Blocking; call outside a read-side section.
+ * Errors: EBUSY (inside a read-side section; nothing is flushed). */
 int tally_rcu_barrier(void);
 
 #ifdef __cplusplus

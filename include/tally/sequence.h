@@ -82,7 +82,7 @@
  * literal only doubled, outside fields.
  *
  * Clock: the default reads CLOCK_REALTIME on every issue of a resetting series (exact at
- * midnight). tally_seq_clock_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
+ * midnight). tally_seq_now_s_coarse (CLOCK_REALTIME_COARSE) is cheaper where the kernel's
  * clock source makes CLOCK_REALTIME a slow call, at the cost of dating numbers issued in the
  * first few milliseconds (one scheduler tick) of a period with the previous period.
  * Range: a reading shifted by the series' offset must lie in [0, TALLY_SEQ_CLOCK_MAX)
@@ -117,6 +117,7 @@
 #include <stdint.h>
 #include <tally/error.h>
 #include <tally/lease.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -144,13 +145,13 @@ enum tally_seq_reset {
 };
 
 /* Wall clock: UTC seconds since 1970. Called on every issue of a series that resets. */
-typedef int64_t (*tally_seq_clock_fn)(void *arg);
+typedef int64_t (*tally_seq_now_s_fn)(void *arg);
 
 /* A clock on CLOCK_REALTIME_COARSE (see "Clock" above); arg is ignored. */
-int64_t tally_seq_clock_coarse(void *arg);
+int64_t tally_seq_now_s_coarse(void *arg);
 
 struct tally_sequence_options {
-	tally_seq_clock_fn clock; /* NULL: CLOCK_REALTIME */
+	tally_seq_now_s_fn now_s; /* the wall clock in UTC seconds; NULL: CLOCK_REALTIME */
 	void *clock_arg;
 	/* > 0: size the registry for this many series up front (about one 16-byte bucket per
 	 * series, at most 2^22); 0: start at 64 buckets, grown by series creation. */
@@ -247,7 +248,7 @@ int tally_sequence_next_text(struct tally_sequence *seq, const char *tenant,
  * never reset: a cached series' thread-block hit is served without a call; a strict series
  * without a lease is one relaxed load of a read-mostly word and one fetch_add on the series
  * word, calling out only when released numbers wait, at the width limit or after remove. */
-static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
+TALLY__INLINE int tally_series_next(struct tally_series *series, struct tally_seq_number *out);
 
 /* Renders `number` with the series' template. Wait-free, no side effects.
  * Errors: EINVAL, EWIDTH (counter above the template's width), ETOOLONG (buffer),
@@ -277,13 +278,16 @@ int tally_seq_reservation_finish(struct tally_seq_reservation *reservation, bool
 /* Stores the issued watermark in the lease provider (no-op without one), tightening the
  * crash report. Blocking (one provider call). Errors: EIO, ECORRUPT, EDESTROYED. */
 int tally_series_checkpoint(struct tally_series *series);
-int tally_series_stats(const struct tally_series *series, struct tally_series_stats *out);
+/* *out = the series' counters (struct tally_series_stats). Lock-free reads of each field,
+ * not a snapshot across fields. Errors: EINVAL (NULL). */
+int tally_series_get_stats(const struct tally_series *series, struct tally_series_stats *out);
 
-/* Period index of UTC second `now` for a reset rule and offset (exposed for tests and for
+/* Period index of UTC second `now_s` for a reset rule and offset (exposed for tests and for
  * callers that render dates themselves). Returns 0 for TALLY_SEQ_RESET_NEVER. A reading out
  * of range (see "Clock") is clamped: before 1970 (in the offset) as 1970-01-01T00:00:00,
  * from 10000-01-01 as 9999-12-31T23:59:59; a series refuses such readings instead. */
-uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_minutes);
+uint32_t tally_seq_period_of(int64_t now_s, enum tally_seq_reset reset,
+			     int32_t utc_offset_minutes);
 
 #ifdef __cplusplus
 }

@@ -45,8 +45,8 @@
  *
  * Time. Timestamps are int64 milliseconds from the table's clock (default CLOCK_REALTIME;
  * injectable through struct tally_session_config so tests expire entries deterministically).
- * An entry with expires_at <= now is expired; expires_at 0 means never. Expired entries stay
- * visible until a sweep (tally_session_table_sweep or the background sweeper) deletes them,
+ * An entry with expires_at_ms <= now is expired; expires_at_ms 0 means never. Expired entries
+ * stay visible until a sweep (tally_session_table_sweep or the background sweeper) deletes them,
  * with the same bookkeeping as an explicit delete (as with DynamoDB TTL).
  *
  * Threads. Any thread may call anything; threads register with RCU on their first call
@@ -62,6 +62,7 @@
 #ifndef TALLY_SESSION_H
 #define TALLY_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <tally/error.h>
@@ -93,6 +94,7 @@ struct tally_session_config {
 };
 
 enum tally_connection_role {
+	TALLY_ROLE_ANY = 0, /* in a filter: any role; never a connection's role */
 	TALLY_ROLE_SPEAKER = 1,
 	TALLY_ROLE_LISTENER = 2,
 };
@@ -114,10 +116,10 @@ struct tally_session_info {
 	char speaker_user_id[TALLY_SESSION_ID_MAX + 1];
 	char source_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char quality_tier[TALLY_SESSION_TIER_MAX + 1];
-	int64_t created_at;     /* ms */
-	int64_t expires_at;     /* ms, 0 = never */
+	int64_t created_at_ms;
+	int64_t expires_at_ms;  /* 0 = never */
 	int64_t listener_count; /* listener connections at the time of the read */
-	int active;             /* 1 until mark_inactive / speaker disconnect */
+	bool active;            /* until mark_inactive / speaker disconnect */
 };
 
 /* What a caller passes to create a connection (or join). */
@@ -125,7 +127,7 @@ struct tally_connection_params {
 	const char *connection_id;   /* required, <= TALLY_SESSION_ID_MAX */
 	const char *session_id;      /* required, <= TALLY_SESSION_ID_MAX */
 	const char *target_language; /* required for listeners, optional for speakers */
-	int role;                    /* enum tally_connection_role; join ignores it */
+	enum tally_connection_role role; /* join ignores it */
 	const char *client_address;  /* optional, <= TALLY_SESSION_ADDRESS_MAX */
 	int64_t ttl_ms;              /* 0 = config.connection_ttl_ms; < 0 is EINVAL */
 };
@@ -137,14 +139,14 @@ struct tally_connection_info {
 	char session_id[TALLY_SESSION_ID_MAX + 1];
 	char target_language[TALLY_SESSION_LANGUAGE_MAX + 1];
 	char client_address[TALLY_SESSION_ADDRESS_MAX + 1];
-	int role;             /* enum tally_connection_role */
-	int64_t connected_at; /* ms */
-	int64_t expires_at;   /* ms, 0 = never */
+	enum tally_connection_role role;
+	int64_t connected_at_ms;
+	int64_t expires_at_ms; /* 0 = never */
 };
 
 /* Which connections of a session a visit or delete selects. */
 struct tally_connection_filter {
-	int role;                    /* 0 = any, else one enum tally_connection_role */
+	enum tally_connection_role role; /* TALLY_ROLE_ANY or one role */
 	const char *target_language; /* NULL = any, else exact byte match */
 };
 
@@ -198,11 +200,12 @@ int tally_session_create(struct tally_session_table *table,
 int tally_session_get(struct tally_session_table *table, const char *session_id,
 		      struct tally_session_info *info);
 
-/* 1 if present, 0 if not (also for invalid ids). */
-int tally_session_exists(struct tally_session_table *table, const char *session_id);
+/* Whether the session is present (false also for invalid ids). Wait-free apart from the
+ * hash chain; no errors. */
+bool tally_session_exists(struct tally_session_table *table, const char *session_id);
 
-/* 1 if present and active, else 0. */
-int tally_session_is_active(struct tally_session_table *table, const char *session_id);
+/* Whether the session is present and active (acquire: pairs with mark_inactive). No errors. */
+bool tally_session_is_active(struct tally_session_table *table, const char *session_id);
 
 /* *count = current listener count. Errors: EINVAL, ETOOLONG, ENOTFOUND. */
 int tally_session_listener_count(struct tally_session_table *table, const char *session_id,
@@ -242,7 +245,7 @@ struct tally_speaker_disconnect_result {
 	int64_t notified;            /* ... for which notify returned 0 */
 	int64_t notify_failed;       /* ... for which notify returned non-zero */
 	int64_t connections_deleted; /* connections this call removed (speaker's included) */
-	int64_t duration_ms;         /* now - created_at */
+	int64_t duration_ms;         /* now - created_at_ms */
 };
 
 /* Speaker disconnect: marks the session inactive (joins fail from here on), calls notify

@@ -214,7 +214,7 @@ struct tally_writebehind_stats {
 };
 
 /* A consistent copy of the stats. Errors: EINVAL. */
-int tally_writebehind_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats);
+int tally_writebehind_get_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats);
 
 /* *amount = the counter's increments not yet acknowledged by the store (exact: what a crash
  * now would lose of it). Errors: EINVAL, ENOTFOUND. */

@@ -4,17 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include "internal/alloc.h"
+#include "internal/test_hooks.h"
 #ifdef HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
 #endif
+
+_Atomic(tally__test_hook_fn) tally__test_hook_alloc;
 
 static size_t round_to_line(size_t size)
 {
 	return (size + TALLY_CACHE_LINE - 1) & ~(size_t)(TALLY_CACHE_LINE - 1);
 }
 
-void *tally_alloc_aligned(size_t size)
+void *tally__alloc_aligned(size_t size)
 {
+	TALLY__TEST_HOOK(tally__test_hook_alloc);
 	if (size == 0 || size > SIZE_MAX - TALLY_CACHE_LINE)
 		return NULL;
 #ifdef HAVE_JEMALLOC
@@ -27,7 +31,7 @@ void *tally_alloc_aligned(size_t size)
 #endif
 }
 
-void tally_free_aligned(void *ptr)
+void tally__free_aligned(void *ptr)
 {
 	if (!ptr)
 		return;

@@ -11,8 +11,8 @@
 #define TALLY_CACHE_LINE 64
 
 /* Returns zeroed memory aligned to TALLY_CACHE_LINE, or NULL. */
-void *tally_alloc_aligned(size_t size);
-/* Frees memory from tally_alloc_aligned; NULL is a no-op. */
-void tally_free_aligned(void *ptr);
+void *tally__alloc_aligned(size_t size);
+/* Frees memory from tally__alloc_aligned; NULL is a no-op. */
+void tally__free_aligned(void *ptr);
 
 #endif

@@ -13,7 +13,7 @@
 #define TALLY_BACKOFF_INITIALIZER 16u
 typedef ck_backoff_t tally_backoff_t;
 
-static inline void tally_backoff(tally_backoff_t *backoff)
+static inline void tally__backoff(tally_backoff_t *backoff)
 {
 	ck_backoff_eb(backoff);
 }

@@ -14,7 +14,7 @@
  * lock-free, acq_rel on success (tally/gauge.h). TALLY_OK, TALLY_EFLOOR, TALLY_ECEILING (also
  * when the sum would leave int64 and the ceiling is not TALLY_GAUGE_NO_CEILING) or
  * TALLY_EOVERFLOW; *value_out (may be NULL) gets the value this call produced. */
-int tally_gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
-		     int64_t *value_out);
+int tally__gauge_move(_Atomic int64_t *value, int64_t floor, int64_t ceiling, int64_t delta,
+		      int64_t *value_out);
 
 #endif

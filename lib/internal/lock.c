@@ -15,7 +15,7 @@ static int32_t *futex_word(struct tally_lock *lock)
 	return (int32_t *)&lock->state; /* an _Atomic int32_t has int32_t's representation */
 }
 
-void tally_lock_acquire_contended(struct tally_lock *lock)
+void tally__lock_acquire_contended(struct tally_lock *lock)
 {
 	for (int spin = 0; spin < SPINS; spin++) {
 		int32_t expected = TALLY_LOCK_FREE;
@@ -36,7 +36,7 @@ void tally_lock_acquire_contended(struct tally_lock *lock)
 		futex_noasync(futex_word(lock), FUTEX_WAIT, TALLY_LOCK_SLEEPERS, NULL, NULL, 0);
 }
 
-void tally_lock_wake_one(struct tally_lock *lock)
+void tally__lock_wake_one(struct tally_lock *lock)
 {
 	futex_noasync(futex_word(lock), FUTEX_WAKE, 1, NULL, NULL, 0);
 }

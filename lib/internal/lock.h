@@ -24,29 +24,29 @@ struct tally_lock {
 
 enum { TALLY_LOCK_FREE = 0, TALLY_LOCK_HELD = 1, TALLY_LOCK_SLEEPERS = 2 };
 
-static inline void tally_lock_init(struct tally_lock *lock)
+static inline void tally__lock_init(struct tally_lock *lock)
 {
 	atomic_init(&lock->state, TALLY_LOCK_FREE);
 }
 
 /* The contended paths (lib/internal/lock.c). */
-void tally_lock_acquire_contended(struct tally_lock *lock);
-void tally_lock_wake_one(struct tally_lock *lock);
+void tally__lock_acquire_contended(struct tally_lock *lock);
+void tally__lock_wake_one(struct tally_lock *lock);
 
-static inline void tally_lock_acquire(struct tally_lock *lock)
+static inline void tally__lock_acquire(struct tally_lock *lock)
 {
 	int32_t expected = TALLY_LOCK_FREE;
 
 	if (!atomic_compare_exchange_strong_explicit(&lock->state, &expected, TALLY_LOCK_HELD,
 						     memory_order_acquire, memory_order_relaxed))
-		tally_lock_acquire_contended(lock);
+		tally__lock_acquire_contended(lock);
 }
 
-static inline void tally_lock_release(struct tally_lock *lock)
+static inline void tally__lock_release(struct tally_lock *lock)
 {
 	if (atomic_exchange_explicit(&lock->state, TALLY_LOCK_FREE, memory_order_release) ==
 	    TALLY_LOCK_SLEEPERS)
-		tally_lock_wake_one(lock);
+		tally__lock_wake_one(lock);
 }
 
 #endif

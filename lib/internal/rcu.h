@@ -14,14 +14,14 @@ struct tally_rcu_head {
 };
 
 /*
- * tally_rcu_retire: after `rcu`'s object is unreachable to new readers, call reclaim(rcu)
+ * tally__rcu_retire: after `rcu`'s object is unreachable to new readers, call reclaim(rcu)
  * once every read-side section that might still see it has ended. Non-blocking. Retires are
  * batched per thread (lib/rcu.c): up to 31 objects wait for the thread's next retires, its
  * exit, or a tally_rcu_barrier().
  */
-void tally_rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu));
+void tally__rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_rcu_head *rcu));
 
 /* Registers the calling thread if it is not (used by every table entry point). */
-void tally_rcu_ensure_registered(void);
+void tally__rcu_ensure_registered(void);
 
 #endif

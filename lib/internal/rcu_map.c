@@ -54,7 +54,7 @@ static uint64_t sip_tail(const unsigned char *bytes, size_t key_len)
 }
 
 /* SipHash-1-3 (one compression round, three finalisation rounds), little-endian words. */
-uint64_t tally_rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len)
+uint64_t tally__rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len)
 {
 	const unsigned char *bytes = (const unsigned char *)key;
 	uint64_t v0 = map->hash_key[0] ^ UINT64_C(0x736f6d6570736575);
@@ -106,7 +106,7 @@ static unsigned long max_buckets_we_can_reserve(void)
 	return MAX_BUCKETS;
 }
 
-int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes)
+int tally__rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes)
 {
 	unsigned long buckets = INITIAL_BUCKETS;
 
@@ -120,7 +120,7 @@ int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes)
 	return map->table ? TALLY_OK : TALLY_ENOMEM;
 }
 
-int tally_rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes)
+int tally__rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes)
 {
 	unsigned long buckets = atomic_load_explicit(&map->grown_to, memory_order_relaxed);
 
@@ -140,12 +140,12 @@ int tally_rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes)
 	return TALLY_OK;
 }
 
-int tally_rcu_map_init(struct tally_rcu_map *map)
+int tally__rcu_map_init(struct tally_rcu_map *map)
 {
-	return tally_rcu_map_init_sized(map, 0);
+	return tally__rcu_map_init_sized(map, 0);
 }
 
-void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len)
+void tally__rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len)
 {
 	cds_lfht_node_init(&node->lfht);
 	node->key_offset = (int32_t)(key - (const char *)node);
@@ -165,18 +165,18 @@ static int key_matches(struct cds_lfht_node *lfht, const void *wanted)
 
 	TALLY_TSAN_ACQUIRE(node);
 	return node->key_len == key->len &&
-	       tally_rcu_map_same_bytes(tally_rcu_map_node_key(node), key->bytes, key->len);
+	       tally__rcu_map_same_bytes(tally__rcu_map_node_key(node), key->bytes, key->len);
 }
 
-struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const char *key,
-						size_t key_len)
+struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, const char *key,
+						 size_t key_len)
 {
 	struct lookup_key wanted = { key, key_len };
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *found;
 
-	cds_lfht_lookup(map->table, tally_rcu_map_hash(map, key, key_len), key_matches, &wanted,
-			&iter);
+	cds_lfht_lookup(map->table, tally__rcu_map_hash(map, key, key_len), key_matches,
+			&wanted, &iter);
 	found = cds_lfht_iter_get_node(&iter);
 	if (!found)
 		return NULL;
@@ -184,32 +184,33 @@ struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const
 	return node_of(found);
 }
 
-struct tally_rcu_map_node *tally_rcu_map_insert_unique(struct tally_rcu_map *map,
-						       struct tally_rcu_map_node *node)
+struct tally_rcu_map_node *tally__rcu_map_insert_unique(struct tally_rcu_map *map,
+							struct tally_rcu_map_node *node)
 {
-	struct lookup_key wanted = { tally_rcu_map_node_key(node), node->key_len };
+	struct lookup_key wanted = { tally__rcu_map_node_key(node), node->key_len };
 	struct cds_lfht_node *present;
 
 	TALLY_TSAN_RELEASE(node); /* publication: pairs with the acquires in lookup/visit */
-	present = cds_lfht_add_unique(map->table, tally_rcu_map_hash(map, wanted.bytes, wanted.len),
+	present = cds_lfht_add_unique(map->table,
+				      tally__rcu_map_hash(map, wanted.bytes, wanted.len),
 				      key_matches, &wanted, &node->lfht);
 	if (present != &node->lfht)
 		TALLY_TSAN_ACQUIRE(node_of(present));
 	return node_of(present);
 }
 
-int tally_rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node)
+int tally__rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node)
 {
 	return cds_lfht_del(map->table, &node->lfht) == 0 ? TALLY_OK : TALLY_ENOTFOUND;
 }
 
-int tally_rcu_map_node_removed(struct tally_rcu_map_node *node)
+int tally__rcu_map_node_removed(struct tally_rcu_map_node *node)
 {
 	return cds_lfht_is_node_deleted(&node->lfht);
 }
 
-int tally_rcu_map_visit(struct tally_rcu_map *map,
-			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
+int tally__rcu_map_visit(struct tally_rcu_map *map,
+			 int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg)
 {
 	struct cds_lfht_iter iter;
 	struct cds_lfht_node *lfht;
@@ -245,8 +246,8 @@ static struct tally_rcu_map_node *remove_all(struct tally_rcu_map *map)
 	return removed;
 }
 
-int tally_rcu_map_destroy(struct tally_rcu_map *map,
-			  void (*release_node)(struct tally_rcu_map_node *node))
+int tally__rcu_map_destroy(struct tally_rcu_map *map,
+			   void (*release_node)(struct tally_rcu_map_node *node))
 {
 	struct tally_rcu_map_node *removed, *next;
 	int err = tally_rcu_barrier();

@@ -13,7 +13,7 @@
  * - lookup, insert_unique, remove and visit must be called inside tally_rcu_read_lock().
  *   A node returned by lookup stays readable until the caller leaves its read-side section.
  * - remove returns TALLY_OK to exactly one caller per inserted node: the one whose removal
- *   took effect. That caller (only) then retires the node's owner with tally_rcu_retire
+ *   took effect. That caller (only) then retires the node's owner with tally__rcu_retire
  *   (internal/rcu.h) on an rcu head the owner keeps on a cold line: the node itself holds only
  *   what a lookup reads, so an owner can put its key and hot fields on the node's line.
  * - insert_unique is linearizable with lookup and remove of the same key.
@@ -32,7 +32,7 @@
 struct tally_rcu_map {
 	struct cds_lfht *table;
 	uint64_t hash_key[2]; /* SipHash key, random per map */
-	_Atomic unsigned long grown_to; /* buckets init or tally_rcu_map_grow_for made sure of */
+	_Atomic unsigned long grown_to; /* buckets init or tally__rcu_map_grow_for made sure of */
 };
 
 /* 24 bytes: everything a lookup reads of a node it passes or matches. The key is named by
@@ -50,14 +50,14 @@ struct tally_rcu_map_node {
 };
 
 /* The node's key bytes (key_len of them). */
-static inline const char *tally_rcu_map_node_key(const struct tally_rcu_map_node *node)
+static inline const char *tally__rcu_map_node_key(const struct tally_rcu_map_node *node)
 {
 	return (const char *)node + node->key_offset;
 }
 
 /* memcmp(a, b, len) == 0, inline for up to 16 bytes (most ids): two overlapping loads per
  * side instead of a call into libc, which was 5-7% of a session lookup. */
-static inline int tally_rcu_map_same_bytes(const char *a, const char *b, size_t len)
+static inline int tally__rcu_map_same_bytes(const char *a, const char *b, size_t len)
 {
 	uint64_t a8, b8, a8_end, b8_end;
 	uint32_t a4, b4, a4_end, b4_end;
@@ -82,11 +82,11 @@ static inline int tally_rcu_map_same_bytes(const char *a, const char *b, size_t 
 
 /* Creates an empty map. Errors: TALLY_ENOMEM. Any thread; no read lock needed. The bucket
  * table reserves 256 MiB of address space, not memory (MAX_BUCKETS in rcu_map.c). */
-int tally_rcu_map_init(struct tally_rcu_map *map);
-/* As tally_rcu_map_init, with about one bucket per expected node from the start (rounded up
+int tally__rcu_map_init(struct tally_rcu_map *map);
+/* As tally__rcu_map_init, with about one bucket per expected node from the start (rounded up
  * to a power of two, at most 2^22) rather than growing to it: cds_lfht grows by its count in
  * steps, so a table filled from small can hold up to 8 nodes per bucket between them. */
-int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
+int tally__rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
 
 /* Outside any read-side section, blocking (cds_lfht_resize waits for grace periods): makes
  * the bucket table about one bucket per node for `nodes` nodes now (a power of two, at most
@@ -95,7 +95,7 @@ int tally_rcu_map_init_sized(struct tally_rcu_map *map, size_t expected_nodes);
  * behind a burst of inserts for seconds (chains of 150 nodes for 10,000 nodes in 64
  * buckets). For creation paths that may block; a no-op when already that large. Errors:
  * TALLY_EBUSY (inside a read-side section: nothing done). */
-int tally_rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes);
+int tally__rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes);
 
 /*
  * Destroys the map. Every node still in it is removed and handed to release_node (may be
@@ -105,36 +105,36 @@ int tally_rcu_map_grow_for(struct tally_rcu_map *map, size_t nodes);
  * (tally_rcu_barrier), so call it outside any read-side section. Errors: TALLY_EBUSY (inside
  * a read-side section).
  */
-int tally_rcu_map_destroy(struct tally_rcu_map *map,
-			  void (*release_node)(struct tally_rcu_map_node *node));
+int tally__rcu_map_destroy(struct tally_rcu_map *map,
+			   void (*release_node)(struct tally_rcu_map_node *node));
 
 /* Points `node` at its key: key_len bytes inside the node's owner (within 2 GiB of the node;
  * at most UINT32_MAX bytes), unchanged while the node is in the map. */
-void tally_rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len);
+void tally__rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, size_t key_len);
 
 /* Read lock held. The node with this key, or NULL. */
-struct tally_rcu_map_node *tally_rcu_map_lookup(struct tally_rcu_map *map, const char *key,
-						size_t key_len);
+struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, const char *key,
+						 size_t key_len);
 
 /* Read lock held. Inserts `node` unless its key is present: returns `node` when inserted,
  * else the node already present (and `node` is left untouched). */
-struct tally_rcu_map_node *tally_rcu_map_insert_unique(struct tally_rcu_map *map,
-						       struct tally_rcu_map_node *node);
+struct tally_rcu_map_node *tally__rcu_map_insert_unique(struct tally_rcu_map *map,
+							struct tally_rcu_map_node *node);
 
 /* Read lock held. TALLY_OK if this call removed `node`; TALLY_ENOTFOUND if it was already
  * removed (by this or another thread). */
-int tally_rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node);
+int tally__rcu_map_remove(struct tally_rcu_map *map, struct tally_rcu_map_node *node);
 
 /* 1 if `node` has been removed from its map (read lock held). */
-int tally_rcu_map_node_removed(struct tally_rcu_map_node *node);
+int tally__rcu_map_node_removed(struct tally_rcu_map_node *node);
 
 /* Read lock held. Calls visit(node, arg) for each node until visit returns non-zero, which
  * is then returned (0 after a full pass). Nodes added or removed during the walk may or may
  * not be visited; every node present throughout is visited once. */
-int tally_rcu_map_visit(struct tally_rcu_map *map,
-			int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg);
+int tally__rcu_map_visit(struct tally_rcu_map *map,
+			 int (*visit)(struct tally_rcu_map_node *node, void *arg), void *arg);
 
 /* SipHash-1-3 of the bytes under the map's key (exposed for secondary indexes). */
-uint64_t tally_rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len);
+uint64_t tally__rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len);
 
 #endif

@@ -14,7 +14,8 @@
  */
 #include "ratelimit/internal.h"
 
-int rl_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config)
+int tally__ratelimit_gcra_configure(struct rl_params *params,
+				    const struct tally_ratelimit_config *config)
 {
 	int64_t burst = config->burst ? config->burst : config->limit;
 
@@ -31,13 +32,14 @@ int rl_gcra_configure(struct rl_params *params, const struct tally_ratelimit_con
 	return TALLY_OK;
 }
 
-uint64_t rl_gcra_fresh(const struct rl_params *params, int64_t now)
+uint64_t tally__ratelimit_gcra_fresh(const struct rl_params *params, int64_t now)
 {
 	return 0; /* a TAT in the past: the full burst is available */
 }
 
-bool rl_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		  uint64_t *next, struct tally_ratelimit_result *result)
+bool tally__ratelimit_gcra_step(const struct rl_params *params, uint64_t word, int64_t now,
+				int64_t cost, uint64_t *next,
+				struct tally_ratelimit_result *result)
 {
 	const int64_t interval = params->interval_ns, tolerance = params->tolerance_ns;
 	/* TAT <= (a past reading) + tau < 2^63; base + cost * T <= base + tau < 2^63. */
@@ -58,7 +60,7 @@ bool rl_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, in
 	return true;
 }
 
-bool rl_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now)
+bool tally__ratelimit_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now)
 {
 	return (int64_t)word <= now && now - (int64_t)word >= params->idle_ttl_ns;
 }

@@ -16,6 +16,7 @@
 #include "tally/ratelimit.h"
 #include "internal/alloc.h"
 #include "internal/rcu_map.h"
+#include "internal/sweeper.h"
 
 #define RL_DEAD UINT64_MAX
 
@@ -33,7 +34,7 @@ struct rl_params {
 };
 
 /*
- * One key, cache-line aligned (tally_alloc_aligned). Written by: allow (word, by CAS),
+ * One key, cache-line aligned (tally__alloc_aligned). Written by: allow (word, by CAS),
  * sweep/reset (word -> RL_DEAD, by CAS). The word is the only field written after
  * publication, so it has a line to itself: every lookup reads the node and the key bytes
  * (this entry's, and its neighbours' nodes on the way down the chain), and a hot key's CAS
@@ -52,7 +53,7 @@ struct rl_entry {
 
 struct tally_ratelimit {
 	struct rl_params params;          /* immutable after create */
-	tally_ratelimit_clock_fn clock;
+	tally_ratelimit_now_ns_fn now_ns;
 	void *clock_arg;
 	int64_t max_keys;                 /* 0 = no cap */
 	struct tally_rcu_map map;
@@ -61,11 +62,7 @@ struct tally_ratelimit {
 	_Atomic int64_t sweep_horizon;    /* highest clock reading any sweep has killed at */
 	/* background sweeper (sweep.c) */
 	int64_t sweep_interval_ns;
-	bool sweeper_running;             /* set by create, read by destroy (same thread duty) */
-	bool sweeper_stop;                /* under sweeper_lock */
-	pthread_t sweeper;
-	pthread_mutex_t sweeper_lock;
-	pthread_cond_t sweeper_wake;
+	struct tally__sweeper sweeper;    /* initialised only when sweep_interval_ns > 0 */
 };
 
 /* Clock readings must lie in [0, RL_CLOCK_MAX): sums with spans stay inside int64. */
@@ -75,32 +72,35 @@ struct tally_ratelimit {
  * *newest the entry's newest_window loaded after the word. Returns true to admit with *next
  * the word to install, and *newest raised to the full index of its window; false to refuse.
  * Fills *result. */
-bool rl_window_step(const struct rl_params *params, uint64_t word, uint64_t *newest,
-		    int64_t now, int64_t cost, uint64_t *next,
-		    struct tally_ratelimit_result *result);
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word,
+				  uint64_t *newest, int64_t now, int64_t cost, uint64_t *next,
+				  struct tally_ratelimit_result *result);
 /* The word of a key that has been charged nothing, at `now`, and its full window index. */
-uint64_t rl_window_fresh(const struct rl_params *params, int64_t now);
+uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now);
 uint64_t rl_window_index(const struct rl_params *params, int64_t now);
 /* True if `word` (not RL_DEAD; `newest` loaded after it) behaves as fresh and has for at
  * least idle_ttl_ns. */
-bool rl_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
 		    int64_t now);
 /* Precomputes the packing; EINVAL if the config's window fields are out of range. */
-int rl_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+int tally__ratelimit_window_configure(struct rl_params *params,
+				      const struct tally_ratelimit_config *config);
 
-bool rl_gcra_step(const struct rl_params *params, uint64_t word, int64_t now, int64_t cost,
-		  uint64_t *next, struct tally_ratelimit_result *result);
-uint64_t rl_gcra_fresh(const struct rl_params *params, int64_t now);
-bool rl_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
-int rl_gcra_configure(struct rl_params *params, const struct tally_ratelimit_config *config);
+bool tally__ratelimit_gcra_step(const struct rl_params *params, uint64_t word, int64_t now,
+				int64_t cost, uint64_t *next,
+				struct tally_ratelimit_result *result);
+uint64_t tally__ratelimit_gcra_fresh(const struct rl_params *params, int64_t now);
+bool tally__ratelimit_gcra_idle(const struct rl_params *params, uint64_t word, int64_t now);
+int tally__ratelimit_gcra_configure(struct rl_params *params,
+				    const struct tally_ratelimit_config *config);
 
 /* limiter.c */
-int64_t rl_now(const struct tally_ratelimit *limiter);
+int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter);
 /* Read lock held; `entry` is already marked RL_DEAD. Unlinks it if nobody has yet, and then
  * retires it. Returns 1 if this call unlinked it. */
-int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
+int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
 
 /* sweep.c: background sweeper. */
-int rl_sweeper_start(struct tally_ratelimit *limiter);
-void rl_sweeper_stop(struct tally_ratelimit *limiter);
+int tally__ratelimit_sweeper_start(struct tally_ratelimit *limiter);
+void tally__ratelimit_sweeper_stop(struct tally_ratelimit *limiter);
 #endif

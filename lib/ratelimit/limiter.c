@@ -32,9 +32,9 @@ static int64_t monotonic_ns(void *unused)
 	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-int64_t rl_now(const struct tally_ratelimit *limiter)
+int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter)
 {
-	return limiter->clock(limiter->clock_arg);
+	return limiter->now_ns(limiter->clock_arg);
 }
 
 _Static_assert(offsetof(struct rl_entry, word) % TALLY_CACHE_LINE == 0 &&
@@ -52,8 +52,8 @@ static bool step(const struct rl_params *params, uint64_t word, uint64_t *newest
 		 int64_t cost, uint64_t *next, struct tally_ratelimit_result *result)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
-		return rl_gcra_step(params, word, now, cost, next, result);
-	return rl_window_step(params, word, newest, now, cost, next, result);
+		return tally__ratelimit_gcra_step(params, word, now, cost, next, result);
+	return tally__ratelimit_window_step(params, word, newest, now, cost, next, result);
 }
 
 /* Raises entry->newest_window to `window` (a max: a stale installer never lowers it).
@@ -70,8 +70,8 @@ static void raise_newest(struct rl_entry *entry, uint64_t seen, uint64_t window)
 static uint64_t fresh_word(const struct rl_params *params, int64_t now)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
-		return rl_gcra_fresh(params, now);
-	return rl_window_fresh(params, now);
+		return tally__ratelimit_gcra_fresh(params, now);
+	return tally__ratelimit_window_fresh(params, now);
 }
 
 static int check_config(const struct tally_ratelimit_config *config, struct rl_params *params)
@@ -88,16 +88,16 @@ static int check_config(const struct tally_ratelimit_config *config, struct rl_p
 	};
 	switch (config->algorithm) {
 	case TALLY_RATELIMIT_FIXED_WINDOW:
-		return rl_window_configure(params, config);
+		return tally__ratelimit_window_configure(params, config);
 	case TALLY_RATELIMIT_GCRA:
-		return rl_gcra_configure(params, config);
+		return tally__ratelimit_gcra_configure(params, config);
 	default:
 		return TALLY_EINVAL;
 	}
 }
 
-int tally_ratelimit_create(const struct tally_ratelimit_config *config,
-			   struct tally_ratelimit **limiter_out)
+int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
+			   const struct tally_ratelimit_config *config)
 {
 	struct rl_params params;
 	struct tally_ratelimit *limiter;
@@ -112,21 +112,21 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 	if (!limiter)
 		return TALLY_ENOMEM;
 	limiter->params = params;
-	limiter->clock = config->clock ? config->clock : monotonic_ns;
+	limiter->now_ns = config->now_ns ? config->now_ns : monotonic_ns;
 	limiter->clock_arg = config->clock_arg;
 	limiter->max_keys = config->max_keys;
 	limiter->sweep_interval_ns = config->sweep_interval_ns;
 	atomic_init(&limiter->key_count, 0);
 	atomic_init(&limiter->sweep_horizon, 0);
-	err = tally_rcu_map_init_sized(&limiter->map, (size_t)config->expected_keys);
+	err = tally__rcu_map_init_sized(&limiter->map, (size_t)config->expected_keys);
 	if (err != TALLY_OK) {
 		free(limiter);
 		return err;
 	}
 	if (limiter->sweep_interval_ns > 0) {
-		err = rl_sweeper_start(limiter);
+		err = tally__ratelimit_sweeper_start(limiter);
 		if (err != TALLY_OK) {
-			tally_rcu_map_destroy(&limiter->map, NULL);
+			tally__rcu_map_destroy(&limiter->map, NULL);
 			free(limiter);
 			return err;
 		}
@@ -137,12 +137,12 @@ int tally_ratelimit_create(const struct tally_ratelimit_config *config,
 
 static void free_entry(struct tally_rcu_map_node *node)
 {
-	tally_free_aligned(caa_container_of(node, struct rl_entry, node));
+	tally__free_aligned(caa_container_of(node, struct rl_entry, node));
 }
 
 static void reclaim_entry(struct tally_rcu_head *rcu)
 {
-	tally_free_aligned(caa_container_of(rcu, struct rl_entry, rcu));
+	tally__free_aligned(caa_container_of(rcu, struct rl_entry, rcu));
 }
 
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
@@ -155,21 +155,21 @@ int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
 	err = tally_rcu_barrier();
 	if (err != TALLY_OK)
 		return err;
-	rl_sweeper_stop(limiter);
-	err = tally_rcu_map_destroy(&limiter->map, free_entry);
+	tally__ratelimit_sweeper_stop(limiter);
+	err = tally__rcu_map_destroy(&limiter->map, free_entry);
 	if (err != TALLY_OK)
 		return err;
 	free(limiter);
 	return TALLY_OK;
 }
 
-int rl_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
+int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
 {
-	if (tally_rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK)
+	if (tally__rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK)
 		return 0;
 	/* relaxed: a count; the map orders the removal itself. */
 	atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
-	tally_rcu_retire(&entry->rcu, reclaim_entry);
+	tally__rcu_retire(&entry->rcu, reclaim_entry);
 	return 1;
 }
 
@@ -182,7 +182,7 @@ static int check_key(const struct tally_ratelimit *limiter, const char *key, siz
 
 static int read_clock(const struct tally_ratelimit *limiter, int64_t *now)
 {
-	*now = rl_now(limiter);
+	*now = tally__ratelimit_now(limiter);
 	return *now >= 0 && *now < RL_CLOCK_MAX ? TALLY_OK : TALLY_EOVERFLOW;
 }
 
@@ -225,7 +225,7 @@ static bool reserve_key(struct tally_ratelimit *limiter)
 static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const char *key,
 				       size_t key_len, int64_t *now, int *err)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&limiter->map, key, key_len);
 	struct rl_entry *entry;
 
 	if (node)
@@ -238,13 +238,13 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	if (!reserve_key(limiter)) {
 		/* The slot may be held by a racing creator of this very key: use its entry if
 		 * it is in by now (else EFULL: the key was not in the map at our lookups). */
-		node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+		node = tally__rcu_map_lookup(&limiter->map, key, key_len);
 		if (node)
 			return caa_container_of(node, struct rl_entry, node);
 		*err = TALLY_EFULL;
 		return NULL;
 	}
-	entry = tally_alloc_aligned(sizeof(*entry) + key_len);
+	entry = tally__alloc_aligned(sizeof(*entry) + key_len);
 	if (!entry) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 		*err = TALLY_ENOMEM;
@@ -253,11 +253,11 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 	memcpy(entry->key, key, key_len);
 	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
 	atomic_init(&entry->newest_window, rl_window_index(&limiter->params, *now));
-	tally_rcu_map_node_init(&entry->node, entry->key, key_len);
-	node = tally_rcu_map_insert_unique(&limiter->map, &entry->node);
+	tally__rcu_map_node_init(&entry->node, entry->key, key_len);
+	node = tally__rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
 		/* Lost the creation race: ours was never published. */
-		tally_free_aligned(entry);
+		tally__free_aligned(entry);
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 	}
 	return caa_container_of(node, struct rl_entry, node);
@@ -293,7 +293,7 @@ static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry,
 							  memory_order_release,
 							  memory_order_acquire))
 			return TALLY_OK;
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 }
 
@@ -337,7 +337,7 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 		/* A sweep killed it at a reading that may be newer than ours: charge the
 		 * fresh entry no earlier than that (see sweep.c). */
 		clamp_to_horizon(limiter, &now);
-		rl_unlink_dead(limiter, entry);
+		tally__ratelimit_unlink_dead(limiter, entry);
 	}
 	tally_rcu_read_unlock();
 	if (now != reading && (err == TALLY_OK || err == TALLY_ELIMITED)) {
@@ -375,7 +375,7 @@ int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_
 	if (err != TALLY_OK)
 		return err;
 	tally_rcu_read_lock();
-	node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	node = tally__rcu_map_lookup(&limiter->map, key, key_len);
 	if (node) { /* acquire, then newest_window: see charge_entry */
 		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
 
@@ -398,14 +398,14 @@ int tally_ratelimit_reset(struct tally_ratelimit *limiter, const char *key, size
 		return err;
 	err = TALLY_ENOTFOUND;
 	tally_rcu_read_lock();
-	node = tally_rcu_map_lookup(&limiter->map, key, key_len);
+	node = tally__rcu_map_lookup(&limiter->map, key, key_len);
 	if (node) {
 		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
 		/* relaxed: see charge_entry; the exchange is the reset's linearization point. */
 		if (atomic_exchange_explicit(&entry->word, RL_DEAD, memory_order_relaxed) !=
 		    RL_DEAD)
 			err = TALLY_OK;
-		rl_unlink_dead(limiter, entry);
+		tally__ratelimit_unlink_dead(limiter, entry);
 	}
 	tally_rcu_read_unlock();
 	return err;

@@ -19,8 +19,6 @@
  * that has already passed, at which the killed state was fresh. (After, not only before the
  * insert: see limiter.c, tally_ratelimit_allow_result.)
  */
-#include <errno.h>
-#include <time.h>
 #include "ratelimit/internal.h"
 
 struct sweep_walk {
@@ -33,9 +31,9 @@ static bool idle(const struct rl_params *params, const struct rl_entry *entry, u
 		 int64_t now)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
-		return rl_gcra_idle(params, word, now);
+		return tally__ratelimit_gcra_idle(params, word, now);
 	/* After the acquire load of the word (see limiter.c, charge_entry). */
-	return rl_window_idle(params, word,
+	return tally__ratelimit_window_idle(params, word,
 			      atomic_load_explicit(&entry->newest_window, memory_order_relaxed),
 			      now);
 }
@@ -56,7 +54,7 @@ static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 							     memory_order_relaxed))
 			return 0; /* busy, or charged since we looked */
 	}
-	walk->removed += rl_unlink_dead(walk->limiter, entry);
+	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry);
 	return 0;
 }
 
@@ -78,87 +76,38 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed)
 
 	if (!limiter)
 		return TALLY_EINVAL;
-	walk.now = rl_now(limiter);
+	walk.now = tally__ratelimit_now(limiter);
 	if (walk.now < 0 || walk.now >= RL_CLOCK_MAX)
 		return TALLY_EOVERFLOW;
 	raise_horizon(limiter, walk.now);
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&limiter->map, sweep_entry, &walk);
+	tally__rcu_map_visit(&limiter->map, sweep_entry, &walk);
 	tally_rcu_read_unlock();
 	if (removed)
 		*removed = walk.removed;
 	return TALLY_OK;
 }
 
-static struct timespec deadline_after(int64_t ns)
+static void sweep_in_background(void *limiter)
 {
-	struct timespec at;
-
-	clock_gettime(CLOCK_MONOTONIC, &at);
-	at.tv_sec += (time_t)(ns / 1000000000);
-	at.tv_nsec += (long)(ns % 1000000000);
-	if (at.tv_nsec >= 1000000000) {
-		at.tv_sec++;
-		at.tv_nsec -= 1000000000;
-	}
-	return at;
+	tally_ratelimit_sweep(limiter, NULL);
 }
 
-static void *sweeper_main(void *arg)
+int tally__ratelimit_sweeper_start(struct tally_ratelimit *limiter)
 {
-	struct tally_ratelimit *limiter = arg;
+	int err = tally__sweeper_init(&limiter->sweeper);
 
-	pthread_mutex_lock(&limiter->sweeper_lock);
-	while (!limiter->sweeper_stop) {
-		struct timespec at = deadline_after(limiter->sweep_interval_ns);
-		int wait = 0;
-		while (!limiter->sweeper_stop && wait != ETIMEDOUT)
-			wait = pthread_cond_timedwait(&limiter->sweeper_wake,
-						      &limiter->sweeper_lock, &at);
-		if (limiter->sweeper_stop)
-			break;
-		pthread_mutex_unlock(&limiter->sweeper_lock);
-		tally_ratelimit_sweep(limiter, NULL);
-		pthread_mutex_lock(&limiter->sweeper_lock);
-	}
-	pthread_mutex_unlock(&limiter->sweeper_lock);
-	/* The RCU registration this thread picked up is dropped at thread exit (tally/rcu.h). */
-	return NULL;
+	if (err != TALLY_OK)
+		return err;
+	err = tally__sweeper_start(&limiter->sweeper, limiter->sweep_interval_ns,
+				   sweep_in_background, limiter);
+	if (err != TALLY_OK)
+		tally__sweeper_destroy(&limiter->sweeper);
+	return err;
 }
 
-int rl_sweeper_start(struct tally_ratelimit *limiter)
+void tally__ratelimit_sweeper_stop(struct tally_ratelimit *limiter)
 {
-	pthread_condattr_t attr;
-
-	if (pthread_condattr_init(&attr))
-		return TALLY_ENOMEM;
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	if (pthread_cond_init(&limiter->sweeper_wake, &attr)) {
-		pthread_condattr_destroy(&attr);
-		return TALLY_ENOMEM;
-	}
-	pthread_condattr_destroy(&attr);
-	pthread_mutex_init(&limiter->sweeper_lock, NULL);
-	limiter->sweeper_stop = false;
-	if (pthread_create(&limiter->sweeper, NULL, sweeper_main, limiter)) {
-		pthread_cond_destroy(&limiter->sweeper_wake);
-		pthread_mutex_destroy(&limiter->sweeper_lock);
-		return TALLY_ETHREAD;
-	}
-	limiter->sweeper_running = true;
-	return TALLY_OK;
-}
-
-void rl_sweeper_stop(struct tally_ratelimit *limiter)
-{
-	if (!limiter->sweeper_running)
-		return;
-	pthread_mutex_lock(&limiter->sweeper_lock);
-	limiter->sweeper_stop = true;
-	pthread_cond_signal(&limiter->sweeper_wake);
-	pthread_mutex_unlock(&limiter->sweeper_lock);
-	pthread_join(limiter->sweeper, NULL);
-	pthread_cond_destroy(&limiter->sweeper_wake);
-	pthread_mutex_destroy(&limiter->sweeper_lock);
-	limiter->sweeper_running = false;
+	if (limiter->sweep_interval_ns > 0)
+		tally__sweeper_destroy(&limiter->sweeper);
 }

@@ -34,7 +34,8 @@ static unsigned bit_width(uint64_t value)
 	return value ? 64u - (unsigned)__builtin_clzll(value) : 0u;
 }
 
-int rl_window_configure(struct rl_params *params, const struct tally_ratelimit_config *config)
+int tally__ratelimit_window_configure(struct rl_params *params,
+				      const struct tally_ratelimit_config *config)
 {
 	if (config->limit <= 0 || config->limit > TALLY_RATELIMIT_WINDOW_LIMIT_MAX ||
 	    config->period_ns <= 0 || config->period_ns >= RL_CLOCK_MAX ||
@@ -55,7 +56,7 @@ uint64_t rl_window_index(const struct rl_params *params, int64_t now)
 	return (uint64_t)now / (uint64_t)params->period_ns;
 }
 
-uint64_t rl_window_fresh(const struct rl_params *params, int64_t now)
+uint64_t tally__ratelimit_window_fresh(const struct rl_params *params, int64_t now)
 {
 	return (rl_window_index(params, now) & index_mask(params)) << params->count_bits;
 }
@@ -67,9 +68,9 @@ static uint64_t stored_window(const struct rl_params *params, uint64_t word, uin
 	return newest - ((newest - (word >> params->count_bits)) & index_mask(params));
 }
 
-bool rl_window_step(const struct rl_params *params, uint64_t word, uint64_t *newest,
-		    int64_t now, int64_t cost, uint64_t *next,
-		    struct tally_ratelimit_result *result)
+bool tally__ratelimit_window_step(const struct rl_params *params, uint64_t word,
+				  uint64_t *newest, int64_t now, int64_t cost, uint64_t *next,
+				  struct tally_ratelimit_result *result)
 {
 	const uint64_t period = (uint64_t)params->period_ns, now_index = rl_window_index(params, now);
 	const uint64_t count = word & ((UINT64_C(1) << params->count_bits) - 1);
@@ -99,7 +100,7 @@ bool rl_window_step(const struct rl_params *params, uint64_t word, uint64_t *new
 	return true;
 }
 
-bool rl_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
+bool tally__ratelimit_window_idle(const struct rl_params *params, uint64_t word, uint64_t newest,
 		    int64_t now)
 {
 	const uint64_t stored = stored_window(params, word, newest);

@@ -67,8 +67,8 @@ uint32_t tally_seq_period_of(int64_t now, enum tally_seq_reset reset, int32_t ut
 	return period_of_local(local, reset);
 }
 
-void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
-		     int *day)
+void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
+			    int *day)
 {
 	switch (reset) {
 	case TALLY_SEQ_RESET_DAILY:
@@ -217,8 +217,8 @@ static int compile_field(struct seq_template *tmpl, size_t open, size_t close,
 	return TALLY_EFORMAT;
 }
 
-int seq_template_compile(struct seq_template *tmpl, const char *format,
-			 enum tally_seq_reset reset)
+int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
+				enum tally_seq_reset reset)
 {
 	size_t len;
 	int counters = 0, err;
@@ -279,10 +279,10 @@ static int emit_number(char *buf, size_t size, size_t *pos, uint64_t value, unsi
 	return emit(buf, size, pos, digits + sizeof(digits) - n, n);
 }
 
-int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
-			const char *tenant, size_t tenant_len, const char *series,
-			size_t series_len, uint32_t period, uint64_t counter, char *buf,
-			size_t size)
+int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
+			       const char *tenant, size_t tenant_len, const char *series,
+			       size_t series_len, uint32_t period, uint64_t counter, char *buf,
+			       size_t size)
 {
 	int year = 1970, month = 1, day = 1, err = TALLY_OK;
 	size_t pos = 0;
@@ -292,7 +292,7 @@ int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset re
 	if (size == 0)
 		return TALLY_ETOOLONG;
 	if (reset != TALLY_SEQ_RESET_NEVER)
-		seq_period_date(period, reset, &year, &month, &day);
+		tally__seq_period_date(period, reset, &year, &month, &day);
 	/* %Y is 4 digits: a date past 9999 (a period the clock never gives: see
 	 * seq_period_at) is refused rather than rendered wider or wrapped. */
 	if (year > 9999 && tmpl->has_date)

@@ -32,8 +32,8 @@ struct seq_template {
 };
 
 /* Compiles `format` for `reset`. Errors: EINVAL, ETOOLONG, EFORMAT. */
-int seq_template_compile(struct seq_template *tmpl, const char *format,
-			 enum tally_seq_reset reset);
+int tally__seq_template_compile(struct seq_template *tmpl, const char *format,
+				enum tally_seq_reset reset);
 
 /* The period of clock reading `now` (UTC seconds): TALLY_OK, or TALLY_EOVERFLOW if now
  * shifted by the offset lies outside [0, TALLY_SEQ_CLOCK_MAX). */
@@ -41,12 +41,12 @@ int seq_period_at(int64_t now, enum tally_seq_reset reset, int32_t utc_offset_mi
 		  uint32_t *period);
 
 /* Renders a number. Errors: EWIDTH, ETOOLONG, EOVERFLOW (a date past 9999). */
-int seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
-			const char *tenant, size_t tenant_len, const char *series,
-			size_t series_len, uint32_t period, uint64_t counter, char *buf,
-			size_t size);
+int tally__seq_template_render(const struct seq_template *tmpl, enum tally_seq_reset reset,
+			       const char *tenant, size_t tenant_len, const char *series,
+			       size_t series_len, uint32_t period, uint64_t counter, char *buf,
+			       size_t size);
 
 /* Civil date of a period's first day. */
-void seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
-		     int *day);
+void tally__seq_period_date(uint32_t period, enum tally_seq_reset reset, int *year, int *month,
+			    int *day);
 #endif

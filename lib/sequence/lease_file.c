@@ -40,6 +40,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include "tally/lease.h"
+#include "internal/hash.h"
 
 #define FILE_MAGIC "TALLYLSE"
 #define FILE_VERSION 2u
@@ -55,17 +56,6 @@ struct file_provider {
 	pthread_mutex_t lock; /* serialises this process's threads around the file lock */
 	int fd;
 };
-
-static uint64_t fnv1a(uint64_t hash, const unsigned char *bytes, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		hash ^= bytes[i];
-		hash *= UINT64_C(0x100000001b3);
-	}
-	return hash;
-}
-
-#define FNV_BASIS UINT64_C(0xcbf29ce484222325)
 
 static uint64_t get64(const unsigned char *p)
 {
@@ -137,7 +127,7 @@ static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
 
 static uint64_t record_check(const unsigned char *rec)
 {
-	return fnv1a(FNV_BASIS, rec, CHECK_OFFSET);
+	return tally__fnv1a64(TALLY__FNV1A64_BASIS, rec, CHECK_OFFSET);
 }
 
 /* A version-2 header counting `count` records. */
@@ -148,7 +138,7 @@ static void header_build(unsigned char *hdr, uint64_t count)
 	put32(hdr + 8, FILE_VERSION);
 	put32(hdr + 12, RECORD_SIZE);
 	put64(hdr + COUNT_OFFSET, count);
-	put64(hdr + 56, fnv1a(FNV_BASIS, hdr, 56));
+	put64(hdr + 56, tally__fnv1a64(TALLY__FNV1A64_BASIS, hdr, 56));
 }
 
 /* Returns the header's version (FILE_VERSION or FILE_VERSION_NO_COUNT), or 0 if invalid. */
@@ -157,7 +147,7 @@ static uint32_t header_version(const unsigned char *hdr)
 	uint32_t version = get32(hdr + 8);
 
 	if (memcmp(hdr, FILE_MAGIC, 8) != 0 || get32(hdr + 12) != RECORD_SIZE ||
-	    get64(hdr + 56) != fnv1a(FNV_BASIS, hdr, 56))
+	    get64(hdr + 56) != tally__fnv1a64(TALLY__FNV1A64_BASIS, hdr, 56))
 		return 0;
 	return version == FILE_VERSION || version == FILE_VERSION_NO_COUNT ? version : 0;
 }
@@ -541,7 +531,11 @@ int tally_lease_file_open(struct tally_lease_provider **out, const char *path)
 		free(fp);
 		return err;
 	}
-	pthread_mutex_init(&fp->lock, NULL);
+	if (pthread_mutex_init(&fp->lock, NULL)) {
+		close(fp->fd);
+		free(fp);
+		return TALLY_ENOMEM;
+	}
 	/* Validate now, so corruption shows at open. */
 	err = file_lock(fp, F_WRLCK);
 	if (!err) {

@@ -147,7 +147,10 @@ int tally_lease_memory_create(struct tally_lease_provider **out)
 	mem = calloc(1, sizeof(*mem));
 	if (!mem)
 		return TALLY_ENOMEM;
-	pthread_mutex_init(&mem->lock, NULL);
+	if (pthread_mutex_init(&mem->lock, NULL)) {
+		free(mem);
+		return TALLY_ENOMEM;
+	}
 	mem->provider.ops = &memory_ops;
 	mem->provider.impl = mem;
 	*out = &mem->provider;

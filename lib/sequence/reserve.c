@@ -47,7 +47,8 @@ static void set_divert(struct tally_series *s, bool pending)
 					  memory_order_release);
 }
 
-size_t seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out)
+size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k,
+				uint64_t *out)
 {
 	uint32_t period = effective_period(s, now_period);
 	size_t taken = 0, voided = 0;
@@ -76,7 +77,7 @@ static int release_number(struct tally_series *s, uint64_t packed)
 	uint32_t now_period;
 
 	/* A clock out of range leaves now_period 0: the series word's period decides. */
-	(void)seq_current_period(s, &now_period);
+	(void)tally__seq_current_period(s, &now_period);
 	if (SEQ_PERIOD(packed) < effective_period(s, now_period)) {
 		atomic_fetch_add_explicit(&s->voided, 1, memory_order_relaxed);
 		return TALLY_OK;
@@ -141,17 +142,17 @@ static int reserve_numbers(struct tally_series *s, uint32_t n, uint64_t *packed)
 	uint32_t now_period;
 	uint64_t first, count;
 	size_t got = 0;
-	int err = seq_current_period(s, &now_period);
+	int err = tally__seq_current_period(s, &now_period);
 
 	if (err)
 		return err;
 	/* Acquire: pairs with the release stores on the release list. */
 	if (s->mode == TALLY_SEQ_STRICT &&
 	    atomic_load_explicit(&s->released_count, memory_order_acquire) > 0)
-		got = seq_take_released(s, now_period, n, packed);
+		got = tally__seq_take_released(s, now_period, n, packed);
 	if (got == n)
 		return TALLY_OK;
-	err = seq_take_fresh(s, now_period, n - got, false, &first, &count);
+	err = tally__seq_take_fresh(s, now_period, n - got, false, &first, &count);
 	if (err) {
 		/* Put back what we took: the list keeps its capacity, so this cannot fail. */
 		for (size_t i = 0; i < got; i++)

@@ -39,12 +39,12 @@ static int64_t realtime_clock(void *arg)
 	return (int64_t)now.tv_sec;
 }
 
-int seq_current_period(const struct tally_series *s, uint32_t *period)
+int tally__seq_current_period(const struct tally_series *s, uint32_t *period)
 {
 	*period = 0;
 	if (s->reset == TALLY_SEQ_RESET_NEVER)
 		return TALLY_OK;
-	return seq_period_at(s->seq->clock(s->seq->clock_arg), s->reset, s->utc_offset_minutes,
+	return seq_period_at(s->seq->now_s(s->seq->clock_arg), s->reset, s->utc_offset_minutes,
 			     period);
 }
 
@@ -194,8 +194,8 @@ static bool take_fresh_add(struct tally_series *s, uint32_t now_period, uint64_t
 	return true;
 }
 
-int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
-		   uint64_t *first, uint64_t *count)
+int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
+			  uint64_t *first, uint64_t *count)
 {
 	tally_backoff_t backoff = TALLY_BACKOFF_INITIALIZER;
 	uint64_t cur;
@@ -226,7 +226,7 @@ int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool
 			*count = end - start + 1;
 			return TALLY_OK;
 		}
-		tally_backoff(&backoff);
+		tally__backoff(&backoff);
 	}
 }
 
@@ -307,7 +307,7 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 	struct tally__seq_block *block = home_block(s);
 	uint64_t first, count;
 	uint32_t size, now_period;
-	int err = seq_current_period(s, &now_period);
+	int err = tally__seq_current_period(s, &now_period);
 
 	if (err)
 		return err;
@@ -319,7 +319,7 @@ static int next_cached(struct tally_series *s, struct tally_seq_number *out)
 		return TALLY_OK;
 	}
 	size = next_block_size(s, block);
-	err = seq_take_fresh(s, now_period, size, true, &first, &count);
+	err = tally__seq_take_fresh(s, now_period, size, true, &first, &count);
 	if (err)
 		return err;
 	block->series_id = s->hot.head.id;
@@ -335,18 +335,18 @@ static int next_strict(struct tally_series *s, struct tally_seq_number *out)
 {
 	uint32_t now_period;
 	uint64_t first, count;
-	int err = seq_current_period(s, &now_period);
+	int err = tally__seq_current_period(s, &now_period);
 
 	if (err)
 		return err;
 	/* Acquire: pairs with the release in seq_release_number; the lock is taken inside. */
 	if (atomic_load_explicit(&s->released_count, memory_order_acquire) > 0 &&
-	    seq_take_released(s, now_period, 1, &first) == 1) {
+	    tally__seq_take_released(s, now_period, 1, &first) == 1) {
 		out->period = SEQ_PERIOD(first);
 		out->counter = SEQ_COUNTER(first);
 		return TALLY_OK;
 	}
-	err = seq_take_fresh(s, now_period, 1, false, &first, &count);
+	err = tally__seq_take_fresh(s, now_period, 1, false, &first, &count);
 	if (err)
 		return err;
 	out->period = SEQ_PERIOD(first);
@@ -381,7 +381,7 @@ int tally__series_next_width(struct tally_series *s, uint64_t old)
 	return TALLY_EWIDTH;
 }
 
-int64_t tally_seq_clock_coarse(void *arg)
+int64_t tally_seq_now_s_coarse(void *arg)
 {
 	struct timespec now;
 
@@ -395,9 +395,9 @@ int tally_series_format(const struct tally_series *s, const struct tally_seq_num
 {
 	if (!s || !number || !buf)
 		return TALLY_EINVAL;
-	return seq_template_render(&s->tmpl, s->reset, s->key, s->tenant_len,
-				   s->key + s->tenant_len + 1, s->key_len - s->tenant_len - 1,
-				   number->period, number->counter, buf, size);
+	return tally__seq_template_render(
+		&s->tmpl, s->reset, s->key, s->tenant_len, s->key + s->tenant_len + 1,
+		s->key_len - s->tenant_len - 1, number->period, number->counter, buf, size);
 }
 
 /* ---- registry ---- */
@@ -439,9 +439,9 @@ int tally_sequence_create(struct tally_sequence **out, const struct tally_sequen
 	seq = calloc(1, sizeof(*seq));
 	if (!seq)
 		return TALLY_ENOMEM;
-	seq->clock = opts && opts->clock ? opts->clock : realtime_clock;
+	seq->now_s = opts && opts->now_s ? opts->now_s : realtime_clock;
 	seq->clock_arg = opts ? opts->clock_arg : NULL;
-	if (tally_rcu_map_init_sized(&seq->series, opts ? opts->expected_series : 0) != TALLY_OK) {
+	if (tally__rcu_map_init_sized(&seq->series, opts ? opts->expected_series : 0) != TALLY_OK) {
 		free(seq);
 		return TALLY_ENOMEM;
 	}
@@ -465,7 +465,7 @@ static void series_free(struct tally_series *s)
 	pthread_mutex_destroy(&s->lease_lock);
 	pthread_mutex_destroy(&s->release_lock);
 	free(s->released);
-	tally_free_aligned(s);
+	tally__free_aligned(s);
 }
 
 static void series_reclaim(struct tally_rcu_head *rcu)
@@ -512,16 +512,16 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 
 	if (!seq)
 		return TALLY_EINVAL;
-	s = tally_alloc_aligned(sizeof(*s));
+	s = tally__alloc_aligned(sizeof(*s));
 	if (!s)
 		return TALLY_ENOMEM;
 	err = make_key(tenant, series, s->key, &s->key_len, &s->tenant_len);
 	if (!err)
 		err = check_config(config);
 	if (!err)
-		err = seq_template_compile(&s->tmpl, config->format, config->reset);
+		err = tally__seq_template_compile(&s->tmpl, config->format, config->reset);
 	if (err) {
-		tally_free_aligned(s);
+		tally__free_aligned(s);
 		return err;
 	}
 	s->seq = seq;
@@ -541,8 +541,15 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	s->cache_block = config->cache_block ? config->cache_block : TALLY_SEQ_CACHE_BLOCK_DEFAULT;
 	s->lease = config->lease;
 	s->lease_size = config->lease_size ? config->lease_size : TALLY_SEQ_LEASE_SIZE_DEFAULT;
-	pthread_mutex_init(&s->lease_lock, NULL);
-	pthread_mutex_init(&s->release_lock, NULL);
+	if (pthread_mutex_init(&s->lease_lock, NULL)) {
+		tally__free_aligned(s);
+		return TALLY_ENOMEM;
+	}
+	if (pthread_mutex_init(&s->release_lock, NULL)) {
+		pthread_mutex_destroy(&s->lease_lock);
+		tally__free_aligned(s);
+		return TALLY_ENOMEM;
+	}
 	atomic_init(&s->hot.state, 0);
 	atomic_init(&s->lease_hi, s->lease ? 0 : UINT64_MAX);
 	if (s->lease) {
@@ -552,9 +559,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 			return err;
 		}
 	}
-	tally_rcu_map_node_init(&s->node, s->key, s->key_len);
+	tally__rcu_map_node_init(&s->node, s->key, s->key_len);
 	tally_rcu_read_lock();
-	if (tally_rcu_map_insert_unique(&seq->series, &s->node) != &s->node)
+	if (tally__rcu_map_insert_unique(&seq->series, &s->node) != &s->node)
 		err = TALLY_EEXIST;
 	tally_rcu_read_unlock();
 	if (err) {
@@ -565,7 +572,7 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 	 * liburcu's background resize: by-name lookups walk whatever chains it has not split
 	 * yet. Inside a caller's read-side section it cannot (EBUSY): the background resize
 	 * then does it later, as before. */
-	tally_rcu_map_grow_for(&seq->series,
+	tally__rcu_map_grow_for(&seq->series,
 			       atomic_fetch_add_explicit(&seq->series_count, 1,
 							 memory_order_relaxed) + 1);
 	if (recovery)
@@ -580,7 +587,7 @@ static int close_series(struct tally_series *s, struct tally_series_stats *final
 	int err = TALLY_OK;
 
 	if (final)
-		tally_series_stats(s, final);
+		tally_series_get_stats(s, final);
 	if (s->lease && atomic_load_explicit(&s->lease_calls, memory_order_relaxed) > 0)
 		err = tally_lease_close(s->lease, s->key, s->key_len,
 					atomic_load_explicit(&s->lease_hi, memory_order_relaxed),
@@ -590,7 +597,7 @@ static int close_series(struct tally_series *s, struct tally_series_stats *final
 
 static struct tally_series *lookup(struct tally_sequence *seq, const char *key, size_t key_len)
 {
-	struct tally_rcu_map_node *node = tally_rcu_map_lookup(&seq->series, key, key_len);
+	struct tally_rcu_map_node *node = tally__rcu_map_lookup(&seq->series, key, key_len);
 
 	return node ? caa_container_of(node, struct tally_series, node) : NULL;
 }
@@ -612,7 +619,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 		return TALLY_EBUSY;
 	tally_rcu_read_lock();
 	s = lookup(seq, key, key_len);
-	err = s ? tally_rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
+	err = s ? tally__rcu_map_remove(&seq->series, &s->node) : TALLY_ENOTFOUND;
 	if (!err) { /* Relaxed: a diagnostic for late handle use; the grace period orders. */
 		atomic_fetch_sub_explicit(&seq->series_count, 1, memory_order_relaxed);
 		atomic_store_explicit(&s->removed, 1, memory_order_relaxed);
@@ -625,7 +632,7 @@ int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 	/* Every call that could still issue from s runs inside a read-side section. */
 	urcu_memb_synchronize_rcu();
 	err = close_series(s, final);
-	tally_rcu_retire(&s->rcu, series_reclaim);
+	tally__rcu_retire(&s->rcu, series_reclaim);
 	return err;
 }
 
@@ -705,7 +712,7 @@ int tally_series_checkpoint(struct tally_series *s)
 	return err;
 }
 
-int tally_series_stats(const struct tally_series *s, struct tally_series_stats *out)
+int tally_series_get_stats(const struct tally_series *s, struct tally_series_stats *out)
 {
 	uint64_t word;
 
@@ -748,9 +755,9 @@ int tally_sequence_destroy(struct tally_sequence *seq)
 	if (urcu_memb_read_ongoing())
 		return TALLY_EBUSY;
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&seq->series, close_visit, &first_error);
+	tally__rcu_map_visit(&seq->series, close_visit, &first_error);
 	tally_rcu_read_unlock();
-	err = tally_rcu_map_destroy(&seq->series, destroy_release);
+	err = tally__rcu_map_destroy(&seq->series, destroy_release);
 	if (err)
 		return err;
 	free(seq);

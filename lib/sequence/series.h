@@ -15,7 +15,7 @@
 
 /* The series word: (period << SEQ_COUNTER_BITS) | counter. 24 bits of period cover 45,000
  * years of days; 40 bits of counter hold 12 digits plus a maximal lease overshoot. */
-#define SEQ_COUNTER_BITS 40 /* also spelled 40 in tally/static/sequence.h */
+#define SEQ_COUNTER_BITS TALLY__SEQ_COUNTER_BITS /* tally/static/sequence.h */
 #define SEQ_COUNTER_MASK ((UINT64_C(1) << SEQ_COUNTER_BITS) - 1)
 #define SEQ_PACK(period, counter) (((uint64_t)(period) << SEQ_COUNTER_BITS) | (counter))
 #define SEQ_PERIOD(word) ((uint32_t)((word) >> SEQ_COUNTER_BITS))
@@ -24,7 +24,7 @@
 struct tally_sequence {
 	struct tally_rcu_map series; /* "tenant\0series" -> struct tally_series */
 	_Atomic size_t series_count; /* series in the map: the creation path grows it */
-	tally_seq_clock_fn clock;    /* immutable after create */
+	tally_seq_now_s_fn now_s;    /* immutable after create */
 	void *clock_arg;
 };
 
@@ -55,6 +55,12 @@ struct tally_series {
 	struct tally_rcu_map_node node;
 	struct tally_rcu_head rcu;    /* retire */
 
+	/* Lock order: lease_lock, then release_lock, then the lease provider's own locks.
+	 * extend_lease and tally_series_checkpoint hold lease_lock across the provider call and
+	 * take release_lock inside it (issued_watermark, released again before the call); the
+	 * release list (reserve.c) takes release_lock alone and never calls the provider. No
+	 * path takes lease_lock under release_lock or inside a provider, and a provider must
+	 * not call back into the series. */
 	pthread_mutex_t lease_lock;   /* serialises lease extensions */
 	pthread_mutex_t release_lock; /* guards released[] */
 	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
@@ -66,11 +72,12 @@ _Static_assert(offsetof(struct tally_series, hot) == 0 &&
 	       "tally/static/sequence.h reads the head and the word at these offsets");
 
 /* The period of a clock reading now; TALLY_EOVERFLOW if the clock is out of range. */
-int seq_current_period(const struct tally_series *s, uint32_t *period);
+int tally__seq_current_period(const struct tally_series *s, uint32_t *period);
 /* Takes k fresh numbers (fewer with partial, at the width limit): [*first, +*count). */
-int seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
-		   uint64_t *first, uint64_t *count);
+int tally__seq_take_fresh(struct tally_series *s, uint32_t now_period, uint64_t k, bool partial,
+			  uint64_t *first, uint64_t *count);
 /* Pops up to k released numbers of the current period into out[] (smallest first);
  * voids older ones. Returns how many it took. */
-size_t seq_take_released(struct tally_series *s, uint32_t now_period, size_t k, uint64_t *out);
+size_t tally__seq_take_released(struct tally_series *s, uint32_t now_period, size_t k,
+				uint64_t *out);
 #endif

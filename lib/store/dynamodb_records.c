@@ -39,10 +39,10 @@ static int session_item(const struct tally_session_info *s, json_t *item)
 	rc = rc ? rc : set_str(item, "speakerUserId", s->speaker_user_id);
 	rc = rc ? rc : set_str(item, "sourceLanguage", s->source_language);
 	rc = rc ? rc : set_str(item, "qualityTier", s->quality_tier);
-	json_object_set_new(item, "createdAt", tally__ddb_num(s->created_at));
+	json_object_set_new(item, "createdAt", tally__ddb_num(s->created_at_ms));
 	json_object_set_new(item, "isActive", json_pack("{s:b}", "BOOL", s->active != 0));
 	json_object_set_new(item, "listenerCount", tally__ddb_num(s->listener_count));
-	set_times(item, s->expires_at);
+	set_times(item, s->expires_at_ms);
 	return rc;
 }
 
@@ -56,8 +56,8 @@ static int connection_item(const struct tally_connection_info *c, json_t *item)
 	rc = rc ? rc : set_str(item, "languageKey", language_key);
 	rc = rc ? rc : set_str(item, "clientAddress", c->client_address);
 	json_object_set_new(item, "role", tally__ddb_num(c->role));
-	json_object_set_new(item, "connectedAt", tally__ddb_num(c->connected_at));
-	set_times(item, c->expires_at);
+	json_object_set_new(item, "connectedAt", tally__ddb_num(c->connected_at_ms));
+	set_times(item, c->expires_at_ms);
 	return rc;
 }
 
@@ -124,8 +124,8 @@ static int visit_session(json_t *item, void *arg)
 	get_str(item, "sourceLanguage", s.source_language, sizeof(s.source_language));
 	get_str(item, "qualityTier", s.quality_tier, sizeof(s.quality_tier));
 	get_str(item, "writerId", writer, sizeof(writer));
-	s.created_at = get_num(item, "createdAt");
-	s.expires_at = get_num(item, "expiresAt");
+	s.created_at_ms = get_num(item, "createdAt");
+	s.expires_at_ms = get_num(item, "expiresAt");
 	s.listener_count = get_num(item, "listenerCount");
 	s.active = json_is_true(json_object_get(json_object_get(item, "isActive"), "BOOL"));
 	return visit->fn(&s, writer, (uint64_t)get_num(item, "epoch"), visit->arg) ? -1000 : 0;
@@ -169,8 +169,8 @@ static int visit_connection(json_t *item, void *arg)
 	get_str(item, "clientAddress", c.client_address, sizeof(c.client_address));
 	get_str(item, "writerId", writer, sizeof(writer));
 	c.role = (int)get_num(item, "role");
-	c.connected_at = get_num(item, "connectedAt");
-	c.expires_at = get_num(item, "expiresAt");
+	c.connected_at_ms = get_num(item, "connectedAt");
+	c.expires_at_ms = get_num(item, "expiresAt");
 	uint64_t epoch = (uint64_t)get_num(item, "epoch");
 	if (visit->deletes) {
 		if (strcmp(writer, visit->writer_id) != 0 || epoch != visit->epoch)

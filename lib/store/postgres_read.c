@@ -108,8 +108,8 @@ int tally__pg_sessions(void *impl, const char *writer_id, tally_store_session_fn
 		copy_field(s.speaker_user_id, sizeof(s.speaker_user_id), result, row, 2);
 		copy_field(s.source_language, sizeof(s.source_language), result, row, 3);
 		copy_field(s.quality_tier, sizeof(s.quality_tier), result, row, 4);
-		s.created_at = tally__pg_int8(result, row, 5);
-		s.expires_at = tally__pg_int8(result, row, 6);
+		s.created_at_ms = tally__pg_int8(result, row, 5);
+		s.expires_at_ms = tally__pg_int8(result, row, 6);
 		s.listener_count = tally__pg_int8(result, row, 7);
 		s.active = PQgetvalue(result, row, 8)[0] == 't';
 		if (fn(&s, PQgetvalue(result, row, 9), (uint64_t)tally__pg_int8(result, row, 10),
@@ -135,8 +135,8 @@ int tally__pg_connections(void *impl, const char *session_id, tally_store_connec
 		copy_field(c.target_language, sizeof(c.target_language), result, row, 2);
 		copy_field(c.client_address, sizeof(c.client_address), result, row, 3);
 		c.role = (int)tally__pg_int8(result, row, 4);
-		c.connected_at = tally__pg_int8(result, row, 5);
-		c.expires_at = tally__pg_int8(result, row, 6);
+		c.connected_at_ms = tally__pg_int8(result, row, 5);
+		c.expires_at_ms = tally__pg_int8(result, row, 6);
 		if (fn(&c, PQgetvalue(result, row, 7), (uint64_t)tally__pg_int8(result, row, 8), arg))
 			break;
 	}

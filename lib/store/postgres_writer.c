@@ -317,8 +317,8 @@ static void add_session(struct pg_array *a, const struct tally_store_record *rec
 	add_text(&a[A_S_SPEAKER_USER], s->speaker_user_id);
 	add_text(&a[A_S_LANGUAGE], s->source_language);
 	add_text(&a[A_S_TIER], s->quality_tier);
-	tally__pg_array_add_int8(&a[A_S_CREATED], s->created_at);
-	tally__pg_array_add_int8(&a[A_S_EXPIRES], s->expires_at);
+	tally__pg_array_add_int8(&a[A_S_CREATED], s->created_at_ms);
+	tally__pg_array_add_int8(&a[A_S_EXPIRES], s->expires_at_ms);
 	tally__pg_array_add_int8(&a[A_S_LISTENERS], s->listener_count);
 	tally__pg_array_add_bool(&a[A_S_ACTIVE], s->active != 0);
 }
@@ -336,8 +336,8 @@ static void add_connection(struct pg_array *a, const struct tally_store_record *
 	add_text(&a[A_C_LANGUAGE], c->target_language);
 	add_text(&a[A_C_ADDRESS], c->client_address);
 	tally__pg_array_add_int4(&a[A_C_ROLE], c->role);
-	tally__pg_array_add_int8(&a[A_C_CONNECTED], c->connected_at);
-	tally__pg_array_add_int8(&a[A_C_EXPIRES], c->expires_at);
+	tally__pg_array_add_int8(&a[A_C_CONNECTED], c->connected_at_ms);
+	tally__pg_array_add_int8(&a[A_C_EXPIRES], c->expires_at_ms);
 }
 
 static int build_flush_arrays(struct pg_array *a, const struct tally_store_batch *batch)

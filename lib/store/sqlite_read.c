@@ -172,10 +172,10 @@ static int emit_session(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 	    !COPY_COLUMN(st, 2, info.speaker_user_id) || !COPY_COLUMN(st, 3, info.source_language) ||
 	    !COPY_COLUMN(st, 4, info.quality_tier) || !COPY_COLUMN(st, 9, writer_id))
 		return -1;
-	info.created_at = sqlite3_column_int64(st, 5);
+	info.created_at_ms = sqlite3_column_int64(st, 5);
 	info.active = sqlite3_column_int64(st, 6) ? 1 : 0;
 	info.listener_count = sqlite3_column_int64(st, 7);
-	info.expires_at = sqlite3_column_int64(st, 8);
+	info.expires_at_ms = sqlite3_column_int64(st, 8);
 	return v->session_fn(&info, writer_id, (uint64_t)sqlite3_column_int64(st, 10), v->arg)
 		       ? 1 : 0;
 }
@@ -207,8 +207,8 @@ static int emit_connection(struct tally__sqlite *s, sqlite3_stmt *st, void *ctx)
 	    !COPY_COLUMN(st, 7, writer_id))
 		return -1;
 	info.role = (int)sqlite3_column_int64(st, 3);
-	info.connected_at = sqlite3_column_int64(st, 4);
-	info.expires_at = sqlite3_column_int64(st, 5);
+	info.connected_at_ms = sqlite3_column_int64(st, 4);
+	info.expires_at_ms = sqlite3_column_int64(st, 5);
 	return v->connection_fn(&info, writer_id, (uint64_t)sqlite3_column_int64(st, 8), v->arg)
 		       ? 1 : 0;
 }

@@ -384,10 +384,10 @@ static int put_session(struct flush_ctx *f, const struct tally_session_info *inf
 	tally__sqlite_bind_cstr(st, 3, info->speaker_user_id);
 	tally__sqlite_bind_cstr(st, 4, info->source_language);
 	tally__sqlite_bind_cstr(st, 5, info->quality_tier);
-	sqlite3_bind_int64(st, 6, info->created_at);
+	sqlite3_bind_int64(st, 6, info->created_at_ms);
 	sqlite3_bind_int64(st, 7, info->active ? 1 : 0);
 	sqlite3_bind_int64(st, 8, info->listener_count);
-	sqlite3_bind_int64(st, 9, info->expires_at);
+	sqlite3_bind_int64(st, 9, info->expires_at_ms);
 	tally__sqlite_bind_text(st, 10, f->writer_id, f->writer_id_len);
 	sqlite3_bind_int64(st, 11, (int64_t)f->epoch);
 	return flush_step(f, S_SESSION_PUT, "flush (session)");
@@ -414,8 +414,8 @@ static int put_connection(struct flush_ctx *f, const struct tally_connection_inf
 	tally__sqlite_bind_cstr(st, 2, info->session_id);
 	tally__sqlite_bind_cstr(st, 3, info->target_language);
 	sqlite3_bind_int64(st, 4, info->role);
-	sqlite3_bind_int64(st, 5, info->connected_at);
-	sqlite3_bind_int64(st, 6, info->expires_at);
+	sqlite3_bind_int64(st, 5, info->connected_at_ms);
+	sqlite3_bind_int64(st, 6, info->expires_at_ms);
 	tally__sqlite_bind_cstr(st, 7, info->client_address);
 	tally__sqlite_bind_text(st, 8, f->writer_id, f->writer_id_len);
 	sqlite3_bind_int64(st, 9, (int64_t)f->epoch);

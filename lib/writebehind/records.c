@@ -126,20 +126,20 @@ static void collect_session(struct tally_writebehind *wb, struct wb_feed *feed,
 			    struct cds_wfcq_node *node)
 {
 	struct session_cold *cold = caa_container_of(node, struct session_cold, feed_node);
-	struct session *session = tally_session_of_cold(cold);
+	struct session *session = tally__session_of_cold(cold);
 	char id[TALLY_SESSION_ID_MAX + 1];
 	size_t len;
 	const char *key;
 
 	/* acquire: pairs with the push's OR (F2): the session's fields are visible */
 	(void)atomic_load_explicit(&cold->feed_flags, memory_order_acquire);
-	key = tally_session_id(session, &len);
-	tally_session_copy_string(id, key, len);
+	key = tally__session_id(session, &len);
+	tally__session_copy_string(id, key, len);
 	/* ENOMEM: the id is lost to this flush; tally_writebehind_stats reports it */
 	if (queue_id(wb, TALLY_STORE_SESSION, feed, id,
-		     tally_rcu_map_node_removed(&session->node), NULL) != TALLY_OK)
+		     tally__rcu_map_node_removed(&session->node), NULL) != TALLY_OK)
 		wb->stats.permanent_errors++;
-	tally_session_feed_done(session); /* F1: may free it */
+	tally__session_feed_done(session); /* F1: may free it */
 }
 
 static void collect_connection(struct tally_writebehind *wb, struct wb_feed *feed,
@@ -149,11 +149,11 @@ static void collect_connection(struct tally_writebehind *wb, struct wb_feed *fee
 	char id[TALLY_SESSION_ID_MAX + 1];
 
 	(void)atomic_load_explicit(&connection->feed_flags, memory_order_acquire); /* F2 */
-	tally_session_copy_string(id, tally_connection_id(connection), connection->id_len);
+	tally__session_copy_string(id, tally__connection_id(connection), connection->id_len);
 	if (queue_id(wb, TALLY_STORE_CONNECTION, feed, id,
-		     tally_rcu_map_node_removed(&connection->node), NULL) != TALLY_OK)
+		     tally__rcu_map_node_removed(&connection->node), NULL) != TALLY_OK)
 		wb->stats.permanent_errors++;
-	tally_connection_feed_done(connection);
+	tally__connection_feed_done(connection);
 }
 
 static void collect_queue(struct tally_writebehind *wb, struct wb_feed *feed,
@@ -265,9 +265,9 @@ static int queue_session_node(struct tally_rcu_map_node *node, void *arg)
 	struct session *session = caa_container_of(node, struct session, node);
 	char id[TALLY_SESSION_ID_MAX + 1];
 	size_t len;
-	const char *key = tally_session_id(session, &len);
+	const char *key = tally__session_id(session, &len);
 
-	tally_session_copy_string(id, key, len);
+	tally__session_copy_string(id, key, len);
 	state->err = queue_id(state->wb, TALLY_STORE_SESSION, state->feed, id, false, NULL);
 	return state->err;
 }
@@ -278,7 +278,7 @@ static int queue_connection_node(struct tally_rcu_map_node *node, void *arg)
 	struct connection *connection = caa_container_of(node, struct connection, node);
 	char id[TALLY_SESSION_ID_MAX + 1];
 
-	tally_session_copy_string(id, tally_connection_id(connection), connection->id_len);
+	tally__session_copy_string(id, tally__connection_id(connection), connection->id_len);
 	state->err = queue_id(state->wb, TALLY_STORE_CONNECTION, state->feed, id, false, NULL);
 	return state->err;
 }
@@ -289,9 +289,9 @@ static int republish_feed(struct tally_writebehind *wb, struct wb_feed *feed)
 	struct walk_state state = { wb, feed, TALLY_OK };
 
 	tally_rcu_read_lock();
-	tally_rcu_map_visit(&feed->table->sessions, queue_session_node, &state);
+	tally__rcu_map_visit(&feed->table->sessions, queue_session_node, &state);
 	if (state.err == TALLY_OK)
-		tally_rcu_map_visit(&feed->table->connections, queue_connection_node, &state);
+		tally__rcu_map_visit(&feed->table->connections, queue_connection_node, &state);
 	tally_rcu_read_unlock();
 	return state.err;
 }

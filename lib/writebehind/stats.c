@@ -37,7 +37,7 @@ static void latency_percentiles(struct tally_writebehind *wb,
 	stats->flush_latency_p99_us = sorted[(count - 1) * 99 / 100];
 }
 
-int tally_writebehind_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats)
+int tally_writebehind_get_stats(struct tally_writebehind *wb, struct tally_writebehind_stats *stats)
 {
 	if (!wb || !stats)
 		return TALLY_EINVAL;

@@ -29,18 +29,18 @@ __attribute__((unused)) static int64_t thread_clock(void *unused)
 __attribute__((unused))
 static struct tally_ratelimit *make_limiter(enum tally_ratelimit_algorithm algorithm,
 					    int64_t limit, int64_t period_ns, int64_t burst,
-					    tally_ratelimit_clock_fn clock)
+					    tally_ratelimit_now_ns_fn clock)
 {
 	struct tally_ratelimit_config config = {
 		.algorithm = algorithm,
 		.limit = limit,
 		.period_ns = period_ns,
 		.burst = burst,
-		.clock = clock,
+		.now_ns = clock,
 	};
 	struct tally_ratelimit *limiter = NULL;
 
-	if (tally_ratelimit_create(&config, &limiter) != TALLY_OK)
+	if (tally_ratelimit_create(&limiter, &config) != TALLY_OK)
 		return NULL;
 	return limiter;
 }

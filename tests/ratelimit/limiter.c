@@ -13,7 +13,7 @@
 static int create_err(struct tally_ratelimit_config config)
 {
 	struct tally_ratelimit *rl = NULL;
-	int err = tally_ratelimit_create(&config, &rl);
+	int err = tally_ratelimit_create(&rl, &config);
 
 	if (err == TALLY_OK)
 		tally_ratelimit_destroy(rl);
@@ -31,8 +31,8 @@ static void test_config_errors(void)
 
 	tap_eq(create_err(window), TALLY_OK, "a valid window config");
 	tap_eq(create_err(gcra), TALLY_OK, "a valid GCRA config");
-	tap_eq(tally_ratelimit_create(NULL, &rl), TALLY_EINVAL, "NULL config");
-	tap_eq(tally_ratelimit_create(&window, NULL), TALLY_EINVAL, "NULL out pointer");
+	tap_eq(tally_ratelimit_create(&rl, NULL), TALLY_EINVAL, "NULL config");
+	tap_eq(tally_ratelimit_create(NULL, &window), TALLY_EINVAL, "NULL out pointer");
 	c = window; c.algorithm = 0;
 	tap_eq(create_err(c), TALLY_EINVAL, "unknown algorithm");
 	c = window; c.limit = 0;
@@ -155,12 +155,12 @@ static void test_cap(void)
 {
 	struct tally_ratelimit_config config = {
 		.algorithm = TALLY_RATELIMIT_FIXED_WINDOW, .limit = 2, .period_ns = 1000,
-		.max_keys = 3, .clock = shared_clock };
+		.max_keys = 3, .now_ns = shared_clock };
 	struct tally_ratelimit *rl = NULL;
 	int64_t count = -1;
 
 	atomic_store(&shared_now, 0);
-	tally_ratelimit_create(&config, &rl);
+	tally_ratelimit_create(&rl, &config);
 	tap_ok(allow_str(rl, "k1", 1, NULL) == TALLY_OK && allow_str(rl, "k2", 1, NULL) ==
 	       TALLY_OK && allow_str(rl, "k3", 1, NULL) == TALLY_OK, "three keys fit the cap");
 	tap_eq(allow_str(rl, "k4", 1, NULL), TALLY_EFULL, "a fourth key: EFULL");
@@ -202,11 +202,11 @@ static void test_creation_race(int64_t max_keys)
 	struct race race = { 0 };
 	struct tally_ratelimit_config config = {
 		.algorithm = TALLY_RATELIMIT_FIXED_WINDOW, .limit = 5, .period_ns = 1000000,
-		.max_keys = max_keys, .clock = shared_clock };
+		.max_keys = max_keys, .now_ns = shared_clock };
 	int64_t count = -1;
 
 	atomic_store(&shared_now, 0);
-	tally_ratelimit_create(&config, &race.rl);
+	tally_ratelimit_create(&race.rl, &config);
 	run_threads(THREADS, race_body, &race, threads);
 	tally_ratelimit_key_count(race.rl, &count);
 	if (max_keys == 0) {
@@ -277,11 +277,11 @@ static void test_count_within_cap(void)
 	struct churn churn = { .writers_left = 5 };
 	struct tally_ratelimit_config config = {
 		.algorithm = TALLY_RATELIMIT_FIXED_WINDOW, .limit = 1000000, .period_ns = 1000,
-		.max_keys = CHURN_CAP, .clock = shared_clock };
+		.max_keys = CHURN_CAP, .now_ns = shared_clock };
 	int64_t count = -1;
 
 	atomic_store(&shared_now, 5000);
-	tally_ratelimit_create(&config, &churn.rl);
+	tally_ratelimit_create(&churn.rl, &config);
 	run_threads(6, churn_body, &churn, threads);
 	tap_ok(churn.over == 0 && churn.highest <= CHURN_CAP,
 	       "key_count under create/reset/sweep churn: %lld of %lld reads above the cap "

@@ -14,10 +14,10 @@ static struct tally_ratelimit *make_ttl(enum tally_ratelimit_algorithm algorithm
 {
 	struct tally_ratelimit_config config = {
 		.algorithm = algorithm, .limit = limit, .period_ns = period, .burst = burst,
-		.idle_ttl_ns = ttl, .sweep_interval_ns = interval, .clock = shared_clock };
+		.idle_ttl_ns = ttl, .sweep_interval_ns = interval, .now_ns = shared_clock };
 	struct tally_ratelimit *rl = NULL;
 
-	return tally_ratelimit_create(&config, &rl) == TALLY_OK ? rl : NULL;
+	return tally_ratelimit_create(&rl, &config) == TALLY_OK ? rl : NULL;
 }
 
 static int64_t sweep_now(struct tally_ratelimit *rl, int64_t now)

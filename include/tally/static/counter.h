@@ -6,9 +6,11 @@
 #ifndef TALLY_STATIC_COUNTER_H
 #define TALLY_STATIC_COUNTER_H
 
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <tally/counter.h>
 #include <tally/error.h>
+#include <tally/static/compat.h>
 #include <tally/static/thread_index.h>
 
 #ifdef __cplusplus
@@ -18,7 +20,7 @@ extern "C" {
 #define TALLY_COUNTER_MAGIC 0x746c7963u /* "tlyc" */
 
 struct tally_counter_slot {
-	_Atomic int64_t value; /* written only by the slot's owning thread (or CAS: shared slot) */
+	TALLY__ATOMIC(int64_t) value; /* written only by the slot's owning thread (or CAS: shared slot) */
 	char pad[64 - sizeof(int64_t)];
 };
 
@@ -26,36 +28,38 @@ struct tally_counter {
 	uint32_t magic;                   /* TALLY_COUNTER_MAGIC while alive; written by init/destroy */
 	uint32_t slot_count;              /* single-writer slots; slots[slot_count] is shared */
 	struct tally_counter_slot *slots; /* slot_count + 1 cache lines */
-	_Atomic int64_t checkpoint;       /* total handed out by drains; CAS by drainers */
+	TALLY__ATOMIC(int64_t) checkpoint;       /* total handed out by drains; CAS by drainers */
 };
 
 struct tally_counter_local {
-	_Atomic int64_t *slot;         /* the binding thread's slot, or the shared slot */
+	TALLY__ATOMIC(int64_t) *slot;         /* the binding thread's slot, or the shared slot */
 	struct tally_counter *counter; /* for the shared-slot path */
-	int shared;                    /* 1: slot is shared, update by CAS */
+	bool shared;                   /* slot is the shared one: update by CAS */
 };
 
 int tally__counter_add_slow(struct tally_counter *counter, int64_t delta);
 
-static inline int tally_counter_local_add(struct tally_counter_local *local, int64_t delta)
+#if TALLY__INLINE_BODIES
+
+TALLY__INLINE int tally_counter_local_add(struct tally_counter_local *local, int64_t delta)
 {
 	if (TALLY_LIKELY(!local->shared)) {
 		/* Single writer, as in tally_counter_add. */
-		int64_t sum, old = atomic_load_explicit(local->slot, memory_order_relaxed);
+		int64_t sum, old = TALLY__ATOMIC_LOAD(local->slot, TALLY__RELAXED);
 		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
 			return TALLY_EOVERFLOW;
-		atomic_store_explicit(local->slot, sum, memory_order_relaxed);
+		TALLY__ATOMIC_STORE(local->slot, sum, TALLY__RELAXED);
 		return TALLY_OK;
 	}
 	return tally__counter_add_slow(local->counter, delta);
 }
 
-static inline int tally_counter_local_inc(struct tally_counter_local *local)
+TALLY__INLINE int tally_counter_local_inc(struct tally_counter_local *local)
 {
 	return tally_counter_local_add(local, 1);
 }
 
-static inline int tally_counter_add(struct tally_counter *counter, int64_t delta)
+TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta)
 {
 	int index;
 
@@ -66,28 +70,30 @@ static inline int tally_counter_add(struct tally_counter *counter, int64_t delta
 	 * the slow path reports TALLY_EDESTROYED. One load less per add. */
 	index = tally_thread_index();
 	if (TALLY_LIKELY((unsigned)index < counter->slot_count)) {
-		_Atomic int64_t *slot = &counter->slots[index].value;
+		TALLY__ATOMIC(int64_t) *slot = &counter->slots[index].value;
 		/* Single writer: relaxed load + store, no RMW. Readers see either value. */
-		int64_t sum, old = atomic_load_explicit(slot, memory_order_relaxed);
+		int64_t sum, old = TALLY__ATOMIC_LOAD(slot, TALLY__RELAXED);
 		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
 			return TALLY_EOVERFLOW;
-		atomic_store_explicit(slot, sum, memory_order_relaxed);
+		TALLY__ATOMIC_STORE(slot, sum, TALLY__RELAXED);
 		return TALLY_OK;
 	}
 	return tally__counter_add_slow(counter, delta);
 }
 
-static inline int tally_counter_sub(struct tally_counter *counter, int64_t delta)
+TALLY__INLINE int tally_counter_sub(struct tally_counter *counter, int64_t delta)
 {
 	if (TALLY_UNLIKELY(delta == INT64_MIN))
 		return counter ? TALLY_EOVERFLOW : TALLY_EINVAL;
 	return tally_counter_add(counter, -delta);
 }
 
-static inline int tally_counter_inc(struct tally_counter *counter)
+TALLY__INLINE int tally_counter_inc(struct tally_counter *counter)
 {
 	return tally_counter_add(counter, 1);
 }
+
+#endif /* TALLY__INLINE_BODIES */
 
 #ifdef __cplusplus
 }

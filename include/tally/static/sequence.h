@@ -11,15 +11,20 @@
 #ifndef TALLY_STATIC_SEQUENCE_H
 #define TALLY_STATIC_SEQUENCE_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 #include <tally/error.h>
+#include <tally/sequence.h>
+#include <tally/static/compat.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* A thread's block of cached numbers for one series: packed (period << 40 | counter). */
+/* The series word's low bits hold the counter, the high bits the period. */
+#define TALLY__SEQ_COUNTER_BITS 40
+#define TALLY__SEQ_COUNTER_MASK ((UINT64_C(1) << TALLY__SEQ_COUNTER_BITS) - 1)
+
+/* A thread's block of cached numbers for one series, packed as the series word. */
 struct tally__seq_block {
 	uint64_t series_id; /* never-reused id of the series the block belongs to; 0: empty */
 	uint64_t next, end; /* next > end: used up */
@@ -28,7 +33,7 @@ struct tally__seq_block {
 };
 
 /* Per-thread block cache, written only by its thread (lib/sequence/sequence.c). */
-extern _Thread_local struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
+extern TALLY__THREAD_LOCAL struct tally__seq_block tally__seq_blocks[TALLY_SEQ_THREAD_CACHE]
 	__attribute__((tls_model("initial-exec")));
 
 /* Bits of tally__series_head.divert. */
@@ -51,15 +56,15 @@ struct tally__series_head {
 	 * list (under its mutex) and the remover; the inline strict path reads it relaxed: a
 	 * release or removal that happens-before the issue is seen by coherence, a concurrent
 	 * one is ordered after the issue, which then linearizes before it. */
-	_Atomic uint32_t divert;
+	TALLY__ATOMIC(uint32_t) divert;
 };
 
 /* Layout prefix of struct tally_series (lib/sequence/series.h asserts it). */
 struct tally__series_hot {
 	struct tally__series_head head;
 	char head_pad[64 - sizeof(struct tally__series_head)];
-	/* (period << 40) | last counter handed out; every issuer writes it: alone on its line. */
-	_Atomic uint64_t state;
+	/* (period << TALLY__SEQ_COUNTER_BITS) | last counter handed out; every issuer writes it: alone on its line. */
+	TALLY__ATOMIC(uint64_t) state;
 	char state_pad[64 - sizeof(uint64_t)];
 };
 
@@ -68,28 +73,28 @@ int tally__series_next_slow(struct tally_series *series, struct tally_seq_number
  * returns TALLY_EWIDTH. */
 int tally__series_next_width(struct tally_series *series, uint64_t old);
 
-static inline int tally_series_next(struct tally_series *series, struct tally_seq_number *out)
+#if TALLY__INLINE_BODIES
+TALLY__INLINE int tally_series_next(struct tally_series *series, struct tally_seq_number *out)
 {
 	struct tally__series_hot *hot = (struct tally__series_hot *)series;
 
-	if (__builtin_expect(series && out, 1)) {
+	if (TALLY_LIKELY(series && out)) {
 		uint64_t max = hot->head.strict_max;
 
 		if (max) {
 			uint64_t old;
 
 			/* Relaxed: see divert. */
-			if (__builtin_expect(atomic_load_explicit(&hot->head.divert,
-								  memory_order_relaxed), 0))
+			if (TALLY_UNLIKELY(TALLY__ATOMIC_LOAD(&hot->head.divert, TALLY__RELAXED)))
 				goto slow;
 			/* Relaxed: numbers publish nothing; the RMW itself decides ownership
 			 * (lib/sequence/sequence.c, take_fresh_add, says why no rollover or
 			 * lease can interleave on such a series). */
-			old = atomic_fetch_add_explicit(&hot->state, 1, memory_order_relaxed);
-			if (__builtin_expect((old & ((UINT64_C(1) << 40) - 1)) >= max, 0))
+			old = TALLY__ATOMIC_FETCH_ADD(&hot->state, 1, TALLY__RELAXED);
+			if (TALLY_UNLIKELY((old & TALLY__SEQ_COUNTER_MASK) >= max))
 				return tally__series_next_width(series, old);
-			out->period = (uint32_t)((old + 1) >> 40);
-			out->counter = (old + 1) & ((UINT64_C(1) << 40) - 1);
+			out->period = (uint32_t)((old + 1) >> TALLY__SEQ_COUNTER_BITS);
+			out->counter = (old + 1) & TALLY__SEQ_COUNTER_MASK;
 			return TALLY_OK;
 		} else {
 			uint64_t key = hot->head.inline_key;
@@ -97,10 +102,10 @@ static inline int tally_series_next(struct tally_series *series, struct tally_se
 				&tally__seq_blocks[key % TALLY_SEQ_THREAD_CACHE];
 			uint64_t next = block->next;
 
-			if (__builtin_expect(block->series_id == key && next <= block->end, 1)) {
+			if (TALLY_LIKELY(block->series_id == key && next <= block->end)) {
 				block->next = next + 1;
-				out->period = (uint32_t)(next >> 40);
-				out->counter = next & ((UINT64_C(1) << 40) - 1);
+				out->period = (uint32_t)(next >> TALLY__SEQ_COUNTER_BITS);
+				out->counter = next & TALLY__SEQ_COUNTER_MASK;
 				return TALLY_OK;
 			}
 		}
@@ -108,6 +113,7 @@ static inline int tally_series_next(struct tally_series *series, struct tally_se
 slow:
 	return tally__series_next_slow(series, out);
 }
+#endif /* TALLY__INLINE_BODIES */
 
 #ifdef __cplusplus
 }

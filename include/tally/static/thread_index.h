@@ -16,26 +16,28 @@
 #ifndef TALLY_STATIC_THREAD_INDEX_H
 #define TALLY_STATIC_THREAD_INDEX_H
 
+#include <tally/static/compat.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define TALLY_THREAD_INDEX_MAX 1024
 
-#define TALLY_LIKELY(x) __builtin_expect(!!(x), 1)
-#define TALLY_UNLIKELY(x) __builtin_expect(!!(x), 0)
-
 /* index + 1 of the calling thread; 0 = not claimed yet; -1 = none available (or exiting).
  * initial-exec: one %fs-relative load, no __tls_get_addr call, also inside libtally.so
  * (costs a few bytes of static TLS, which glibc reserves even for dlopen'ed libraries). */
-extern _Thread_local int tally__thread_index_plus1 __attribute__((tls_model("initial-exec")));
+extern TALLY__THREAD_LOCAL int tally__thread_index_plus1 __attribute__((tls_model("initial-exec")));
 
 /* Slow path: claims an index for the calling thread. Returns it, or -1 if none is free. */
 int tally__thread_index_claim(void);
 
 /* The calling thread's index, claimed on first use; -1 when none is available. Wait-free
  * after the first call in a thread (the claim is lock-free). */
-static inline int tally_thread_index(void)
+TALLY__INLINE int tally_thread_index(void);
+
+#if TALLY__INLINE_BODIES
+TALLY__INLINE int tally_thread_index(void)
 {
 	int plus1 = tally__thread_index_plus1;
 
@@ -45,6 +47,7 @@ static inline int tally_thread_index(void)
 		return -1;
 	return tally__thread_index_claim();
 }
+#endif
 
 #ifdef __cplusplus
 }
