@@ -38,24 +38,28 @@ scratch=$(mktemp -d /tmp/tally-stress-XXXXXX)
 pg_dir=
 proxy_pid=
 cleanup() {
-	[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+	[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
 	[ -n "$pg_dir" ] && sh "$top/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1
 	rm -rf "$scratch"
 }
 
 # fault_proxy: starts tests/proxy/tcp_fault (built by make check) in front of the cluster
-# and prints the URL through it; nothing when the proxy is not built.
+# and sets `proxied` to the URL through it; leaves it empty when the proxy is not built.
+# Called in this shell, never in a command substitution: proxy_pid must reach cleanup.
 fault_proxy() {
+	proxied=
 	[ -x ./tests/proxy/tcp_fault ] || return 0
 	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$TALLY_PG_PORT" \
 		>"$scratch/fault.port" 2>/dev/null &
 	proxy_pid=$!
+	port=
 	for _ in $(seq 50); do
 		port=$(sed -n 's/^port //p' "$scratch/fault.port")
 		[ -n "$port" ] && break
 		sleep 0.1
 	done
-	[ -n "$port" ] && echo "postgresql://tally_test:$TALLY_PG_PASSWORD@127.0.0.1:$port/tally_test?sslmode=disable&gssencmode=disable"
+	[ -n "$port" ] && proxied="postgresql://tally_test:$TALLY_PG_PASSWORD@127.0.0.1:$port/tally_test?sslmode=disable&gssencmode=disable"
+	return 0
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM # then the EXIT trap cleans up; a TERM trap alone would resume
@@ -88,7 +92,7 @@ for store in $(stores); do
 		# through the fault proxy, cuts every connection
 		STRESS_STORE_RESTART="sh $top/scripts/pg-cluster.sh restart $pg_dir >/dev/null"
 		export STRESS_STORE_RESTART
-		proxied=$(fault_proxy)
+		fault_proxy
 		if [ -n "$proxied" ]; then
 			url=$proxied
 			STRESS_STORE_FAULT="python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b\"drop\\n\"); s.recv(200)' $scratch/fault.sock"
