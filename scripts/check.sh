@@ -14,6 +14,7 @@ failed=0
 STRESS_SECONDS=${STRESS_SECONDS:-3}
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 ${TSAN_EXTRA_OPTIONS:-}"
 export ASAN_OPTIONS="detect_leaks=1 abort_on_error=0 ${ASAN_EXTRA_OPTIONS:-}"
+export TALLY_NODE_MODULES="$top/node_modules" # dynalite, for the distcheck tree too
 export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
 
 # count_suite DIR: adds the TAP totals of DIR's last `make check` to passed/failed.

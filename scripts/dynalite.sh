@@ -13,7 +13,9 @@
 # Exit status 77 (Automake's "skip") when node or dynalite is missing.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-mod="$here/node_modules/dynalite"
+# TALLY_NODE_MODULES: a node_modules folder elsewhere (scripts/check.sh points make distcheck,
+# whose unpacked tree has none, at the checkout's).
+mod="${TALLY_NODE_MODULES:-$here/node_modules}/dynalite"
 cmd=${1:-}
 dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|restart|stop DIR [persist]" >&2; exit 2; }

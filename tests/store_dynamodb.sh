@@ -3,7 +3,8 @@
 # tests/store_dynamodb.sh: runs tests/store_dynamodb (TAP) against a private dynalite,
 # persisted with --path so the test can restart it mid-run, behind the fault-injecting
 # proxy tests/proxy/http_fault. Both are stopped and their data removed at the end, also
-# on failure. Skips (77) when node or dynalite (npm ci, scripts/setup.sh) is missing.
+# on failure. Skips (a TAP plan of 0) when node or dynalite (npm ci, scripts/setup.sh) is
+# missing, and finds dynalite through TALLY_NODE_MODULES when the tree has none (distcheck).
 # Run from the build directory (make check does).
 set -u
 srcdir=${srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -25,7 +26,7 @@ sh "$dynalite" start "$dir/dynalite" persist
 rc=$?
 if [ $rc -eq 77 ]; then
 	echo "1..0 # SKIP dynalite not available (node and scripts/setup.sh's npm ci)"
-	exit 77
+	exit 0 # a TAP plan of 0 with SKIP: the TAP driver counts exit 77 as an error
 fi
 [ $rc -eq 0 ] || { echo "Bail out! dynalite did not start"; exit 1; }
 port=$(cat "$dir/dynalite/port")
