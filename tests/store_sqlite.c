@@ -1153,6 +1153,35 @@ static size_t count_duplicates(struct worker *w, int count, size_t *total)
 
 static bool numbers_100(const struct worker *w) { return w->number_count >= 100 || w->eof; }
 
+/* Several processes open one new file at once: each may be the one that creates the schema
+ * and switches the file to WAL, and the others must wait for it (busy_timeout_ms), never
+ * fail with "database is locked". */
+static void test_open_race(void)
+{
+	enum { ROUNDS = 5, WORKERS = 8 };
+	int opened = 0, total = 0;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		char path[512], url[600], id[16];
+		struct worker workers[WORKERS];
+
+		new_db(path, sizeof(path), url, sizeof(url), "?synchronous=normal");
+		for (int i = 0; i < WORKERS; i++) {
+			snprintf(id, sizeof(id), "race%d", i);
+			start_worker(&workers[i], url, id, "flush", "10000", "1", "1");
+		}
+		for (int i = 0; i < WORKERS; i++) {
+			int status = reap_worker(&workers[i], 0);
+
+			total++;
+			opened += status == 0 && workers[i].done;
+			free(workers[i].numbers);
+		}
+	}
+	tap_eq(opened, total, "open race: %d processes x %d new files, every open and flush "
+	       "succeeded", WORKERS, ROUNDS);
+}
+
 static void test_lease_processes(void)
 {
 	char path[512], url[600];
@@ -1328,6 +1357,7 @@ int main(int argc, char **argv)
 	test_disk_full();
 	test_lease_reset();
 	test_processes();
+	test_open_race();
 	test_lease_processes();
 	test_series_processes("strict");
 	test_series_processes("cached");

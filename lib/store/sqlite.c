@@ -279,21 +279,42 @@ static int exec_sql(struct tally__sqlite *s, const char *sql, const char *what)
 	return rc == SQLITE_OK ? TALLY_OK : tally__sqlite_fail(s, rc, what);
 }
 
-/* WAL lets readers run beside the one writer and makes a commit one append (plus one
- * fsync under synchronous=FULL). A read-only file keeps whatever mode it has. */
-static int enter_wal(struct tally__sqlite *s)
+/* One attempt at WAL mode. SQLITE_BUSY here does not go through the busy handler when
+ * another connection is switching the same new file to WAL at that moment. */
+static int try_wal(struct tally__sqlite *s, bool *wal)
 {
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-	bool wal = false;
 
+	*wal = false;
 	if (rc != SQLITE_OK)
-		return tally__sqlite_fail(s, rc, "open");
+		return rc;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+		*wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
 	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	return rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+/* WAL lets readers run beside the one writer and makes a commit one append (plus one
+ * fsync under synchronous=FULL). A read-only file keeps whatever mode it has. Several
+ * processes opening one new file at once race for the switch: the losers retry, with
+ * full-jitter backoff, until the busy timeout. */
+static int enter_wal(struct tally__sqlite *s, int64_t busy_timeout_ms)
+{
+	int64_t deadline = tally__store_monotonic_ms() + busy_timeout_ms;
+	bool wal;
+	int rc;
+
+	for (unsigned attempt = 0;; attempt++) {
+		rc = try_wal(s, &wal);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (tally__store_monotonic_ms() >= deadline)
+			break;
+		tally__store_sleep_ms(1 + tally__store_backoff_ms(attempt, 1, 50));
+	}
+	if (rc != SQLITE_DONE)
 		return tally__sqlite_fail(s, rc, "open (journal_mode)");
 	if (!wal && !s->read_only) {
 		tally__store_set_error(s, "sqlite: open: could not enter WAL mode");
@@ -465,7 +486,7 @@ static int open_db(struct tally__sqlite *s, const struct tally_store_options *op
 	sqlite3_busy_timeout(s->db, (int)config->busy_timeout_ms);
 	s->read_only = sqlite3_db_readonly(s->db, "main") == 1;
 	s->sync_normal = config->sync_normal;
-	err = enter_wal(s);
+	err = enter_wal(s, config->busy_timeout_ms);
 	if (!err)
 		err = exec_sql(s, config->sync_normal ? "PRAGMA synchronous = NORMAL"
 						      : "PRAGMA synchronous = FULL", "open");
