@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * In-memory lease provider and the checked wrappers shared by every provider (tally/lease.h).
+ * In-memory lease provider (tally/lease.h).
  * A mutex-protected array of records: leases are taken once per thousand numbers, so a
  * lock here costs nothing measurable and keeps the record update trivially atomic.
  */
@@ -155,49 +155,4 @@ int tally_lease_memory_create(struct tally_lease_provider **out)
 	mem->provider.impl = mem;
 	*out = &mem->provider;
 	return TALLY_OK;
-}
-
-int tally_lease_provider_destroy(struct tally_lease_provider *provider)
-{
-	if (provider && provider->ops && provider->ops->destroy)
-		provider->ops->destroy(provider->impl);
-	return TALLY_OK;
-}
-
-static int check_key(struct tally_lease_provider *provider, const char *key, size_t key_len)
-{
-	if (!provider || !provider->ops || !key || key_len == 0)
-		return TALLY_EINVAL;
-	return key_len > TALLY_LEASE_KEY_MAX ? TALLY_ETOOLONG : TALLY_OK;
-}
-
-int tally_lease_acquire(struct tally_lease_provider *provider, const char *key, size_t key_len,
-			uint64_t min_start, uint64_t size, uint64_t issued, uint64_t *base_out)
-{
-	int err = check_key(provider, key, key_len);
-
-	if (err)
-		return err;
-	if (!base_out || size > TALLY_LEASE_SIZE_MAX)
-		return TALLY_EINVAL;
-	return provider->ops->acquire(provider->impl, key, key_len, min_start, size, issued,
-				      base_out);
-}
-
-int tally_lease_close(struct tally_lease_provider *provider, const char *key, size_t key_len,
-		      uint64_t leased_hi, uint64_t issued)
-{
-	int err = check_key(provider, key, key_len);
-
-	return err ? err : provider->ops->close(provider->impl, key, key_len, leased_hi, issued);
-}
-
-int tally_lease_read(struct tally_lease_provider *provider, const char *key, size_t key_len,
-		     struct tally_lease_record *out)
-{
-	int err = check_key(provider, key, key_len);
-
-	if (err)
-		return err;
-	return out ? provider->ops->read(provider->impl, key, key_len, out) : TALLY_EINVAL;
 }

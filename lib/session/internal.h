@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * lib/session/internal.h: the objects behind tally/session.h, shared by lib/session.c
- * (table, sessions, lifecycle, sweeps) and lib/connection.c (connections and the per-session
+ * lib/session/internal.h: the objects behind tally/session.h, shared by lib/session/session.c
+ * (table, sessions, lifecycle, sweeps) and lib/session/connection.c (connections and the per-session
  * list that indexes them).
  *
  * Invariants (kept by the code that names them):
@@ -28,7 +28,7 @@
 #include "tally/static/counter.h"
 #include "tally/session.h"
 #include "tally/gauge.h"
-#include "internal/gauge.h"
+#include "gauge/internal.h"
 #include "internal/lock.h"
 #include "internal/rcu.h"
 #include "internal/rcu_map.h"
@@ -60,7 +60,7 @@ struct tally_session_feed {
 };
 
 /* Allocated cache-line aligned (tally__alloc_aligned) and sized to its strings
- * (connection_size in lib/connection.c): the fixed part is 104 bytes and the strings follow
+ * (connection_size in lib/session/connection.c): the fixed part is 104 bytes and the strings follow
  * it packed, so a connection with ids of ~10-40 bytes takes two or three cache lines rather
  * than the eight a fixed-size struct tally_connection_info needed. Less memory per join and
  * per removed connection waiting for its grace period leaves the session table's hot lines
@@ -111,7 +111,7 @@ struct speaker_version {
 };
 
 /* Allocated cache-line aligned (tally__alloc_aligned) and sized to its strings
- * (session_size in lib/session.c), as three parts: the cold fields (struct session_cold) in
+ * (session_size in lib/session/session.c), as three parts: the cold fields (struct session_cold) in
  * the cache line before the session, the session's first line, then its strings packed with
  * their NULs. The session pointer points at the first line.
  *
@@ -121,7 +121,7 @@ struct speaker_version {
  * the one its lookup brought in; with two cores every further line it wrote was another
  * cache-line transfer (~230 ns each way on the VM tally is benched on). That is why the lock
  * is a 4-byte futex word (internal/lock.h) and the count a bare gauge word with constant
- * bounds (internal/gauge.h): pthread_mutex_t (40 bytes) and struct tally_gauge (32) do not
+ * bounds (gauge/internal.h): pthread_mutex_t (40 bytes) and struct tally_gauge (32) do not
  * fit. A longer id (a 36-byte UUID, say) is the first packed string, right after line 0: its
  * lookup reads one more line, not the two it read when the cold fields came first. */
 #define SESSION_SHORT_ID 16
@@ -275,11 +275,11 @@ static inline void tally_session_feed_connection(struct tally_session_table *tab
 void tally__session_feed_done(struct session *session);
 void tally__connection_feed_done(struct connection *connection);
 
-/* lib/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
+/* lib/session/session.c. Read lock held: the session with this validated id of len bytes, or NULL. */
 struct session *tally__session_find(struct tally_session_table *table, const char *id,
 				    size_t len);
 
-/* lib/connection.c. All with the read lock held. */
+/* lib/session/connection.c. All with the read lock held. */
 /* Looks up a connection by a validated id of len bytes. */
 struct connection *tally__connection_find(struct tally_session_table *table, const char *id,
 					  size_t len);

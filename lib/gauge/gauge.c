@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include "tally/gauge.h"
 #include "internal/backoff.h"
-#include "internal/gauge.h"
+#include "gauge/internal.h"
 
 #define GAUGE_MAGIC 0x746c7967u /* "tlyg" */
 

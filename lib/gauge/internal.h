@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * lib/internal/gauge.h: the floor-guarded update of tally/gauge.h on a bare value word, for
+ * lib/gauge/internal.h: the floor-guarded update of tally/gauge.h on a bare value word, for
  * a structure that keeps a gauge's value where it needs it and its bounds as constants (a
  * session's listener count: floor 0, no ceiling, on the session's first cache line, where the
  * 32-byte struct tally_gauge does not fit). struct tally_gauge is this word plus its bounds.

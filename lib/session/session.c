@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Session table (tally/session.h): the table, sessions, the speaker lifecycle and TTL sweeps.
- * Connections and the per-session list live in lib/connection.c; the invariants both files
+ * Connections and the per-session list live in lib/session/connection.c; the invariants both files
  * keep are written in session/internal.h.
  */
 #include <stdlib.h>
