@@ -230,25 +230,52 @@ static void bm_tally(struct bench_state *state)
 
 /* ---- the peer: one UpdateItem ADD per increment --------------------------------------- */
 
-static void bm_updateitem(struct bench_state *state)
+/* A curl handle for the peer: a SigV4-signed POST of `target` to the endpoint, its answers
+ * discarded. The peer's requests are what the seeds' service sends; tally's go through the
+ * backend. The credentials are wiped here once curl holds its own copy. */
+struct peer_handle {
+	CURL *curl;
+	struct curl_slist *headers;
+	FILE *sink;
+};
+
+static void peer_open(struct peer_handle *peer, const char *target)
 {
-	int keys = (int)bench_range(state, 0), k = bench_thread_index(state) * 7919 % keys;
-	CURL *curl = curl_easy_init();
-	char userpwd[512], sigv4[96], body[256];
+	char userpwd[512], sigv4[96], target_header[96];
+
 	snprintf(userpwd, sizeof(userpwd), "%s:%s", getenv("AWS_ACCESS_KEY_ID"),
 		 getenv("AWS_SECRET_ACCESS_KEY"));
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:dynamodb",
 		 getenv("AWS_REGION") ? getenv("AWS_REGION") : "us-east-1");
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
-	h = curl_slist_append(h, "X-Amz-Target: DynamoDB_20120810.UpdateItem");
-	FILE *sink = fopen("/dev/null", "w");
-	curl_easy_setopt(curl, CURLOPT_URL, endpoint);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
-	curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
-	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+	snprintf(target_header, sizeof(target_header), "X-Amz-Target: DynamoDB_20120810.%s",
+		 target);
+	peer->curl = curl_easy_init();
+	peer->headers = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
+	peer->headers = curl_slist_append(peer->headers, target_header);
+	peer->sink = fopen("/dev/null", "w");
+	curl_easy_setopt(peer->curl, CURLOPT_URL, endpoint);
+	curl_easy_setopt(peer->curl, CURLOPT_HTTPHEADER, peer->headers);
+	curl_easy_setopt(peer->curl, CURLOPT_USERPWD, userpwd);
+	curl_easy_setopt(peer->curl, CURLOPT_AWS_SIGV4, sigv4);
+	curl_easy_setopt(peer->curl, CURLOPT_WRITEDATA, peer->sink);
+	curl_easy_setopt(peer->curl, CURLOPT_TCP_NODELAY, 1L);
 	explicit_bzero(userpwd, sizeof(userpwd)); /* curl keeps its own copy */
+}
+
+static void peer_close(struct peer_handle *peer)
+{
+	fclose(peer->sink);
+	curl_slist_free_all(peer->headers);
+	curl_easy_cleanup(peer->curl);
+}
+
+static void bm_updateitem(struct bench_state *state)
+{
+	int keys = (int)bench_range(state, 0), k = bench_thread_index(state) * 7919 % keys;
+	struct peer_handle peer;
+	char body[256];
+
+	peer_open(&peer, "UpdateItem");
 	int64_t n = 0, errors = 0, start = now_us();
 	while (bench_keep_running(state)) {
 		/* base64 of "peer/K" is not needed to be pretty: a string key table of its own */
@@ -256,10 +283,10 @@ static void bm_updateitem(struct bench_state *state)
 			 "{\"TableName\":\"seed_counters\",\"Key\":{\"k\":{\"S\":\"peer/%d\"}},"
 			 "\"UpdateExpression\":\"ADD v :one\","
 			 "\"ExpressionAttributeValues\":{\":one\":{\"N\":\"1\"}}}", k);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(peer.curl, CURLOPT_POSTFIELDS, body);
 		long status = 0;
-		if (curl_easy_perform(curl) != CURLE_OK ||
-		    (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status), status != 200))
+		if (curl_easy_perform(peer.curl) != CURLE_OK ||
+		    (curl_easy_getinfo(peer.curl, CURLINFO_RESPONSE_CODE, &status), status != 200))
 			errors++;
 		if (++k == keys)
 			k = 0;
@@ -270,37 +297,21 @@ static void bm_updateitem(struct bench_state *state)
 		bench_skip_with_error(state, "UpdateItem failed");
 	bench_counter(state, "request_latency_us", latency, BENCH_COUNTER_AVG_THREADS);
 	bench_set_items_processed(state, n);
-	fclose(sink);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(curl);
+	peer_close(&peer);
 }
 
 /* The peer's table, created once ("k" a string key, as the seeds' counters table). */
 static int create_seed_table(void)
 {
-	CURL *curl = curl_easy_init();
-	char userpwd[512], sigv4[96];
-	snprintf(userpwd, sizeof(userpwd), "%s:%s", getenv("AWS_ACCESS_KEY_ID"),
-		 getenv("AWS_SECRET_ACCESS_KEY"));
-	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:dynamodb",
-		 getenv("AWS_REGION") ? getenv("AWS_REGION") : "us-east-1");
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-amz-json-1.0");
-	h = curl_slist_append(h, "X-Amz-Target: DynamoDB_20120810.CreateTable");
-	FILE *sink = fopen("/dev/null", "w");
-	curl_easy_setopt(curl, CURLOPT_URL, endpoint);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
-	curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS,
+	struct peer_handle peer;
+
+	peer_open(&peer, "CreateTable");
+	curl_easy_setopt(peer.curl, CURLOPT_POSTFIELDS,
 			 "{\"TableName\":\"seed_counters\",\"BillingMode\":\"PAY_PER_REQUEST\","
 			 "\"KeySchema\":[{\"AttributeName\":\"k\",\"KeyType\":\"HASH\"}],"
 			 "\"AttributeDefinitions\":[{\"AttributeName\":\"k\",\"AttributeType\":\"S\"}]}");
-	CURLcode code = curl_easy_perform(curl);
-	explicit_bzero(userpwd, sizeof(userpwd));
-	fclose(sink);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(curl);
+	CURLcode code = curl_easy_perform(peer.curl);
+	peer_close(&peer);
 	sleep(1); /* CREATING -> ACTIVE (dynalite: createTableMs) */
 	return code == CURLE_OK ? 0 : -1;
 }
