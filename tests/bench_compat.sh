@@ -46,6 +46,9 @@ run() {
 	[ "$got" -eq "$want" ] || echo "# exit status $got, want $want: $program $*" >&2
 	[ "$got" -eq "$want" ]
 }
+# A BENCH_THREADS from the caller's environment (make bench-scaling's) would change the
+# instances every check below expects.
+unset BENCH_THREADS
 pycheck() { # pycheck FILE PYTHON-EXPRESSION-ON-data
 	"$python" -c "import json,sys; data=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
 }
@@ -173,6 +176,41 @@ pycheck "$work/out" "[b['op_samples'] == 100000 and 470 <= b['op_p50_ns'] <= 530
 	and 930 <= b['op_p99_ns'] <= 1000 and 940 <= b['op_p999_ns'] <= 1063
 	for b in data['benchmarks'] if b['name'] == 'BM_selftest_latency/iterations:100000'][0]"
 ok $? "latency samples give their count and p50, p99, p99.9 within the histogram's 6.25 %"
+
+# --- --bench_threads (tally's own flag): the thread counts of every threaded benchmark
+run 0 --benchmark_list_tests --bench_threads=1,3,16
+grep -qx 'BM_selftest_tally/real_time/threads:3' "$work/out" &&
+	grep -qx 'BM_selftest_atomic/real_time/threads:16' "$work/out" &&
+	! grep -q 'threads:2$' "$work/out" &&
+	[ "$(grep -c '^BM_selftest_tally/' "$work/out")" -eq 3 ]
+ok $? "--bench_threads=1,3,16 replaces the registered 1,2 of threaded benchmarks"
+grep -qx 'BM_selftest_single/real_time/threads:1' "$work/out" &&
+	[ "$(grep -c '^BM_selftest_single' "$work/out")" -eq 1 ] &&
+	grep -qx 'BM_selftest_arg/8' "$work/out" && grep -qx 'BM_selftest_error' "$work/out"
+ok $? "--bench_threads leaves benchmarks registered with 1 thread, or none, as they are"
+
+BENCH_THREADS=4 run 0 --benchmark_list_tests
+grep -qx 'BM_selftest_tally/real_time/threads:4' "$work/out" && ! grep -q 'tally.*threads:1$' "$work/out"
+ok $? "BENCH_THREADS=4 sets it from the environment"
+BENCH_THREADS=4 run 0 --benchmark_list_tests --bench_threads=5
+grep -qx 'BM_selftest_tally/real_time/threads:5' "$work/out" && ! grep -q 'threads:4$' "$work/out"
+ok $? "--bench_threads on the command line wins over BENCH_THREADS"
+
+bad=0
+for list in '' 0 1,,2 ',1' '1,' 2,2 1025 'x' '1 2' 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17; do
+	run 1 --benchmark_list_tests --bench_threads="$list" &&
+		grep -q 'bench_threads' "$work/err" || { echo "# accepted: '$list'" >&2; bad=1; }
+done
+ok $bad "--bench_threads refuses empty, zero, repeated, over 1024, over 16 counts, exit 1"
+
+run 0 $fast --benchmark_filter='atomic|single' --bench_threads=3 --benchmark_format=json
+pycheck "$work/out" "[b['threads'] == 3 and b['threads_seen'] == 3 and 'cpu_per_real' in b
+	and b['iterations'] % 3 == 0
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_atomic/real_time/threads:3'][0]
+	and [b['threads'] for b in data['benchmarks']
+	if b['name'] == 'BM_selftest_single/real_time/threads:1'] == [1]
+	and data['context']['bench_threads'] == '3'"
+ok $? "a --bench_threads=3 run runs 3 threads (each counts itself), says so in its context"
 
 # --- Google Benchmark's compare.py on two of our JSON files
 if [ ! -r "$compare" ]; then
