@@ -212,6 +212,15 @@ pycheck "$work/out" "[b['threads'] == 3 and b['threads_seen'] == 3 and 'cpu_per_
 	and data['context']['bench_threads'] == '3'"
 ok $? "a --bench_threads=3 run runs 3 threads (each counts itself), says so in its context"
 
+# 8 threads on this machine's CPUs (2 in CI) are preempted inside the timed loop, and each
+# thread's time is run + run-queue wait + sleep: were a wait counted in one and not the other
+# (a preemption between the clock and schedstat reads), the sum would exceed the threads.
+run 0 --benchmark_min_time=0.02 --benchmark_filter='atomic' --bench_threads=8 \
+	--benchmark_repetitions=3 --benchmark_format=json
+pycheck "$work/out" "all(b['cpu_per_real'] + b['runqueue_per_real'] <= 8 * 1.02
+	for b in data['benchmarks'] if b['run_type'] == 'iteration' and b['threads'] == 8)"
+ok $? "8 threads: cpu_per_real + runqueue_per_real stay within the thread count"
+
 # --- Google Benchmark's compare.py on two of our JSON files
 if [ ! -r "$compare" ]; then
 	skip "compare.py reads our JSON" "$compare not installed (libbenchmark-tools)"
