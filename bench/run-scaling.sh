@@ -9,10 +9,12 @@
 # strongest peer per thread count, how the threads spent the run, p99 latency) and, with
 # gnuplot, RESULTS/scaling/<family>.png (items/s and the ratio against threads).
 # Usage: run-scaling.sh SRCDIR RESULTS THREADS MIN_TIME REPETITIONS
-# Duration: 170 benchmarks (the table below times the thread counts); each costs its
-# repetitions, the first one's search for an iteration count and a setup per try. With
-# MIN_TIME 0.2 s and 3 repetitions about 5 minutes on an idle 2-vCPU machine (measured: see
-# docs/bench.md, "Scaling run"). Repetitions are randomly interleaved, as in make bench.
+# Duration: 170 instances (the benchmarks below times the thread counts); each costs its
+# repetitions (about 1.4 x MIN_TIME each), the first one's search for an iteration count and a
+# setup per try. With MIN_TIME 0.2 s and 5 repetitions: about 240 s of timed runs plus the
+# setups and searches (150 s measured at load 13 to 22, less when idle): 5 to 6 minutes on an
+# idle 2-vCPU machine (docs/bench.md, "Scaling run"). Repetitions are randomly interleaved,
+# as in make bench.
 set -u
 srcdir=$1 results=$2 threads=$3 min_time=$4 repetitions=$5
 out="$results/scaling"
@@ -24,6 +26,7 @@ started=$(date +%s)
 # peers and the weaker ones stay in make bench, where 1 and 2 threads are measured).
 while read -r program filter; do
 	name=$(basename "$program")
+	program_started=$(date +%s)
 	echo "== $program --bench_threads=$threads (min_time ${min_time}s, $repetitions" \
 		"repetitions, $(cut -d' ' -f1-3 /proc/loadavg) load)"
 	if ! "./$program" --bench_threads="$threads" --benchmark_filter="$filter" \
@@ -36,6 +39,7 @@ while read -r program filter; do
 		continue
 	fi
 	jsons="$jsons $out/$name.json"
+	echo "== $program: $(( $(date +%s) - program_started )) s"
 done <<FAMILIES
 bench/counter ^BM_counter_(tally|tally_local|private|striped)/
 bench/session ^BM_session(lookup|zipf)_(tally|tally_inline|striped_mutex|striped_rwlock)/10/

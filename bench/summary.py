@@ -353,10 +353,16 @@ def scaling_loads(paths):
 
 
 def time_split(cell, threads):
-    """run/wait/sleep (median over the kept repetitions) as text, "-" at 1 thread."""
+    """run/wait/sleep (median over the kept repetitions, or in parentheses over the flagged
+    ones when all were flagged) as text, "-" at 1 thread."""
     runs = [r for r in cell.kept if "cpu_per_real" in r]
     if not runs:
-        return "-"
+        flagged = [r for r in cell.left_out if "cpu_per_real" in r]
+        if not flagged:
+            return "-"
+        held = Cell()
+        held.kept = flagged
+        return "(%s)" % time_split(held, threads)
     run = statistics.median(r["cpu_per_real"] for r in runs)
     waits = [r["runqueue_per_real"] for r in runs if "runqueue_per_real" in r]
     if not waits:
