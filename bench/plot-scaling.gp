@@ -26,13 +26,15 @@ set title "items/s against threads"
 set ylabel "items per second (log scale)"
 set logscale y
 set key bottom right
+# tally's impls solid, the peers dashed
 plot for [i = 1:impls] datafile using 1:(column(i + 1)) with linespoints lw 2 \
-	title word(header, i + 2)
+	dashtype 1 + (word(header, i + 2)[1:5] ne "tally") title word(header, i + 2)
 ratiofile = base . ".ratio.dat"
 ratioheader = system("head -1 '" . ratiofile . "'")
 ours = words(ratioheader) - 2
 unset logscale y
 set yrange [0:*]
+set offsets 0, 0, graph 0.1, 0
 set title "tally / strongest peer (> 1: tally faster)"
 set ylabel "ratio"
 set key bottom right

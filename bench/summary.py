@@ -468,6 +468,9 @@ def main():
     print("flagged = repetitions left out because the threads did not all get a CPU"
           " (cpu_per_real < %.3g x min(threads, %d CPUs), the shortfall spent in the run queue);"
           % (CPU_SHARE, cpus))
+    print("thread counts above the %d CPUs are never flagged: they oversubscribe the machine and"
+          " measure time slicing, not contention (make bench-scaling's scaling.txt shows how"
+          " their threads spent the run)" % cpus)
     print("(parentheses) = from every repetition, flagged ones included, where one side had"
           " no unflagged repetition: not a measurement of contention")
     for (family, variant), by_threads in sorted(table.items()):
