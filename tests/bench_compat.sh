@@ -221,6 +221,55 @@ pycheck "$work/out" "all(b['cpu_per_real'] + b['runqueue_per_real'] <= 8 * 1.02
 	for b in data['benchmarks'] if b['run_type'] == 'iteration' and b['threads'] == 8)"
 ok $? "8 threads: cpu_per_real + runqueue_per_real stay within the thread count"
 
+# --- bench/summary.py: flagging up to the CPU count only; the scaling summary
+summary="${srcdir:-$(dirname "$0")/..}/bench/summary.py"
+# Two CPUs, two repetitions per run: at 2 threads one got its CPUs and one lost most of them
+# to the run queue (flagged); at 4 threads both ran on 1 of the 2 CPUs with 3 threads waiting,
+# which oversubscription makes normal: never flagged; at 8 threads the peer slept for 5.
+cat > "$work/synthetic.json" <<'JSON'
+{"context": {"num_cpus": 2, "load_avg": [0.5, 0.4, 0.3]}, "benchmarks": [
+ {"name": "BM_fam_tally/real_time/threads:1", "run_name": "BM_fam_tally/real_time/threads:1",
+  "run_type": "iteration", "threads": 1, "items_per_second": 100},
+ {"name": "BM_fam_peer/real_time/threads:1", "run_name": "BM_fam_peer/real_time/threads:1",
+  "run_type": "iteration", "threads": 1, "items_per_second": 50},
+ {"name": "BM_fam_tally/real_time/threads:2", "run_name": "BM_fam_tally/real_time/threads:2",
+  "run_type": "iteration", "threads": 2, "items_per_second": 200,
+  "cpu_per_real": 1.95, "runqueue_per_real": 0.02},
+ {"name": "BM_fam_tally/real_time/threads:2", "run_name": "BM_fam_tally/real_time/threads:2",
+  "run_type": "iteration", "threads": 2, "items_per_second": 90,
+  "cpu_per_real": 1.0, "runqueue_per_real": 1.0},
+ {"name": "BM_fam_peer/real_time/threads:2", "run_name": "BM_fam_peer/real_time/threads:2",
+  "run_type": "iteration", "threads": 2, "items_per_second": 80,
+  "cpu_per_real": 1.9, "runqueue_per_real": 0.05},
+ {"name": "BM_fam_tally/real_time/threads:4", "run_name": "BM_fam_tally/real_time/threads:4",
+  "run_type": "iteration", "threads": 4, "items_per_second": 150,
+  "cpu_per_real": 1.0, "runqueue_per_real": 3.0},
+ {"name": "BM_fam_peer/real_time/threads:4", "run_name": "BM_fam_peer/real_time/threads:4",
+  "run_type": "iteration", "threads": 4, "items_per_second": 100,
+  "cpu_per_real": 1.9, "runqueue_per_real": 2.0},
+ {"name": "BM_fam_tally/real_time/threads:8", "run_name": "BM_fam_tally/real_time/threads:8",
+  "run_type": "iteration", "threads": 8, "items_per_second": 160,
+  "cpu_per_real": 2.0, "runqueue_per_real": 6.0},
+ {"name": "BM_fam_peer/real_time/threads:8", "run_name": "BM_fam_peer/real_time/threads:8",
+  "run_type": "iteration", "threads": 8, "items_per_second": 40,
+  "cpu_per_real": 1.0, "runqueue_per_real": 2.0}]}
+JSON
+mkdir -p "$work/results"
+"$python" "$summary" "$work/results" "$work/synthetic.json" > "$work/summary" 2>&1
+grep -q '^ *2  tally  *200  *1/2 ' "$work/summary" && grep -q '^ *4  tally  *150  *0/1 ' "$work/summary"
+ok $? "summary.py flags a deprived 2-thread repetition, never one above the CPU count"
+"$python" "$summary" --scaling "$work/results" "$work/synthetic.json" > "$work/scaling" 2>&1
+grep -q 'OVERSUBSCRIBED: 4/8 of these thread counts are above .* 2 CPUs' "$work/scaling" &&
+	grep -q 'NOT a parallel speed-up' "$work/scaling" &&
+	grep -q '^ *4  tally  *150  *peer  *100  *1.50x  *oversubscribed  *1.00/3.00/0.00 | 1.90/2.00/0.10' "$work/scaling" &&
+	grep -q '^ *8  tally  *160  *peer  *40  *4.00x  *oversubscribed  *2.00/6.00/0.00 | 1.00/2.00/5.00' "$work/scaling" &&
+	grep -q '^ *2  tally  *200  *peer  *80  *2.50x  *1+0/3 ' "$work/scaling"
+ok $? "summary.py --scaling: says what is oversubscribed, ratio and run/wait/sleep per count"
+[ "$(sed -n 3p "$work/results/fam.ratio.dat")" = "1 2" ] &&
+	[ "$(grep -c '^[0-9]' "$work/results/fam.dat")" -eq 4 ]
+ok $? "summary.py --scaling writes the plot data (items/s and ratio per thread count)"
+[ $failed -eq 0 ] || { sed 's/^/# /' "$work/summary" "$work/scaling" | head -40; }
+
 # --- Google Benchmark's compare.py on two of our JSON files
 if [ ! -r "$compare" ]; then
 	skip "compare.py reads our JSON" "$compare not installed (libbenchmark-tools)"
