@@ -226,34 +226,29 @@ summary="${srcdir:-$(dirname "$0")/..}/bench/summary.py"
 # Two CPUs, two repetitions per run: at 2 threads one got its CPUs and one lost most of them
 # to the run queue (flagged); at 4 threads both ran on 1 of the 2 CPUs with 3 threads waiting,
 # which oversubscription makes normal: never flagged; at 8 threads the peer slept for 5.
-cat > "$work/synthetic.json" <<'JSON'
-{"context": {"num_cpus": 2, "load_avg": [0.5, 0.4, 0.3]}, "benchmarks": [
- {"name": "BM_fam_tally/real_time/threads:1", "run_name": "BM_fam_tally/real_time/threads:1",
-  "run_type": "iteration", "threads": 1, "items_per_second": 100},
- {"name": "BM_fam_peer/real_time/threads:1", "run_name": "BM_fam_peer/real_time/threads:1",
-  "run_type": "iteration", "threads": 1, "items_per_second": 50},
- {"name": "BM_fam_tally/real_time/threads:2", "run_name": "BM_fam_tally/real_time/threads:2",
-  "run_type": "iteration", "threads": 2, "items_per_second": 200,
-  "cpu_per_real": 1.95, "runqueue_per_real": 0.02},
- {"name": "BM_fam_tally/real_time/threads:2", "run_name": "BM_fam_tally/real_time/threads:2",
-  "run_type": "iteration", "threads": 2, "items_per_second": 90,
-  "cpu_per_real": 1.0, "runqueue_per_real": 1.0},
- {"name": "BM_fam_peer/real_time/threads:2", "run_name": "BM_fam_peer/real_time/threads:2",
-  "run_type": "iteration", "threads": 2, "items_per_second": 80,
-  "cpu_per_real": 1.9, "runqueue_per_real": 0.05},
- {"name": "BM_fam_tally/real_time/threads:4", "run_name": "BM_fam_tally/real_time/threads:4",
-  "run_type": "iteration", "threads": 4, "items_per_second": 150,
-  "cpu_per_real": 1.0, "runqueue_per_real": 3.0},
- {"name": "BM_fam_peer/real_time/threads:4", "run_name": "BM_fam_peer/real_time/threads:4",
-  "run_type": "iteration", "threads": 4, "items_per_second": 100,
-  "cpu_per_real": 1.9, "runqueue_per_real": 2.0},
- {"name": "BM_fam_tally/real_time/threads:8", "run_name": "BM_fam_tally/real_time/threads:8",
-  "run_type": "iteration", "threads": 8, "items_per_second": 160,
-  "cpu_per_real": 2.0, "runqueue_per_real": 6.0},
- {"name": "BM_fam_peer/real_time/threads:8", "run_name": "BM_fam_peer/real_time/threads:8",
-  "run_type": "iteration", "threads": 8, "items_per_second": 40,
-  "cpu_per_real": 1.0, "runqueue_per_real": 2.0}]}
-JSON
+# impl threads items/s cpu_per_real runqueue_per_real ("-": not reported, as at 1 thread)
+"$python" - "$work/synthetic.json" <<'PY'
+import json, sys
+rows = """tally 1 100 - -
+peer 1 50 - -
+tally 2 200 1.95 0.02
+tally 2 90 1.0 1.0
+peer 2 80 1.9 0.05
+tally 4 150 1.0 3.0
+peer 4 100 1.9 2.0
+tally 8 160 2.0 6.0
+peer 8 40 1.0 2.0"""
+runs = []
+for impl, threads, items, cpu, queue in (line.split() for line in rows.splitlines()):
+    name = "BM_fam_%s/real_time/threads:%s" % (impl, threads)
+    run = {"name": name, "run_name": name, "run_type": "iteration", "threads": int(threads),
+           "items_per_second": float(items)}
+    if cpu != "-":
+        run.update(cpu_per_real=float(cpu), runqueue_per_real=float(queue))
+    runs.append(run)
+json.dump({"context": {"num_cpus": 2, "load_avg": [0.5, 0.4, 0.3]}, "benchmarks": runs},
+          open(sys.argv[1], "w"))
+PY
 mkdir -p "$work/results"
 "$python" "$summary" "$work/results" "$work/synthetic.json" > "$work/summary" 2>&1
 grep -q '^ *2  tally  *200  *1/2 ' "$work/summary" && grep -q '^ *4  tally  *150  *0/1 ' "$work/summary"
