@@ -117,7 +117,12 @@ struct bench_def *bench_register(const char *name, bench_fn fn);
 struct bench_def *bench_def_arg(struct bench_def *def, int64_t arg);
 /* Variants for lo..hi by powers of 8 (Google Benchmark's Range). */
 struct bench_def *bench_def_range(struct bench_def *def, int64_t lo, int64_t hi);
-/* Adds a thread count: name/threads:N. Repeat for more. Default: 1 thread. */
+/* Adds a thread count: name/threads:N. Repeat for more. Default: 1 thread (no threads:N in
+ * the name). A benchmark registered with a count above 1 is "threaded": the flag
+ * --bench_threads=LIST (tally's own; environment BENCH_THREADS; up to 16 distinct counts in
+ * 1..1024, e.g. 1,2,4,8,16) replaces all its counts at run time, so a scaling run needs no
+ * rebuild; one registered with 1 thread only keeps it. Names stay name/threads:N, so the
+ * output stays Google Benchmark's; the JSON context then carries "bench_threads". */
 struct bench_def *bench_def_threads(struct bench_def *def, int threads);
 struct bench_def *bench_def_setup(struct bench_def *def, bench_hook setup);
 struct bench_def *bench_def_teardown(struct bench_def *def, bench_hook teardown);
@@ -128,8 +133,8 @@ struct bench_def *bench_def_iterations(struct bench_def *def, int64_t iterations
 /* Per-benchmark min time in seconds (name/min_time:S), as MinTime(s). */
 struct bench_def *bench_def_min_time(struct bench_def *def, double seconds);
 
-/* Parses the --benchmark_* flags and BENCHMARK_* environment, runs the selected benchmarks,
- * reports. Returns the process exit status (0, or 1 on a bad flag or unwritable output). */
+/* Parses the --benchmark_* flags and BENCHMARK_* environment (and --bench_threads /
+ * BENCH_THREADS), runs the selected benchmarks, reports. Returns the process exit status (0, or 1 on a bad flag or unwritable output). */
 int bench_main(int argc, char **argv);
 
 /* Keeps a value from being optimised away (DoNotOptimize) and a compiler barrier

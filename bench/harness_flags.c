@@ -4,6 +4,10 @@
  * of Google Benchmark 1.7 (a flag on the command line wins). An unknown flag or a malformed
  * value (flag or environment) prints what is wrong and makes bench_main exit 1 before
  * anything runs; Google Benchmark ignores some of these or prints its usage and exits 0.
+ *
+ * One flag is tally's own, so it is spelled without the benchmark_ prefix: --bench_threads
+ * (environment BENCH_THREADS), the thread counts every threaded benchmark runs at
+ * (harness_registry.c applies it), for the scaling run on more threads than registered.
  */
 #include <errno.h>
 #include <math.h>
@@ -15,7 +19,10 @@
 
 #include "harness_internal.h"
 
-enum flag_kind { FLAG_BOOL, FLAG_INT, FLAG_DOUBLE, FLAG_STRING, FLAG_FORMAT, FLAG_UNIT, FLAG_COLOR };
+enum flag_kind {
+	FLAG_BOOL, FLAG_INT, FLAG_DOUBLE, FLAG_STRING, FLAG_FORMAT, FLAG_UNIT, FLAG_COLOR,
+	FLAG_THREAD_LIST,
+};
 
 struct flag_spec {
 	const char *name;
@@ -43,6 +50,7 @@ static const struct flag_spec flag_specs[] = {
 	FLAG("benchmark_counters_tabular", FLAG_BOOL, counters_tabular),
 	FLAG("benchmark_context", FLAG_STRING, context),
 	{ "benchmark_color", FLAG_COLOR, 0, 0 },
+	FLAG("bench_threads", FLAG_THREAD_LIST, thread_list),
 };
 
 static const char usage[] =
@@ -61,8 +69,11 @@ static const char usage[] =
 	"          [--benchmark_counters_tabular={true|false}]\n"
 	"          [--benchmark_context=<key>=<value>,...]\n"
 	"          [--benchmark_time_unit={ns|us|ms|s}]\n"
+	"          [--bench_threads=<threads>,...]\n"
 	"Each flag can also be set by the environment variable BENCHMARK_<FLAG>\n"
-	"(e.g. BENCHMARK_MIN_TIME=0.2); a flag on the command line wins.\n";
+	"(e.g. BENCHMARK_MIN_TIME=0.2); a flag on the command line wins.\n"
+	"--bench_threads (tally's own; BENCH_THREADS) replaces the thread counts of every\n"
+	"benchmark registered with a count above 1 (e.g. --bench_threads=1,2,4,8,16).\n";
 
 static bool parse_bool(const char *text, bool *value)
 {
@@ -114,8 +125,46 @@ static const char *expected_of(enum flag_kind kind)
 	case FLAG_FORMAT: return "one of console, json, csv";
 	case FLAG_UNIT: return "one of ns, us, ms, s";
 	case FLAG_COLOR: return "one of auto, true, false";
+	case FLAG_THREAD_LIST: return "distinct thread counts in 1..1024, comma-separated, at most "
+				      "16 (e.g. 1,2,4,8,16)";
 	}
 	return "?";
+}
+
+/* --bench_threads: "1,2,4" into flags->thread_list; false (the list unchanged) unless every
+ * item is a count in 1..BENCH_THREADS_LIMIT, none repeats and there are at most
+ * BENCH_THREAD_LIST_MAX. A repeat is refused rather than run twice: it is a typing slip. */
+static bool parse_thread_list(struct bench_flags *flags, const char *text)
+{
+	int list[BENCH_THREAD_LIST_MAX], count = 0;
+	const char *p = text;
+
+	if (strlen(text) >= sizeof(flags->thread_list_text))
+		return false;
+	for (;;) {
+		char *end;
+		long value;
+
+		if (*p < '0' || *p > '9' || count == BENCH_THREAD_LIST_MAX)
+			return false;
+		errno = 0;
+		value = strtol(p, &end, 10);
+		if (errno || value < 1 || value > BENCH_THREADS_LIMIT)
+			return false;
+		for (int i = 0; i < count; i++)
+			if (list[i] == value)
+				return false;
+		list[count++] = (int)value;
+		if (*end == '\0')
+			break;
+		if (*end != ',')
+			return false;
+		p = end + 1;
+	}
+	memcpy(flags->thread_list, list, (size_t)count * sizeof(list[0]));
+	flags->thread_list_count = count;
+	memcpy(flags->thread_list_text, text, strlen(text) + 1);
+	return true;
 }
 
 /* Stores `text` (NULL: a bare --flag) into the field; false on a malformed value. */
@@ -162,6 +211,8 @@ static bool set_flag(struct bench_flags *flags, const struct flag_spec *spec, co
 		/* accepted for compatibility; tally's console output is never coloured */
 		return strcmp(text, "auto") == 0 || parse_bool(text, &ignored);
 	}
+	case FLAG_THREAD_LIST:
+		return parse_thread_list(flags, text);
 	}
 	return false;
 }
@@ -228,6 +279,26 @@ int bench_flags_parse_arguments(struct bench_flags *flags, int argc, char **argv
 	return 0;
 }
 
+/* A run under --bench_threads says so in its context ("bench_threads": "1,2,4"), so that a
+ * JSON file whose thread counts differ from the program's registrations explains itself. */
+static int add_thread_list_context(struct bench_context *context,
+				   const struct bench_flags *flags)
+{
+	if (flags->thread_list_count == 0)
+		return 0;
+	if (context->user_count == BENCH_CONTEXT_MAX) {
+		fprintf(stderr, "%s: error: --benchmark_context has too many pairs to add "
+				"bench_threads\n", flags->program);
+		return 1;
+	}
+	snprintf(context->user_key[context->user_count], sizeof(context->user_key[0]),
+		 "bench_threads");
+	snprintf(context->user_value[context->user_count], sizeof(context->user_value[0]), "%s",
+		 flags->thread_list_text);
+	context->user_count++;
+	return 0;
+}
+
 int bench_flags_parse_context(struct bench_context *context, const struct bench_flags *flags)
 {
 	char copy[sizeof(flags->context)], *save = NULL;
@@ -248,5 +319,5 @@ int bench_flags_parse_context(struct bench_context *context, const struct bench_
 			 "%s", equals + 1);
 		context->user_count++;
 	}
-	return 0;
+	return add_thread_list_context(context, flags);
 }

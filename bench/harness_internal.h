@@ -30,6 +30,9 @@
 #define BENCH_CONTEXT_MAX 16
 #define BENCH_CACHES_MAX 8
 
+#define BENCH_THREAD_LIST_MAX 16 /* thread counts --bench_threads may name */
+#define BENCH_THREADS_LIMIT 1024  /* the largest count it accepts */
+
 #define BENCH_LATENCY_MAX 4      /* named latency histograms per run */
 #define BENCH_LATENCY_BUCKETS 960 /* 16 linear buckets per power of two, up to 2^63 ns */
 
@@ -101,6 +104,11 @@ struct bench_flags {
 	enum bench_unit time_unit;
 	bool counters_tabular;
 	char context[4096];
+	/* --bench_threads=LIST (tally's own flag): the thread counts that replace those of every
+	 * threaded benchmark (one registered with a count above 1); 0 = as registered. */
+	int thread_list[BENCH_THREAD_LIST_MAX];
+	int thread_list_count;
+	char thread_list_text[128]; /* as given, for the context */
 	const char *program;
 };
 

@@ -6,6 +6,12 @@
  * name[/arg][/min_time:S][/iterations:N][/real_time][/threads:N], filtered by a POSIX extended
  * regex (a leading '-' negates; "all" or empty selects everything). A registration mistake
  * (bad argument, out of memory) is kept and reported by bench_main, which then exits 1.
+ *
+ * --bench_threads=LIST replaces the thread counts of every threaded benchmark, one registered
+ * with a count above 1, before the filter sees the names: a scaling run selects
+ * "threads:16" like any other instance. A benchmark registered with 1 thread only (or with
+ * none) measures something that has no threaded form (a file lease, the harness's own
+ * overhead) and keeps what it registered.
  */
 #include <regex.h>
 #include <stdio.h>
@@ -150,6 +156,30 @@ const char *bench_registration_error(void)
 	return registration_error;
 }
 
+/* A benchmark whose thread counts --bench_threads replaces. */
+static bool is_threaded(const struct bench_def *def)
+{
+	for (int t = 0; t < def->thread_count; t++)
+		if (def->thread_counts[t] > 1)
+			return true;
+	return false;
+}
+
+/* The thread counts an instance of `def` runs at: *count of them, none (count 1, value 1,
+ * no threads:N in the name) when it registered none. */
+static const int *thread_counts_of(const struct bench_def *def, const struct bench_flags *flags,
+				   int *count)
+{
+	static const int one = 1;
+
+	if (flags->thread_list_count > 0 && is_threaded(def)) {
+		*count = flags->thread_list_count;
+		return flags->thread_list;
+	}
+	*count = def->thread_count ? def->thread_count : 1;
+	return def->thread_count ? def->thread_counts : &one;
+}
+
 int bench_build_instances(const struct bench_flags *flags, struct bench_instance **out,
 			   int *count)
 {
@@ -177,7 +207,8 @@ int bench_build_instances(const struct bench_flags *flags, struct bench_instance
 		struct bench_def *def = defs[d];
 		int per_family = 0;
 		int args = def->arg_count ? def->arg_count : 1;
-		int thread_variants = def->thread_count ? def->thread_count : 1;
+		int thread_variants;
+		const int *thread_counts = thread_counts_of(def, flags, &thread_variants);
 
 		for (int a = 0; a < args; a++) {
 			for (int t = 0; t < thread_variants; t++) {
@@ -188,7 +219,7 @@ int bench_build_instances(const struct bench_flags *flags, struct bench_instance
 
 				instance.has_arg = def->arg_count > 0;
 				instance.arg = instance.has_arg ? def->args[a] : 0;
-				instance.threads = def->thread_count ? def->thread_counts[t] : 1;
+				instance.threads = thread_counts[t];
 				length = snprintf(instance.name, sizeof(instance.name), "%s", def->name);
 				if (instance.has_arg)
 					length += snprintf(instance.name + length, sizeof(instance.name) - (size_t)length,

@@ -95,19 +95,38 @@ static double runqueue_seconds(int fd)
 	return (double)wait_ns * 1e-9;
 }
 
-/* The schedstat reads stay outside the timed interval. */
+/* Reads the real and CPU clocks and the run-queue wait as of one moment. The kernel adds a
+ * wait to schedstat when the thread gets its CPU back, so a preemption between the clock
+ * reads and the schedstat read would count a wait (tens of milliseconds on an oversubscribed
+ * machine) in the run-queue time but not in the real time, or the reverse: the reads are
+ * repeated (up to 3 more times) until schedstat is the same before and after the clocks.
+ * The second schedstat read is inside the timed interval: one pread, about a microsecond
+ * per try. */
+static void read_clocks(const struct bench_thread *thread, double *real, double *cpu,
+			double *runqueue)
+{
+	for (int tries = 0;; tries++) {
+		double before = runqueue_seconds(thread->schedstat);
+
+		*cpu = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
+		*real = clock_seconds(CLOCK_MONOTONIC);
+		*runqueue = runqueue_seconds(thread->schedstat);
+		if (*runqueue == before || tries == 3)
+			return;
+	}
+}
+
 static void timer_start(struct bench_thread *thread)
 {
 	thread->timing = true;
-	thread->runqueue_start = runqueue_seconds(thread->schedstat);
-	thread->cpu_start = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
-	thread->real_start = clock_seconds(CLOCK_MONOTONIC);
+	read_clocks(thread, &thread->real_start, &thread->cpu_start, &thread->runqueue_start);
 }
 
 static void timer_stop(struct bench_thread *thread)
 {
-	double real = clock_seconds(CLOCK_MONOTONIC), cpu = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
-	double runqueue = runqueue_seconds(thread->schedstat);
+	double real, cpu, runqueue;
+
+	read_clocks(thread, &real, &cpu, &runqueue);
 
 	thread->real_used += real - thread->real_start;
 	thread->cpu_used += cpu - thread->cpu_start;

@@ -3,6 +3,7 @@
 """bench/summary.py: the ratio table of `make bench`, from Google-Benchmark-format JSON files.
 
 Usage: summary.py RESULTS_DIR FILE.json...
+       summary.py --scaling RESULTS_DIR FILE.json...   (make bench-scaling: see scaling_main)
 
 Benchmarks are named BM_<family>_<impl>[/<arg>][/real_time]/threads:N (see mk/bench.am).
 Impls starting with "tally" are ours; the rest are peers, those starting with "naive" the
@@ -16,6 +17,9 @@ the harness) is below 0.875 x min(threads, CPUs) and the harness's runqueue_per_
 the threads were runnable but waiting for a CPU, summed, / real time) covers at least half
 of that shortfall, i.e. the machine, not the benchmark's own sleeping in a lock, took the
 CPU. Without runqueue_per_real (a kernel without schedstat) the CPU test alone decides.
+Above the CPU count nothing is flagged: more threads than CPUs cannot all have one, the run
+queue is never empty, and the test cannot tell the machine's other work from the run's own
+oversubscription (the scaling summary shows how the threads spent the run instead).
 
 For each family, argument and thread count it prints every tally* impl's items_per_second
 (median of the unflagged repetitions) and its ratio to each peer's, the strongest peer (the
@@ -61,7 +65,7 @@ def parse(name):
 
 def deprived(run, threads, cpus):
     """True when a threaded repetition's threads did not all get a CPU (see the top)."""
-    if threads < 2 or "cpu_per_real" not in run:
+    if threads < 2 or threads > cpus or "cpu_per_real" not in run:
         return False
     expected = min(threads, cpus)
     cpu = run["cpu_per_real"]
@@ -304,7 +308,156 @@ def strongest_section(table):
                  "flagged", "latency"], rows)
 
 
+SCALING_HEADER = """\
+Scaling run: tally against its strongest peers at {threads} threads, on {cpus} CPUs.
+items/s: median of the repetitions (unflagged ones up to {cpus} threads); ratio = tally / the
+strongest peer at that thread count (the highest median), > 1 = tally faster.
+
+{over_line}
+At {over} threads at most {cpus} run at any moment, so items/s cannot grow past the
+{cpus}-thread figure by running in parallel: those rows are NOT a parallel speed-up. They
+measure what each design does when a thread loses its CPU in the middle of an operation: a
+lock holder that is preempted stalls every thread that needs its lock until the scheduler
+runs it again (a time slice: milliseconds), waiters that sleep in a futex need a wake-up
+before they run, and threads queue up behind one another (convoying); a lock-free operation
+that is preempted stalls no one. The parallel case the design is for (16 threads on 16
+cores, each on its own cache) needs a machine with that many CPUs: run make bench-scaling
+there to see it.
+
+Flagging by CPU time / real time (summary.txt) applies only up to {cpus} threads (a
+repetition whose threads did not all get a CPU is left out; "flagged" counts them). Above
+that nothing can be flagged: every row shows instead how the threads spent the timed run on
+average, in threads, for tally | the peer:
+  run   = cpu_per_real (CPU time summed over threads / real time: at most {cpus}; below
+          {cpus} with threads runnable means other work on the machine had the CPUs)
+  wait  = runqueue_per_real (time runnable but waiting for a CPU / real time)
+  sleep = threads - run - wait (blocked: a lock's futex wait, a sleeping waiter)
+A lock-free design keeps sleep near 0 at any thread count; a sleeping lock shows its
+convoy as sleep, and its preempted holders as p99/p99.9 latency.
+"NOT OVERLAPPED" marks a row whose run is above {cpus}: its threads ran one after another
+(each one's work fitted in a time slice), so real time averaged over the threads is too
+short and items/s too high: raise the min_time.
+"""
+
+
+def scaling_loads(paths):
+    """The load average each program's run started at (from its JSON context)."""
+    loads = []
+    for path in paths:
+        with open(path) as handle:
+            context = json.load(handle).get("context", {})
+        load = context.get("load_avg") or []
+        loads.append("%s %s" % (os.path.basename(path),
+                                ", ".join("%.2f" % v for v in load) or "?"))
+    return loads
+
+
+def time_split(cell, threads):
+    """run/wait/sleep (median over the kept repetitions, or in parentheses over the flagged
+    ones when all were flagged) as text, "-" at 1 thread."""
+    runs = [r for r in cell.kept if "cpu_per_real" in r]
+    if not runs:
+        flagged = [r for r in cell.left_out if "cpu_per_real" in r]
+        if not flagged:
+            return "-"
+        held = Cell()
+        held.kept = flagged
+        return "(%s)" % time_split(held, threads)
+    run = statistics.median(r["cpu_per_real"] for r in runs)
+    waits = [r["runqueue_per_real"] for r in runs if "runqueue_per_real" in r]
+    if not waits:
+        return "%.2f/?/?" % run
+    wait = statistics.median(waits)
+    sleep = statistics.median(max(0.0, threads - r["cpu_per_real"] - r["runqueue_per_real"])
+                              for r in runs if "runqueue_per_real" in r)
+    return "%.2f/%.2f/%.2f" % (run, wait, sleep)
+
+
+def p99_notes(cell, impl, best):
+    notes = []
+    for op in latency_ops_all(cell):
+        p99 = [cell[i].median("%s_p99_ns" % op) or cell[i].median_all("%s_p99_ns" % op)
+               for i in (impl, best)]
+        if None not in p99 and p99[1]:
+            notes.append("%s %.0f/%.0f ns %.2fx" % (op, p99[0], p99[1], p99[0] / p99[1]))
+    return "; ".join(notes)
+
+
+def scaling_family(results, title, by_threads, cpus):
+    """One family's table; writes <title>.dat (items/s per impl) and <title>.ratio.dat
+    (tally / strongest peer per tally impl) for plot-scaling.gp."""
+    impls = sorted({impl for cell in by_threads.values() for impl in cell})
+    ours = [impl for impl in impls if impl.startswith("tally")]
+    peers = [impl for impl in impls if not impl.startswith("tally")]
+    rows, ratios = [], {}
+    for threads in sorted(by_threads):
+        cell = by_threads[threads]
+        for impl in ours:
+            best = strongest(cell, same_kind(impl, peers)) if impl in cell else None
+            if not best:
+                continue
+            mine, theirs = cell[impl], cell[best]
+            a = mine.median() or mine.median_all()
+            b = theirs.median() or theirs.median_all()
+            clean = mine.median() and theirs.median()
+            ratio = a / b if a and b else float("nan")
+            ratios.setdefault(threads, {})[impl] = ratio
+            wrap = (lambda text: text) if clean else (lambda text: "(%s)" % text)
+            state = ("%d+%d/%d" % (mine.flagged, theirs.flagged, mine.count() + theirs.count())
+                     if threads <= cpus else "oversubscribed")
+            if any(c.median("cpu_per_real") and c.median("cpu_per_real") > 1.1 * cpus
+                   for c in (mine, theirs)):
+                state = "NOT OVERLAPPED"
+            rows.append([str(threads), impl, wrap(human(a)), best, wrap(human(b)),
+                         wrap("%.2fx" % ratio), state,
+                         "%s | %s" % (time_split(mine, threads), time_split(theirs, threads)),
+                         p99_notes(cell, impl, best)])
+    print()
+    print("== %s" % title)
+    print_table(["threads", "impl", "items/s", "strongest peer", "peer", "ratio", "flagged",
+                 "run/wait/sleep tally | peer", "p99 latency tally/peer"], rows)
+    base = title.replace("/", "_")
+    write_dat(results, title, by_threads, impls)
+    with open(os.path.join(results, base + ".ratio.dat"), "w") as dat:
+        dat.write("# threads " + " ".join(ours) + "\n")
+        dat.write("# items/s of each tally impl / that of the strongest peer at that count\n")
+        for threads in sorted(ratios):
+            dat.write("%d %s\n" % (threads, " ".join(
+                "%.4g" % ratios[threads].get(impl, float("nan")) for impl in ours)))
+
+
+def scaling_main(results, paths):
+    """make bench-scaling's summary (bench/run-scaling.sh): per family and thread count,
+    each tally impl against the strongest peer, how the threads spent the run, p99."""
+    table, cpus, failures = load(paths)
+    counts = sorted({t for by_threads in table.values() for t in by_threads})
+    over = [t for t in counts if t > cpus]
+    over_line = ("OVERSUBSCRIBED: %s of these thread counts are above this machine's %d CPUs."
+                 % ("/".join(map(str, over)), cpus) if over else
+                 "No thread count here is above this machine's %d CPUs." % cpus)
+    print(SCALING_HEADER.format(threads=", ".join(map(str, counts)), cpus=cpus,
+                                over="/".join(map(str, over)) or "(none)",
+                                over_line=over_line))
+    print("load average (1, 5, 15 min) when each program started: "
+          + "; ".join(scaling_loads(paths)))
+    for (family, variant), by_threads in sorted(table.items()):
+        title = family + ("/" + variant if variant else "")
+        if any(i.startswith("tally") for c in by_threads.values() for i in c):
+            scaling_family(results, title, by_threads, cpus)
+    if failures:
+        print("\nFAILED benchmarks:")
+        for failure in failures:
+            print("  " + failure)
+        return 1
+    return 0
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--scaling":
+        if len(sys.argv) < 3:
+            sys.stderr.write("usage: summary.py --scaling RESULTS_DIR FILE.json...\n")
+            return 2
+        return scaling_main(sys.argv[2], sys.argv[3:])
     if len(sys.argv) < 2:
         sys.stderr.write("usage: summary.py RESULTS_DIR FILE.json...\n")
         return 2
@@ -315,6 +468,9 @@ def main():
     print("flagged = repetitions left out because the threads did not all get a CPU"
           " (cpu_per_real < %.3g x min(threads, %d CPUs), the shortfall spent in the run queue);"
           % (CPU_SHARE, cpus))
+    print("thread counts above the %d CPUs are never flagged: they oversubscribe the machine and"
+          " measure time slicing, not contention (make bench-scaling's scaling.txt shows how"
+          " their threads spent the run)" % cpus)
     print("(parentheses) = from every repetition, flagged ones included, where one side had"
           " no unflagged repetition: not a measurement of contention")
     for (family, variant), by_threads in sorted(table.items()):

@@ -46,6 +46,9 @@ run() {
 	[ "$got" -eq "$want" ] || echo "# exit status $got, want $want: $program $*" >&2
 	[ "$got" -eq "$want" ]
 }
+# A BENCH_THREADS from the caller's environment (make bench-scaling's) would change the
+# instances every check below expects.
+unset BENCH_THREADS
 pycheck() { # pycheck FILE PYTHON-EXPRESSION-ON-data
 	"$python" -c "import json,sys; data=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"
 }
@@ -173,6 +176,94 @@ pycheck "$work/out" "[b['op_samples'] == 100000 and 470 <= b['op_p50_ns'] <= 530
 	and 930 <= b['op_p99_ns'] <= 1000 and 940 <= b['op_p999_ns'] <= 1063
 	for b in data['benchmarks'] if b['name'] == 'BM_selftest_latency/iterations:100000'][0]"
 ok $? "latency samples give their count and p50, p99, p99.9 within the histogram's 6.25 %"
+
+# --- --bench_threads (tally's own flag): the thread counts of every threaded benchmark
+run 0 --benchmark_list_tests --bench_threads=1,3,16
+grep -qx 'BM_selftest_tally/real_time/threads:3' "$work/out" &&
+	grep -qx 'BM_selftest_atomic/real_time/threads:16' "$work/out" &&
+	! grep -q 'threads:2$' "$work/out" &&
+	[ "$(grep -c '^BM_selftest_tally/' "$work/out")" -eq 3 ]
+ok $? "--bench_threads=1,3,16 replaces the registered 1,2 of threaded benchmarks"
+grep -qx 'BM_selftest_single/real_time/threads:1' "$work/out" &&
+	[ "$(grep -c '^BM_selftest_single' "$work/out")" -eq 1 ] &&
+	grep -qx 'BM_selftest_arg/8' "$work/out" && grep -qx 'BM_selftest_error' "$work/out"
+ok $? "--bench_threads leaves benchmarks registered with 1 thread, or none, as they are"
+
+BENCH_THREADS=4 run 0 --benchmark_list_tests
+grep -qx 'BM_selftest_tally/real_time/threads:4' "$work/out" && ! grep -q 'tally.*threads:1$' "$work/out"
+ok $? "BENCH_THREADS=4 sets it from the environment"
+BENCH_THREADS=4 run 0 --benchmark_list_tests --bench_threads=5
+grep -qx 'BM_selftest_tally/real_time/threads:5' "$work/out" && ! grep -q 'threads:4$' "$work/out"
+ok $? "--bench_threads on the command line wins over BENCH_THREADS"
+
+bad=0
+for list in '' 0 1,,2 ',1' '1,' 2,2 1025 'x' '1 2' 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17; do
+	run 1 --benchmark_list_tests --bench_threads="$list" &&
+		grep -q 'bench_threads' "$work/err" || { echo "# accepted: '$list'" >&2; bad=1; }
+done
+ok $bad "--bench_threads refuses empty, zero, repeated, over 1024, over 16 counts, exit 1"
+
+run 0 $fast --benchmark_filter='atomic|single' --bench_threads=3 --benchmark_format=json
+pycheck "$work/out" "[b['threads'] == 3 and b['threads_seen'] == 3 and 'cpu_per_real' in b
+	and b['iterations'] % 3 == 0
+	for b in data['benchmarks'] if b['name'] == 'BM_selftest_atomic/real_time/threads:3'][0]
+	and [b['threads'] for b in data['benchmarks']
+	if b['name'] == 'BM_selftest_single/real_time/threads:1'] == [1]
+	and data['context']['bench_threads'] == '3'"
+ok $? "a --bench_threads=3 run runs 3 threads (each counts itself), says so in its context"
+
+# 8 threads on this machine's CPUs (2 in CI) are preempted inside the timed loop, and each
+# thread's time is run + run-queue wait + sleep: were a wait counted in one and not the other
+# (a preemption between the clock and schedstat reads), the sum would exceed the threads.
+run 0 --benchmark_min_time=0.02 --benchmark_filter='atomic' --bench_threads=8 \
+	--benchmark_repetitions=3 --benchmark_format=json
+pycheck "$work/out" "all(b['cpu_per_real'] + b['runqueue_per_real'] <= 8 * 1.02
+	for b in data['benchmarks'] if b['run_type'] == 'iteration' and b['threads'] == 8)"
+ok $? "8 threads: cpu_per_real + runqueue_per_real stay within the thread count"
+
+# --- bench/summary.py: flagging up to the CPU count only; the scaling summary
+summary="${srcdir:-$(dirname "$0")/..}/bench/summary.py"
+# Two CPUs, two repetitions per run: at 2 threads one got its CPUs and one lost most of them
+# to the run queue (flagged); at 4 threads both ran on 1 of the 2 CPUs with 3 threads waiting,
+# which oversubscription makes normal: never flagged; at 8 threads the peer slept for 5.
+# impl threads items/s cpu_per_real runqueue_per_real ("-": not reported, as at 1 thread)
+"$python" - "$work/synthetic.json" <<'PY'
+import json, sys
+rows = """tally 1 100 - -
+peer 1 50 - -
+tally 2 200 1.95 0.02
+tally 2 90 1.0 1.0
+peer 2 80 1.9 0.05
+tally 4 150 1.0 3.0
+peer 4 100 1.9 2.0
+tally 8 160 2.0 6.0
+peer 8 40 1.0 2.0"""
+runs = []
+for impl, threads, items, cpu, queue in (line.split() for line in rows.splitlines()):
+    name = "BM_fam_%s/real_time/threads:%s" % (impl, threads)
+    run = {"name": name, "run_name": name, "run_type": "iteration", "threads": int(threads),
+           "items_per_second": float(items)}
+    if cpu != "-":
+        run.update(cpu_per_real=float(cpu), runqueue_per_real=float(queue))
+    runs.append(run)
+json.dump({"context": {"num_cpus": 2, "load_avg": [0.5, 0.4, 0.3]}, "benchmarks": runs},
+          open(sys.argv[1], "w"))
+PY
+mkdir -p "$work/results"
+"$python" "$summary" "$work/results" "$work/synthetic.json" > "$work/summary" 2>&1
+grep -q '^ *2  tally  *200  *1/2 ' "$work/summary" && grep -q '^ *4  tally  *150  *0/1 ' "$work/summary"
+ok $? "summary.py flags a deprived 2-thread repetition, never one above the CPU count"
+"$python" "$summary" --scaling "$work/results" "$work/synthetic.json" > "$work/scaling" 2>&1
+grep -q 'OVERSUBSCRIBED: 4/8 of these thread counts are above .* 2 CPUs' "$work/scaling" &&
+	grep -q 'NOT a parallel speed-up' "$work/scaling" &&
+	grep -q '^ *4  tally  *150  *peer  *100  *1.50x  *oversubscribed  *1.00/3.00/0.00 | 1.90/2.00/0.10' "$work/scaling" &&
+	grep -q '^ *8  tally  *160  *peer  *40  *4.00x  *oversubscribed  *2.00/6.00/0.00 | 1.00/2.00/5.00' "$work/scaling" &&
+	grep -q '^ *2  tally  *200  *peer  *80  *2.50x  *1+0/3 ' "$work/scaling"
+ok $? "summary.py --scaling: says what is oversubscribed, ratio and run/wait/sleep per count"
+[ "$(sed -n 3p "$work/results/fam.ratio.dat")" = "1 2" ] &&
+	[ "$(grep -c '^[0-9]' "$work/results/fam.dat")" -eq 4 ]
+ok $? "summary.py --scaling writes the plot data (items/s and ratio per thread count)"
+[ $failed -eq 0 ] || { sed 's/^/# /' "$work/summary" "$work/scaling" | head -40; }
 
 # --- Google Benchmark's compare.py on two of our JSON files
 if [ ! -r "$compare" ]; then

@@ -82,6 +82,10 @@ int main(int argc, char **argv)
 	bench_def_use_real_time(def);
 	bench_def_threads(def, 1);
 	bench_def_threads(def, 2);
+	/* registered with 1 thread only: --bench_threads leaves it as it is */
+	def = bench_register("BM_selftest_single", bm_selftest_tally);
+	bench_def_use_real_time(def);
+	bench_def_threads(def, 1);
 	bench_def_range(bench_register("BM_selftest_arg", bm_selftest_arg), 8, 512);
 	bench_def_iterations(bench_register("BM_selftest_paused", bm_selftest_paused), 5);
 	bench_def_iterations(bench_register("BM_selftest_latency", bm_selftest_latency), 100000);
