@@ -39,96 +39,19 @@ struct tally_counter_local {
 
 int tally__counter_add_slow(struct tally_counter *counter, int64_t delta);
 
-/*
- * The slot accesses of the inline paths. On x86-64 (outside ThreadSanitizer) the owner's
- * store is one `movq` in inline assembly that names the slot as its only memory operand:
- * the instruction a relaxed atomic store compiles to (an aligned 8-byte store is
- * single-copy atomic), but the compiler knows it writes nothing else, whereas GCC treats
- * every __atomic store as touching all memory and reloads the caller's loop invariants (a
- * local handle's slot pointer) after each one. Likewise the shared slot's CAS is a
- * `lock cmpxchgq` on the slot alone, so a local handle's loop has no call in it and keeps the
- * handle in registers. Elsewhere, and under ThreadSanitizer (which must see every access),
- * these are the C11 relaxed store and CAS: the same semantics.
- */
-#if defined(__SANITIZE_THREAD__)
-#define TALLY__COUNTER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TALLY__COUNTER_TSAN 1
-#endif
-#endif
-#if defined(__x86_64__) && !defined(TALLY__COUNTER_TSAN)
-#define TALLY__COUNTER_ASM 1
-#else
-#define TALLY__COUNTER_ASM 0
-#endif
-
 #if TALLY__INLINE_BODIES
-
-/* Relaxed store by the slot's single writer. */
-static inline void tally__counter_slot_store(TALLY__ATOMIC(int64_t) *slot, int64_t value)
-{
-#if TALLY__COUNTER_ASM
-	__asm__ __volatile__("movq %1, %0" : "=m"(*(int64_t *)slot) : "r"(value));
-#else
-	TALLY__ATOMIC_STORE(slot, value, TALLY__RELAXED);
-#endif
-}
-
-/* Relaxed CAS on a slot with several writers: true (and *value = sum) if *old was current;
- * otherwise *old is the value found. */
-static inline bool tally__counter_slot_cas(TALLY__ATOMIC(int64_t) *slot, int64_t *old,
-					   int64_t sum)
-{
-#if TALLY__COUNTER_ASM
-	bool swapped;
-
-	__asm__ __volatile__("lock cmpxchgq %3, %1"
-			     : "=@ccz"(swapped), "+m"(*(int64_t *)slot), "+a"(*old)
-			     : "r"(sum));
-	return swapped;
-#elif defined(__cplusplus)
-	return __atomic_compare_exchange_n(slot, old, sum, true, __ATOMIC_RELAXED,
-					   __ATOMIC_RELAXED);
-#else
-	return atomic_compare_exchange_weak_explicit(slot, old, sum, memory_order_relaxed,
-						     memory_order_relaxed);
-#endif
-}
-
-/* A local handle on the shared slot: a CAS loop, inline so that the caller's loop has no
- * call in it. EDESTROYED once the counter is destroyed (its struct must still be alive). */
-static inline int tally__counter_local_add_shared(const struct tally_counter_local *local,
-						  TALLY__ATOMIC(int64_t) *slot, int64_t delta)
-{
-	int64_t sum, old;
-
-	if (TALLY_UNLIKELY(local->counter->magic != TALLY_COUNTER_MAGIC))
-		return TALLY_EDESTROYED;
-	old = TALLY__ATOMIC_LOAD(slot, TALLY__RELAXED);
-	do {
-		if (__builtin_add_overflow(old, delta, &sum))
-			return TALLY_EOVERFLOW;
-	} while (!tally__counter_slot_cas(slot, &old, sum));
-	return TALLY_OK;
-}
 
 TALLY__INLINE int tally_counter_local_add(struct tally_counter_local *local, int64_t delta)
 {
-	/* Both fields are read before the slot's atomic load, which GCC also treats as a
-	 * barrier to later loads: read after it, they would be reloaded every call of a loop. */
-	TALLY__ATOMIC(int64_t) *slot = local->slot;
-	bool shared = local->shared;
-	int64_t sum, old;
-
-	if (TALLY_UNLIKELY(shared))
-		return tally__counter_local_add_shared(local, slot, delta);
-	/* Single writer, as in tally_counter_add. */
-	old = TALLY__ATOMIC_LOAD(slot, TALLY__RELAXED);
-	if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
-		return TALLY_EOVERFLOW;
-	tally__counter_slot_store(slot, sum);
-	return TALLY_OK;
+	if (TALLY_LIKELY(!local->shared)) {
+		/* Single writer, as in tally_counter_add. */
+		int64_t sum, old = TALLY__ATOMIC_LOAD(local->slot, TALLY__RELAXED);
+		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
+			return TALLY_EOVERFLOW;
+		TALLY__ATOMIC_STORE(local->slot, sum, TALLY__RELAXED);
+		return TALLY_OK;
+	}
+	return tally__counter_add_slow(local->counter, delta);
 }
 
 TALLY__INLINE int tally_counter_local_inc(struct tally_counter_local *local)
@@ -145,8 +68,8 @@ TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta
 	/* No magic check here: init sets slot_count last-but-one and destroy zeroes it, so a
 	 * destroyed (or zero-filled, never initialised) counter fails the bounds check below and
 	 * the slow path reports TALLY_EDESTROYED. One load less per add.
-	 * One unsigned compare covers every other case too: the thread-index word minus one is
-	 * UINT_MAX before the thread's first claim (word 0) and UINT_MAX - 1 when none was
+	 * The same unsigned compare covers the thread-index states: the word minus one is
+	 * UINT_MAX before the thread's first claim (word 0) and UINT_MAX - 1 when no index was
 	 * free (word -1), both above any slot count, so the slow path claims or shares. */
 	index = (unsigned)tally__thread_index_plus1 - 1u;
 	if (TALLY_LIKELY(index < counter->slot_count)) {
@@ -155,7 +78,7 @@ TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta
 		int64_t sum, old = TALLY__ATOMIC_LOAD(slot, TALLY__RELAXED);
 		if (TALLY_UNLIKELY(__builtin_add_overflow(old, delta, &sum)))
 			return TALLY_EOVERFLOW;
-		tally__counter_slot_store(slot, sum);
+		TALLY__ATOMIC_STORE(slot, sum, TALLY__RELAXED);
 		return TALLY_OK;
 	}
 	return tally__counter_add_slow(counter, delta);
