@@ -87,7 +87,8 @@ TALLY__INLINE int tally_series_next(struct tally_series *series, struct tally_se
 		 * compare in front of its fetch_add, and saves the cached path the strict_max
 		 * test. */
 		uint64_t key = hot->head.inline_key;
-		struct tally__seq_block *block = &tally__seq_blocks[key % TALLY_SEQ_THREAD_CACHE];
+		struct tally__seq_block *blocks = tally__seq_blocks;
+		struct tally__seq_block *block = blocks + key % TALLY_SEQ_THREAD_CACHE;
 		uint64_t next = block->next;
 		uint64_t max;
 
