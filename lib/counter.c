@@ -59,16 +59,21 @@ int tally_counter_local_init(struct tally_counter *counter, struct tally_counter
 	return TALLY_OK;
 }
 
-/* Shared slot (and argument checks that the inline path leaves to us). */
+/* Everything the inline add leaves to us: the argument checks, the thread's first add
+ * (claims its index), and threads without a slot of their own (the shared slot, by CAS). */
 int tally__counter_add_slow(struct tally_counter *counter, int64_t delta)
 {
 	_Atomic int64_t *shared;
 	int64_t old, sum;
+	int index;
 
 	if (!counter)
 		return TALLY_EINVAL;
 	if (counter->magic != TALLY_COUNTER_MAGIC)
 		return TALLY_EDESTROYED;
+	index = tally_thread_index();
+	if ((unsigned)index < counter->slot_count)
+		return tally_counter_add(counter, delta);
 	shared = &counter->slots[counter->slot_count].value;
 	old = atomic_load_explicit(shared, memory_order_relaxed);
 	do {

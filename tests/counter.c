@@ -111,6 +111,39 @@ static void test_local_handles(void)
 	tally_counter_destroy(&counter);
 }
 
+/* A thread started while the main thread holds index 0 has no slot in a 1-slot counter:
+ * its handle is on the shared slot, whose inline CAS path must check overflow and the
+ * counter's life like the own-slot path. */
+static void *shared_handle_errors(struct test_thread *self)
+{
+	struct tally_counter *counter = self->shared;
+	struct tally_counter_local local;
+	int64_t total = 0;
+	intptr_t failures = 0;
+
+	failures += tally_counter_local_init(counter, &local) != TALLY_OK;
+	failures += tally_counter_local_add(&local, INT64_MAX - 1) != TALLY_OK;
+	failures += tally_counter_local_inc(&local) != TALLY_OK;
+	failures += tally_counter_local_inc(&local) != TALLY_EOVERFLOW;
+	tally_counter_read(counter, &total);
+	failures += total != INT64_MAX;
+	tally_counter_destroy(counter);
+	failures += tally_counter_local_inc(&local) != TALLY_EDESTROYED;
+	return (void *)failures;
+}
+
+static void test_shared_handle(void)
+{
+	struct tally_counter counter;
+	struct test_thread thread;
+
+	tally_counter_init(&counter, 1);
+	tap_ok(tally_thread_index() == 0, "the main thread holds index 0 (the only slot)");
+	run_threads(1, shared_handle_errors, &counter, &thread);
+	tap_eq((intptr_t)thread.result, 0,
+	       "a shared-slot handle adds, refuses overflow unchanged, and sees destroy");
+}
+
 static void test_total_overflow(void)
 {
 	struct tally_counter counter;
@@ -188,6 +221,7 @@ int main(void)
 	test_single_thread();
 	test_total_overflow();
 	test_local_handles();
+	test_shared_handle();
 	test_concurrent(0, "own slots");
 	test_concurrent(2, "2 slots for 9 threads");
 	return tap_done();

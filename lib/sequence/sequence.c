@@ -287,13 +287,13 @@ static int64_t coarse_ms(void)
 
 static uint32_t next_block_size(const struct tally_series *s, struct tally__seq_block *block)
 {
-	int64_t now = coarse_ms();
+	uint32_t now = (uint32_t)coarse_ms(); /* see tally__seq_block.taken_ms */
 	uint64_t size = s->cache_block;
 	uint64_t cap = (uint64_t)s->cache_block * CACHED_GROWTH_MAX;
 
 	if (cap > TALLY_SEQ_CACHE_BLOCK_MAX)
 		cap = TALLY_SEQ_CACHE_BLOCK_MAX;
-	if (block->series_id == s->hot.head.id && now - block->taken_ms < CACHED_HOT_MS &&
+	if (block->series_id == s->hot.head.id && (uint32_t)(now - block->taken_ms) < CACHED_HOT_MS &&
 	    block->size >= s->cache_block)
 		size = (uint64_t)block->size * 2 < cap ? (uint64_t)block->size * 2 : cap;
 	if (size < s->cache_block) /* cap below cache_block cannot happen; keep it obvious */

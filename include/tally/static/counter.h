@@ -61,15 +61,18 @@ TALLY__INLINE int tally_counter_local_inc(struct tally_counter_local *local)
 
 TALLY__INLINE int tally_counter_add(struct tally_counter *counter, int64_t delta)
 {
-	int index;
+	unsigned index;
 
 	if (TALLY_UNLIKELY(!counter))
 		return TALLY_EINVAL;
 	/* No magic check here: init sets slot_count last-but-one and destroy zeroes it, so a
 	 * destroyed (or zero-filled, never initialised) counter fails the bounds check below and
-	 * the slow path reports TALLY_EDESTROYED. One load less per add. */
-	index = tally_thread_index();
-	if (TALLY_LIKELY((unsigned)index < counter->slot_count)) {
+	 * the slow path reports TALLY_EDESTROYED. One load less per add.
+	 * The same unsigned compare covers the thread-index states: the word minus one is
+	 * UINT_MAX before the thread's first claim (word 0) and UINT_MAX - 1 when no index was
+	 * free (word -1), both above any slot count, so the slow path claims or shares. */
+	index = (unsigned)tally__thread_index_plus1 - 1u;
+	if (TALLY_LIKELY(index < counter->slot_count)) {
 		TALLY__ATOMIC(int64_t) *slot = &counter->slots[index].value;
 		/* Single writer: relaxed load + store, no RMW. Readers see either value. */
 		int64_t sum, old = TALLY__ATOMIC_LOAD(slot, TALLY__RELAXED);
