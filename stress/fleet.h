@@ -106,8 +106,10 @@ void fleet_abandon_last(struct fleet *fleet);
 /* Asks every worker to stop and waits until each quiesced (violations for those that died
  * or hung). */
 void fleet_stop(struct fleet *fleet);
-/* Waits out the abandoned writer's lease, reaps through `store`, then has every live
- * worker flush again. Adds the field writers_reaped. */
+/* Waits out the abandoned writer's lease, reaps through `store` (retrying for up to
+ * FLEET_REAP_GRACE_MS while it reaps less than was abandoned), then has every live worker
+ * flush again. Adds the field writers_reaped. */
+#define FLEET_REAP_GRACE_MS 3000
 void fleet_reap(struct fleet *fleet, struct tally_store *store);
 /* Releases the workers and checks that each exits 0. */
 void fleet_release(struct fleet *fleet);
@@ -126,9 +128,11 @@ void fleet_summarise(struct fleet *fleet);
  * And the loss window of each killed incarnation that had something unacknowledged: the
  * time from its last acknowledged flush to its kill (unacked_age_ms_max) is the flusher's
  * wait before the next flush's first attempt (flusher_wait_ms_max) plus that flush's
- * latency so far, retries included (flush_in_flight_ms_max). The write-behind guarantees
- * the wait: the next flush starts at most one interval after an acknowledgement, plus the
- * time to build its batch; a wait above flush_ms + FLEET_BUILD_SLACK_MS is a violation.
+ * latency so far, retries included (flush_in_flight_ms_max). The write-behind bounds the
+ * wait: the next flush starts one interval after an acknowledgement, plus the time to
+ * build its batch, which first collects what the table feeds queued during the flush just
+ * acknowledged; a wait above flush_ms + that flush's duration + FLEET_BUILD_SLACK_MS is a
+ * violation.
  * The latency is the store's (store_call_ms_max: its longest single call); docs/stress.md.
  * Returns the sum stored over the incarnations' keys.
  */

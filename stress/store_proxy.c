@@ -95,9 +95,12 @@ static void count_acknowledged(struct store_proxy *p, uint64_t epoch,
 
 /* An acknowledgement (a resend of an acknowledged seq included) ends the unacknowledged
  * flush: the next attempt starts the next one. */
-static void note_acknowledged(struct store_proxy *p)
+static void note_acknowledged(struct store_proxy *p, int64_t started_ms)
 {
-	atomic_store(&p->watch->last_ack_ms, monotonic_ms());
+	int64_t now = monotonic_ms();
+
+	atomic_store(&p->watch->acked_call_ms, now - started_ms);
+	atomic_store(&p->watch->last_ack_ms, now);
 	atomic_store(&p->watch->unacked_since_ms, 0);
 }
 
@@ -137,7 +140,7 @@ static int proxy_flush(void *impl, const char *writer_id, uint64_t epoch, int64_
 		atomic_store(&p->watch->flushing, 2);
 		hold(p); /* committed, not yet acknowledged: the ambiguous moment */
 		count_acknowledged(p, epoch, batch);
-		note_acknowledged(p);
+		note_acknowledged(p, started_ms);
 	}
 	atomic_store(&p->watch->flushing, 0);
 	return err;

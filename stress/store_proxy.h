@@ -32,6 +32,7 @@ struct store_proxy_watch {
 	 * attempt began (0: none since the last acknowledgement) and how long the longest
 	 * single store call of the writer took (the store's own share of a flush latency). */
 	_Atomic int64_t unacked_since_ms;
+	_Atomic int64_t acked_call_ms;     /* how long the last acknowledged store call took */
 	_Atomic int64_t store_call_ms_max;
 	_Atomic int64_t failed_attempts; /* store calls that returned an error (then retried) */
 };
