@@ -70,7 +70,7 @@ wait_for_file() {
 # control COMMAND...: the shell command that sends one line to a fault proxy's control
 # socket (tcp_fault: a Unix socket path; http_fault: a loopback port).
 control() {
-	echo "python3 -c 'import socket, sys; a = sys.argv[1]; s = socket.socket(socket.AF_UNIX) if a.startswith(\"/\") else socket.create_connection((\"127.0.0.1\", int(a))); a.startswith(\"/\") and s.connect(a); s.sendall(sys.argv[2].encode() + b\"\\n\"); s.recv(200)' $1 '$2'"
+	printf '%s\n' "python3 -c 'import socket, sys; a = sys.argv[1]; s = socket.socket(socket.AF_UNIX) if a.startswith(\"/\") else socket.create_connection((\"127.0.0.1\", int(a))); a.startswith(\"/\") and s.connect(a); s.sendall(sys.argv[2].encode() + b\"\\n\"); s.recv(200)' $1 '$2'"
 }
 
 start_postgresql() {
