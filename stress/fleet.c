@@ -35,8 +35,8 @@ void fleet_start(struct fleet *fleet, struct fleet_shared *shared, struct stress
 		 int64_t writer_ttl_ms, int64_t flush_ms, bool store)
 {
 	*fleet = (struct fleet){ .run = run, .shared = shared, .workers = workers, .body = body,
-				 .arg = arg, .writer_ttl_ms = writer_ttl_ms, .flush_ms = flush_ms,
-				 .store = store };
+				 .arg = arg, .writer_ttl_ms = writer_ttl_ms,
+				 .flush_ms = flush_ms, .store = store };
 	for (int slot = 0; slot < workers; slot++)
 		start_incarnation(fleet, slot, 0);
 }

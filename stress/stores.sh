@@ -18,6 +18,7 @@
 # tests/proxy/tcp_fault), dynamodb (a private dynalite persisted with --path so a restart
 # keeps its data, scripts/dynalite.sh, behind tests/proxy/http_fault). The proxies are built
 # by `make check` or `make stress`; without one the store runs without faults.
+# shellcheck shell=sh disable=SC2154 # top and scratch come from the sourcing script
 
 # dynalite (node) serves about one request at a time; the server day's record writes at the
 # short profile's rate keep a 3 s run to about ten seconds with the faults on (docs/stress.md).
@@ -87,6 +88,7 @@ start_postgresql() {
 	export STRESS_STORE_RESTART
 	[ -x ./tests/proxy/tcp_fault ] || return 0
 	pg_port=$(. "$pg_dir/env" && echo "$TALLY_PG_PORT")
+	port=
 	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$pg_port" \
 		>"$scratch/fault.port" 2>/dev/null &
 	proxy_pid=$!
