@@ -9,6 +9,7 @@
 #                                    survives a restart
 #   dynalite.sh restart DIR          SIGKILL the server, start it again on the same port
 #   dynalite.sh stop DIR             stop it and remove DIR (the data with it)
+#   dynalite.sh check                exit 0 if node and dynalite are there (77, why, if not)
 #
 # Exit status 77 (Automake's "skip") when node or dynalite is missing.
 set -eu
@@ -18,6 +19,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 mod="${TALLY_NODE_MODULES:-$here/node_modules}/dynalite"
 cmd=${1:-}
 dir=${2:-}
+available() {
+	command -v node >/dev/null 2>&1 || { echo "node not found (apt-get install nodejs)" >&2; exit 77; }
+	[ -f "$mod/package.json" ] || { echo "dynalite not installed: run scripts/setup.sh (npm ci)" >&2; exit 77; }
+}
+[ "$cmd" = check ] && { available; exit 0; }
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|restart|stop DIR [persist]" >&2; exit 2; }
 
 launch() { # $1 = port (0: any free one)
@@ -51,8 +57,7 @@ launch() { # $1 = port (0: any free one)
 
 case "$cmd" in
 start)
-	command -v node >/dev/null 2>&1 || { echo "node not found (apt-get install nodejs)" >&2; exit 77; }
-	[ -f "$mod/package.json" ] || { echo "dynalite not installed: run scripts/setup.sh (npm ci)" >&2; exit 77; }
+	available
 	mkdir -p "$dir"
 	[ "${3:-}" = persist ] && : >"$dir/persist"
 	launch 0

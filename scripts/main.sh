@@ -44,8 +44,11 @@ print(f"invoice numbers: {r['invoice_numbers']:,} across every process and incar
       f"{r['duplicate_numbers']} duplicates")
 print(f"views: {r['views_applied']:,} applied, {r['views_in_store']:,} in the store, "
       f"lost with killed writers {r['views_lost_measured']:,} (bound "
-      f"{r['views_lost_bound']:,}; longest unacknowledged age at a kill "
-      f"{r['unacked_age_ms_max']} ms)")
+      f"{r['views_lost_bound']:,})")
+print(f"loss window: at most {r['unacked_age_ms_max']} ms from a killed writer's last "
+      f"acknowledged flush to its kill; of its parts, the flusher's wait at most "
+      f"{r['flusher_wait_ms_max']} ms (checked), the flush in flight at most "
+      f"{r['flush_in_flight_ms_max']} ms")
 print(f"invariants checked: {r['checks']:,}")
 print(f"violations: {r['violations']}")
 PY

@@ -170,6 +170,7 @@ static void *store_writer(void *arg)
 	struct stress_pacer pacer;
 	int64_t applied = 0;
 
+	fleet_request_thread_yields();
 	stress_rng_init(&rng, self->stress->opt.seed,
 			((uint64_t)self->me->slot << 40) | ((uint64_t)self->me->number << 16) |
 				(uint64_t)self->index);

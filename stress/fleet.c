@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <tally/writebehind.h>
@@ -30,10 +32,11 @@ static void start_incarnation(struct fleet *fleet, int slot, int number)
 
 void fleet_start(struct fleet *fleet, struct fleet_shared *shared, struct stress_run *run,
 		 int workers, int (*body)(struct stress_run *, void *, int), void *arg,
-		 int64_t writer_ttl_ms, bool store)
+		 int64_t writer_ttl_ms, int64_t flush_ms, bool store)
 {
 	*fleet = (struct fleet){ .run = run, .shared = shared, .workers = workers, .body = body,
-				 .arg = arg, .writer_ttl_ms = writer_ttl_ms, .store = store };
+				 .arg = arg, .writer_ttl_ms = writer_ttl_ms,
+				 .flush_ms = flush_ms, .store = store };
 	for (int slot = 0; slot < workers; slot++)
 		start_incarnation(fleet, slot, 0);
 }
@@ -165,6 +168,29 @@ void fleet_stop(struct fleet *fleet)
 	}
 }
 
+/* Reaps once the abandoned writers' leases ran out, then again every 100 ms for up to
+ * FLEET_REAP_GRACE_MS more: a store may allow for clock skew between writer and reaper
+ * (DynamoDB's clock_skew_ms) or be restarting. Returns the last error. */
+static int reap_abandoned(struct fleet *fleet, struct tally_store *store, int64_t abandoned,
+			  int64_t *reaped)
+{
+	double give_up;
+	int err;
+
+	usleep((useconds_t)(fleet->writer_ttl_ms * 1000 + 300000));
+	give_up = stress_now() + FLEET_REAP_GRACE_MS / 1000.0;
+	*reaped = 0;
+	for (;;) {
+		int64_t now_reaped = 0;
+
+		err = tally_store_reap(store, &now_reaped);
+		*reaped += err == TALLY_OK ? now_reaped : 0;
+		if ((err == TALLY_OK && *reaped >= abandoned) || stress_now() > give_up)
+			return err;
+		usleep(100000);
+	}
+}
+
 void fleet_reap(struct fleet *fleet, struct tally_store *store)
 {
 	struct fleet_shared *shared = fleet->shared;
@@ -173,8 +199,8 @@ void fleet_reap(struct fleet *fleet, struct tally_store *store)
 	for (int slot = 0; slot < fleet->workers; slot++)
 		abandoned += fleet_abandoned(fleet, slot);
 	if (abandoned) {
-		usleep((useconds_t)(fleet->writer_ttl_ms * 1000 + 300000));
-		int err = tally_store_reap(store, &reaped);
+		int err = reap_abandoned(fleet, store, abandoned, &reaped);
+
 		stress_check(fleet->run, err == TALLY_OK && reaped >= abandoned, "reap: %s, %lld "
 			     "writers reaped, %lld abandoned", tally_strerror(err),
 			     (long long)reaped, (long long)abandoned);
@@ -236,14 +262,73 @@ static void incarnation_applied(const struct fleet *fleet, const struct fleet_in
 	}
 }
 
+/* The longest of each part of a killed incarnation's loss window (fleet_check_counter). */
+struct loss_window {
+	int64_t age_ms, wait_ms, in_flight_ms, store_call_ms, failed_attempts;
+};
+
+/* The window of a killed incarnation with something unacknowledged: its kill split at the
+ * first attempt of the flush it cut off (none: the flusher was still waiting). */
+static void check_loss_window(struct fleet *fleet, int index, struct fleet_incarnation *in,
+			      struct loss_window *worst)
+{
+	int64_t killed = atomic_load(&in->killed_at_ms);
+	int64_t acked = atomic_load(&in->watch.last_ack_ms);
+	int64_t since = atomic_load(&in->watch.unacked_since_ms);
+	int64_t wait, in_flight, collect;
+
+	if (!acked)
+		return; /* killed before its first acknowledgement: no window to time */
+	wait = (since ? since : killed) - acked;
+	in_flight = since ? killed - since : 0;
+	/* the build first collects what the table feeds queued while the last flush was at
+	 * the store: as many changes as that flush's duration brought */
+	collect = atomic_load(&in->watch.acked_call_ms);
+	stress_check(fleet->run, wait <= fleet->flush_ms + collect + FLEET_BUILD_SLACK_MS,
+		     "incarnation %d (worker %d): the flusher waited %lld ms after an "
+		     "acknowledgement before its next flush (interval %lld ms + collecting the "
+		     "last flush's %lld ms + build %d ms)", index, in->slot, (long long)wait,
+		     (long long)fleet->flush_ms, (long long)collect, FLEET_BUILD_SLACK_MS);
+	if (killed - acked > worst->age_ms)
+		worst->age_ms = killed - acked;
+	if (wait > worst->wait_ms)
+		worst->wait_ms = wait;
+	if (in_flight > worst->in_flight_ms)
+		worst->in_flight_ms = in_flight;
+}
+
+static void add_window_fields(struct stress_run *run, const struct loss_window *worst)
+{
+	stress_field_int(run, "unacked_age_ms_max", worst->age_ms);
+	stress_field_int(run, "flusher_wait_ms_max", worst->wait_ms);
+	stress_field_int(run, "flush_in_flight_ms_max", worst->in_flight_ms);
+	stress_field_int(run, "store_call_ms_max", worst->store_call_ms);
+	stress_field_int(run, "store_failed_attempts", worst->failed_attempts);
+}
+
+static void add_counter_fields(struct stress_run *run, const char *name, int64_t applied,
+			       int64_t stored, int64_t lost, int64_t bound)
+{
+	static const char *const suffixes[] = { "applied", "in_store", "lost_measured",
+						"lost_bound" };
+	int64_t values[] = { applied, stored, lost, bound };
+	char field[64];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(field, sizeof(field), "%s_%s", name, suffixes[i]);
+		stress_field_int(run, field, values[i]);
+	}
+}
+
 int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, const char *name,
 			    void (*key_of)(void *arg, int incarnation, char *out, size_t size),
 			    void *arg)
 {
 	struct stress_run *run = fleet->run;
 	int incarnations = atomic_load(&fleet->shared->incarnation_count);
-	int64_t applied_all = 0, stored_all = 0, lost_all = 0, bound_all = 0, age_max = 0;
-	char key[TALLY_STORE_KEY_MAX + 1], field[64];
+	int64_t applied_all = 0, stored_all = 0, lost_all = 0, bound_all = 0;
+	struct loss_window worst = { 0 };
+	char key[TALLY_STORE_KEY_MAX + 1];
 
 	for (int i = 0; i < incarnations; i++) {
 		struct fleet_incarnation *in = &fleet->shared->incarnations[i];
@@ -256,6 +341,9 @@ int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, cons
 		int64_t acked = atomic_load(&in->watch.acked[0]);
 		applied_all += applied;
 		stored_all += stored;
+		if (atomic_load(&in->watch.store_call_ms_max) > worst.store_call_ms)
+			worst.store_call_ms = atomic_load(&in->watch.store_call_ms_max);
+		worst.failed_attempts += atomic_load(&in->watch.failed_attempts);
 		if (!atomic_load(&in->killed)) {
 			stress_check(run, stored == applied, "%s of incarnation %d (worker %d), which "
 				     "lived: store %lld, applied %lld", name, i, in->slot,
@@ -269,19 +357,11 @@ int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, cons
 			     (long long)pending);
 		lost_all += applied > stored ? applied - stored : 0;
 		bound_all += applied + pending - acked;
-		int64_t last_ack = atomic_load(&in->watch.last_ack_ms);
-		if (last_ack && atomic_load(&in->killed_at_ms) - last_ack > age_max)
-			age_max = atomic_load(&in->killed_at_ms) - last_ack;
+		if (applied + pending > acked)
+			check_loss_window(fleet, i, in, &worst);
 	}
-	snprintf(field, sizeof(field), "%s_applied", name);
-	stress_field_int(run, field, applied_all);
-	snprintf(field, sizeof(field), "%s_in_store", name);
-	stress_field_int(run, field, stored_all);
-	snprintf(field, sizeof(field), "%s_lost_measured", name);
-	stress_field_int(run, field, lost_all);
-	snprintf(field, sizeof(field), "%s_lost_bound", name);
-	stress_field_int(run, field, bound_all);
-	stress_field_int(run, "unacked_age_ms_max", age_max);
+	add_counter_fields(run, name, applied_all, stored_all, lost_all, bound_all);
+	add_window_fields(run, &worst);
 	return stored_all;
 }
 
@@ -311,6 +391,12 @@ void fleet_worker_idle(struct fleet_shared *shared, int slot, void (*reflush)(vo
 		}
 		nanosleep(&pause, NULL);
 	}
+}
+
+void fleet_request_thread_yields(void)
+{
+	/* PRIO_PROCESS with a thread id sets that thread's nice value alone (setpriority(2)) */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), FLEET_REQUEST_NICE);
 }
 
 void fleet_flusher_error(int err, const char *text, void *arg)
@@ -400,7 +486,7 @@ int fleet_run(struct fleet *fleet, struct stress_run *run, int workers,
 	if (run->opt.processes)
 		workers = run->opt.processes;
 	fleet_start(fleet, stress_shared(sizeof(struct fleet_shared)), run, workers, body, arg,
-		    (int64_t)options->writer_ttl_ms, true);
+		    (int64_t)options->writer_ttl_ms, (int64_t)options->flush_ms, true);
 	fleet_chaos(fleet, options->kill_every_s);
 	if (options->kill_every_s > 0 && workers > 1)
 		fleet_abandon_last(fleet);

@@ -27,6 +27,19 @@
 
 #define FLEET_INCARNATIONS_MAX 512
 #define FLEET_FINALS 4
+/* What building a batch may add to the flusher's wait on a loaded machine (collecting the
+ * feeds, taking up to max_batch_records records, being scheduled): see fleet_check_counter.
+ * Sanitized code runs several times slower. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FLEET_BUILD_SLACK_MS 1000
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FLEET_BUILD_SLACK_MS 1000
+#endif
+#endif
+#ifndef FLEET_BUILD_SLACK_MS
+#define FLEET_BUILD_SLACK_MS 250
+#endif
 
 struct fleet_incarnation {
 	int slot;
@@ -70,6 +83,7 @@ struct fleet {
 	int (*body)(struct stress_run *run, void *arg, int slot);
 	void *arg;
 	int64_t writer_ttl_ms;
+	int64_t flush_ms;         /* the workers' write-behind interval */
 	bool store;
 	int kills;
 	int kills_mid_flush;
@@ -80,7 +94,7 @@ struct fleet {
 /* The parent: `shared` is in shared memory; starts incarnation 0 of every slot. */
 void fleet_start(struct fleet *fleet, struct fleet_shared *shared, struct stress_run *run,
 		 int workers, int (*body)(struct stress_run *, void *, int), void *arg,
-		 int64_t writer_ttl_ms, bool store);
+		 int64_t writer_ttl_ms, int64_t flush_ms, bool store);
 /* Kills and restarts workers until the run's end (mean interval kill_every_s; 0: none).
  * With a store and STRESS_STORE_RESTART set (a shell command that restarts the store
  * server), a quarter of the steps, at most two per run, restart the store instead; with
@@ -92,8 +106,10 @@ void fleet_abandon_last(struct fleet *fleet);
 /* Asks every worker to stop and waits until each quiesced (violations for those that died
  * or hung). */
 void fleet_stop(struct fleet *fleet);
-/* Waits out the abandoned writer's lease, reaps through `store`, then has every live
- * worker flush again. Adds the field writers_reaped. */
+/* Waits out the abandoned writer's lease, reaps through `store` (retrying for up to
+ * FLEET_REAP_GRACE_MS while it reaps less than was abandoned), then has every live worker
+ * flush again. Adds the field writers_reaped. */
+#define FLEET_REAP_GRACE_MS 3000
 void fleet_reap(struct fleet *fleet, struct tally_store *store);
 /* Releases the workers and checks that each exits 0. */
 void fleet_release(struct fleet *fleet);
@@ -107,10 +123,17 @@ void fleet_summarise(struct fleet *fleet);
  * names incarnation i's own key (acknowledged totals in watch.acked[0]). An incarnation that
  * lived holds exactly what it applied; a killed one at least what was acknowledged and at
  * most what was applied: the measured loss (applied - stored) never exceeds the
- * unacknowledged amount. Adds fields <name>_applied, _in_store, _lost_measured, _lost_bound,
- * and unacked_age_ms_max: the longest time from a killed incarnation's last acknowledged
- * flush to its kill (what the documented bound, one interval plus one flush latency, is
- * about while the store is healthy).
+ * unacknowledged amount. Adds fields <name>_applied, _in_store, _lost_measured, _lost_bound.
+ *
+ * And the loss window of each killed incarnation that had something unacknowledged: the
+ * time from its last acknowledged flush to its kill (unacked_age_ms_max) is the flusher's
+ * wait before the next flush's first attempt (flusher_wait_ms_max) plus that flush's
+ * latency so far, retries included (flush_in_flight_ms_max). The write-behind bounds the
+ * wait: the next flush starts one interval after an acknowledgement, plus the time to
+ * build its batch, which first collects what the table feeds queued during the flush just
+ * acknowledged; a wait above flush_ms + that flush's duration + FLEET_BUILD_SLACK_MS is a
+ * violation.
+ * The latency is the store's (store_call_ms_max: its longest single call); docs/stress.md.
  * Returns the sum stored over the incarnations' keys.
  */
 int64_t fleet_check_counter(struct fleet *fleet, struct tally_store *store, const char *name,
@@ -122,6 +145,13 @@ struct fleet_incarnation *fleet_worker_me(struct fleet_shared *shared, int slot)
 bool fleet_worker_stopping(struct fleet_shared *shared);
 void fleet_worker_idle(struct fleet_shared *shared, int slot, void (*reflush)(void *arg),
 		       void *arg);
+
+/* A worker's request thread calls this first: it lowers its own scheduling priority (nice
+ * FLEET_REQUEST_NICE, Linux's per-thread nice) so that the worker's flusher, whose delay is
+ * a crash's loss window, is not starved by the load the run generates itself on a machine
+ * with fewer CPUs than threads (docs/stress.md: the loss window). Failure is ignored. */
+#define FLEET_REQUEST_NICE 5
+void fleet_request_thread_yields(void);
 
 /* Accounting of one add of `delta` by worker thread t (around the counter add). */
 static inline void fleet_apply_begin(struct fleet_incarnation *me, int t, int64_t delta)

@@ -1,24 +1,24 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-2-Clause
 # The short stress profile (make stress): runs each PROGRAM for SECONDS in process, then each
-# of STRESS_STORE_BINS against every store in STRESS_STORES (sqlite: a fresh file;
-# postgresql: a private cluster from scripts/pg-cluster.sh, stopped and removed at the end,
-# also on failure). Every run prints its summary line; exits 1 if any failed.
+# of STRESS_STORE_BINS against every store in STRESS_STORES, each store's server started by
+# stress/stores.sh with its fault proxy and restarts (sqlite: a fresh file; postgresql: a
+# private cluster; dynamodb: a private dynalite, paced), stopped and removed at the end, also
+# on failure. A store this machine cannot run (no dynalite) is skipped with a SKIP line
+# (and not counted by --count).
+# Every run prints its summary line; exits 1 if any failed.
 # Usage: run-stress.sh SECONDS PROGRAM...
 #        run-stress.sh --count PROGRAM...   how many runs the profile makes (check.sh)
 # Environment: STRESS_ARGS (added to every command line, e.g. "--threads 2 --seed 7"),
-# STRESS_STORE_BINS, STRESS_STORES ("sqlite postgresql"), STRESS_TOP (the source tree).
+# STRESS_STORE_BINS, STRESS_STORES ("sqlite postgresql dynamodb"), STRESS_TOP (the source
+# tree), STRESS_DYNAMODB_RATE (stress/stores.sh).
 top=${STRESS_TOP:-$(dirname "$0")/..}
+. "$top/stress/stores.sh"
 
-# The stores this machine can run: postgresql needs its server binaries and the script.
+# The stores this machine can run.
 stores() {
 	for store in ${STRESS_STORES:-sqlite}; do
-		case $store in
-		postgresql)
-			[ -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ] &&
-				[ -f "$top/scripts/pg-cluster.sh" ] && echo postgresql ;;
-		*) echo "$store" ;;
-		esac
+		store_available "$store" && echo "$store"
 	done
 }
 
@@ -35,31 +35,9 @@ fi
 seconds=$1; shift
 failed=0
 scratch=$(mktemp -d /tmp/tally-stress-XXXXXX)
-pg_dir=
-proxy_pid=
 cleanup() {
-	[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
-	[ -n "$pg_dir" ] && sh "$top/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1
+	store_stop
 	rm -rf "$scratch"
-}
-
-# fault_proxy: starts tests/proxy/tcp_fault (built by make check) in front of the cluster
-# and sets `proxied` to the URL through it; leaves it empty when the proxy is not built.
-# Called in this shell, never in a command substitution: proxy_pid must reach cleanup.
-fault_proxy() {
-	proxied=
-	[ -x ./tests/proxy/tcp_fault ] || return 0
-	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$TALLY_PG_PORT" \
-		>"$scratch/fault.port" 2>/dev/null &
-	proxy_pid=$!
-	port=
-	for _ in $(seq 50); do
-		port=$(sed -n 's/^port //p' "$scratch/fault.port")
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
-	[ -n "$port" ] && proxied="postgresql://tally_test:$TALLY_PG_PASSWORD@127.0.0.1:$port/tally_test?sslmode=disable&gssencmode=disable"
-	return 0
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM # then the EXIT trap cleans up; a TERM trap alone would resume
@@ -77,31 +55,18 @@ run() {
 for program in "$@"; do
 	run "$program"
 done
-for store in $(stores); do
-	case $store in
-	sqlite) url="sqlite://$scratch/stress.db" ;;
-	postgresql)
-		if ! pg_dir=$(sh "$top/scripts/pg-cluster.sh" start off); then
-			echo "FAIL: no PostgreSQL cluster" >&2
-			failed=1
-			continue
-		fi
-		. "$pg_dir/env"
-		url=$TALLY_PG_URL
-		# the chaos also restarts the server mid-run (pg_ctl restart -m immediate) and,
-		# through the fault proxy, cuts every connection
-		STRESS_STORE_RESTART="sh $top/scripts/pg-cluster.sh restart $pg_dir >/dev/null"
-		export STRESS_STORE_RESTART
-		fault_proxy
-		if [ -n "$proxied" ]; then
-			url=$proxied
-			STRESS_STORE_FAULT="python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b\"drop\\n\"); s.recv(200)' $scratch/fault.sock"
-			export STRESS_STORE_FAULT
-		fi ;;
-	esac
+for store in ${STRESS_STORES:-sqlite}; do
+	if ! store_available "$store"; then
+		echo "SKIP: stress on $store: $(store_missing "$store")"
+		continue
+	fi
+	store_start "$store" || { failed=1; store_stop; continue; }
 	for program in ${STRESS_STORE_BINS:-}; do
-		run "$program" --store "$url"
+		[ "$program" = stress/sequence ] && store_faults off
+		# shellcheck disable=SC2046 # store_args is a list of options
+		run "$program" --store "$store_url" $(store_args "$store" "$program")
+		[ "$program" = stress/sequence ] && store_faults on
 	done
-	unset STRESS_STORE_RESTART STRESS_STORE_FAULT
+	store_stop
 done
 exit $failed

@@ -152,7 +152,8 @@ int main(int argc, char **argv)
 	};
 	snprintf(config.run_tag, sizeof(config.run_tag), "r%d", (int)getpid());
 	fleet_start(&config.fleet, &config.shared->fleet, &run, config.workers, day_worker,
-		    &config, config.writer_ttl_ms, config.store_url != NULL);
+		    &config, config.writer_ttl_ms, config.flush_interval_ms,
+		    config.store_url != NULL);
 	fleet_chaos(&config.fleet, kill_every_s);
 	double elapsed = stress_elapsed(&run);
 	if (config.store_url && kill_every_s > 0 && config.workers > 1)

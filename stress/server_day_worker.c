@@ -320,6 +320,8 @@ static void *request_thread(void *arg)
 	struct worker *w = t->w;
 	struct stress_pacer pacer;
 
+	if (w->store)
+		fleet_request_thread_yields();
 	stress_pacer_init(&pacer, w->run, w->config->workers * w->run->opt.threads);
 	int64_t batch = stress_pace_batch(&pacer, 64);
 	while (!atomic_load_explicit(&w->stop_threads, memory_order_relaxed)) {

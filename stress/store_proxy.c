@@ -91,22 +91,56 @@ static void count_acknowledged(struct store_proxy *p, uint64_t epoch,
 			    !memcmp(batch->counters[i].key, p->watched[w], batch->counters[i].key_len))
 				atomic_fetch_add(&p->watch->acked[w], batch->counters[i].delta);
 	atomic_fetch_add(&p->watch->flushes, 1);
-	atomic_store(&p->watch->last_ack_ms, monotonic_ms());
+}
+
+/* An acknowledgement (a resend of an acknowledged seq included) ends the unacknowledged
+ * flush: the next attempt starts the next one. */
+static void note_acknowledged(struct store_proxy *p, int64_t started_ms)
+{
+	int64_t now = monotonic_ms();
+
+	atomic_store(&p->watch->acked_call_ms, now - started_ms);
+	atomic_store(&p->watch->last_ack_ms, now);
+	atomic_store(&p->watch->unacked_since_ms, 0);
+}
+
+/* Notes the start of an attempt: the first one after an acknowledgement starts the flush's
+ * latency (a resend after a failure continues it). */
+static int64_t note_attempt(struct store_proxy *p)
+{
+	int64_t now = monotonic_ms();
+	int64_t none = 0;
+
+	atomic_compare_exchange_strong(&p->watch->unacked_since_ms, &none, now);
+	return now;
+}
+
+static void note_store_call(struct store_proxy *p, int64_t started_ms, int err)
+{
+	int64_t took = monotonic_ms() - started_ms;
+
+	if (took > atomic_load(&p->watch->store_call_ms_max))
+		atomic_store(&p->watch->store_call_ms_max, took);
+	if (err != TALLY_OK)
+		atomic_fetch_add(&p->watch->failed_attempts, 1);
 }
 
 static int proxy_flush(void *impl, const char *writer_id, uint64_t epoch, int64_t ttl_ms,
 		       const struct tally_store_batch *batch, struct tally_store_flush_result *result)
 {
 	struct store_proxy *p = impl;
+	int64_t started_ms = note_attempt(p);
 	int err;
 
 	atomic_store(&p->watch->flushing, 1);
 	hold(p);
 	err = tally_store_flush(p->inner, batch, result);
+	note_store_call(p, started_ms, err);
 	if (err == TALLY_OK) {
 		atomic_store(&p->watch->flushing, 2);
 		hold(p); /* committed, not yet acknowledged: the ambiguous moment */
 		count_acknowledged(p, epoch, batch);
+		note_acknowledged(p, started_ms);
 	}
 	atomic_store(&p->watch->flushing, 0);
 	return err;

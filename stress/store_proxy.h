@@ -28,6 +28,13 @@ struct store_proxy_watch {
 	_Atomic uint64_t epoch;        /* the writer's current epoch */
 	_Atomic int64_t acked[STORE_PROXY_WATCHED_MAX]; /* per watched key */
 	_Atomic int64_t last_ack_ms;   /* CLOCK_MONOTONIC ms of the last acknowledgement */
+	/* The timing of the flush not yet acknowledged, which a kill cuts off: when its first
+	 * attempt began (0: none since the last acknowledgement) and how long the longest
+	 * single store call of the writer took (the store's own share of a flush latency). */
+	_Atomic int64_t unacked_since_ms;
+	_Atomic int64_t acked_call_ms;     /* how long the last acknowledged store call took */
+	_Atomic int64_t store_call_ms_max;
+	_Atomic int64_t failed_attempts; /* store calls that returned an error (then retried) */
 };
 
 struct store_proxy;

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -724,6 +725,46 @@ static void test_threads(void)
 	tally_store_close(sh.store);
 }
 
+/* Handles opened at once on tables nobody made yet: each one that finds a table another
+ * is still creating (CREATING: its writes fail with ResourceNotFoundException) must wait
+ * for it to be ACTIVE, as the creator does (a regression: the open failed with ECORRUPT). */
+#define FIRST_OPENERS 6
+struct first_open {
+	char prefix[32];
+	_Atomic int failures;
+};
+
+static void *first_open_body(struct test_thread *self)
+{
+	struct first_open *race = self->shared;
+	struct tally_store *store = NULL;
+
+	/* staggered, so the later ones arrive while a table is CREATING (dynalite: 50 ms) */
+	usleep((useconds_t)self->index * 10000);
+	if (open_store(&store, "TALLY_DDB_PORT", race->prefix, NULL, 0, true)) {
+		printf("# first open %d: %s\n", self->index, tally_store_last_error(NULL));
+		atomic_fetch_add(&race->failures, 1);
+	}
+	tally_store_close(store);
+	return NULL;
+}
+
+static void test_concurrent_first_open(void)
+{
+	struct test_thread threads[FIRST_OPENERS];
+	int failures = 0;
+
+	for (int round = 0; round < 3; round++) {
+		struct first_open race = {0};
+
+		snprintf(race.prefix, sizeof(race.prefix), "first%d_%d_", (int)getpid(), round);
+		run_threads(FIRST_OPENERS, first_open_body, &race, threads);
+		failures += atomic_load(&race.failures);
+	}
+	tap_ok(failures == 0, "%d handles at once on new tables, 3 rounds: %d opens failed",
+	       FIRST_OPENERS, failures);
+}
+
 /* tally_sequence series (store_worker's series mode: 2 threads each, lease size 20) in three
  * processes over this backend's lease provider, strict and cached on one tenant: every
  * number issued once. */
@@ -1010,6 +1051,8 @@ int main(int argc, char **argv)
 	test_fencing();
 	test_listener_recount();
 	test_threads();
+	if (!real_url)
+		test_concurrent_first_open();
 	test_series();
 	if (!real_url)
 		test_permanent_errors();

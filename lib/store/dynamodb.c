@@ -343,6 +343,13 @@ static json_t *create_table_body(struct tally__ddb_store *store, enum tally__ddb
 	return body;
 }
 
+static bool table_active(json_t *describe_reply)
+{
+	const char *status = json_string_value(
+		json_object_get(json_object_get(describe_reply, "Table"), "TableStatus"));
+	return status && strcmp(status, "ACTIVE") == 0;
+}
+
 /* Waits until the table is ACTIVE (bounded by the store timeout). */
 static int wait_active(struct tally__ddb_store *store, enum tally__ddb_table t)
 {
@@ -352,9 +359,7 @@ static int wait_active(struct tally__ddb_store *store, enum tally__ddb_table t)
 		int rc = tally__ddb_request(store, "DescribeTable", tally__ddb_body(store, t), &reply);
 		if (rc)
 			return rc == TALLY__DDB_CONDITION_ERR ? TALLY_EINVAL : rc;
-		const char *status = json_string_value(
-			json_object_get(json_object_get(reply, "Table"), "TableStatus"));
-		bool active = status && strcmp(status, "ACTIVE") == 0;
+		bool active = table_active(reply);
 		json_decref(reply);
 		if (active)
 			return TALLY_OK;
@@ -410,9 +415,12 @@ static int check_schema_version(struct tally__ddb_store *store)
 static int ensure_schema(struct tally__ddb_store *store, bool create)
 {
 	bool created[TALLY__DDB_TABLE_COUNT] = {false};
+	bool creating[TALLY__DDB_TABLE_COUNT] = {false}; /* by another process, not ACTIVE yet */
 	for (int t = 0; t < TALLY__DDB_TABLE_COUNT; t++) {
 		json_t *reply = NULL;
 		int rc = tally__ddb_request(store, "DescribeTable", tally__ddb_body(store, t), &reply);
+		/* a table another opener just created refuses writes until ACTIVE */
+		creating[t] = rc == TALLY_OK && !table_active(reply);
 		json_decref(reply);
 		if (rc == TALLY_OK)
 			continue;
@@ -431,7 +439,7 @@ static int ensure_schema(struct tally__ddb_store *store, bool create)
 		created[t] = true;
 	}
 	for (int t = 0; t < TALLY__DDB_TABLE_COUNT; t++) {
-		int rc = created[t] ? wait_active(store, t) : TALLY_OK;
+		int rc = created[t] || creating[t] ? wait_active(store, t) : TALLY_OK;
 		if (rc)
 			return rc;
 		if (created[t] && (t == TALLY__DDB_SESSIONS || t == TALLY__DDB_CONNECTIONS))
