@@ -43,13 +43,13 @@ cleanup() {
 	rm -rf "$scratch"
 }
 
-# fault_proxy: starts tests/proxy/tcp_fault (built by make check) in front of the cluster
+# fault_proxy: starts tests/store/tcp_fault (built by make check) in front of the cluster
 # and sets `proxied` to the URL through it; leaves it empty when the proxy is not built.
 # Called in this shell, never in a command substitution: proxy_pid must reach cleanup.
 fault_proxy() {
 	proxied=
-	[ -x ./tests/proxy/tcp_fault ] || return 0
-	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$TALLY_PG_PORT" \
+	[ -x ./tests/store/tcp_fault ] || return 0
+	./tests/store/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$TALLY_PG_PORT" \
 		>"$scratch/fault.port" 2>/dev/null &
 	proxy_pid=$!
 	port=
