@@ -6,8 +6,8 @@
 #include <ck_pr.h>
 #include "internal/lock.h"
 
-/* About a microsecond: long enough for a join's or a leave's critical section to end on
- * the other core, short enough that a preempted holder's waiters soon go to sleep. */
+/* Long enough for a join's or a leave's critical section to end on the other core, short
+ * enough that a preempted holder's waiters soon go to sleep (docs/session.md, Structure). */
 #define SPINS 128
 
 static int32_t *futex_word(struct tally_lock *lock)
