@@ -175,6 +175,7 @@ static inline struct session *tally__session_of_cold(struct session_cold *cold)
  * as the gauge's verdict). Reads acquire: they pair with the move's acq_rel. */
 static inline void tally__session_listeners_move(struct session *session, int64_t delta)
 {
+	tally__lock_assert_held(&session->list_lock);
 	tally__gauge_move(&session->listener_count, 0, TALLY_GAUGE_NO_CEILING, delta, NULL);
 }
 
