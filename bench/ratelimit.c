@@ -41,6 +41,7 @@
 #include <time.h>
 #include "harness.h"
 #include "heap.h"
+#include "internal/hash.h"
 #include "tally/ratelimit.h"
 #include "tally/rcu.h"
 
@@ -91,11 +92,7 @@ static int64_t now_ns(void)
 
 static uint64_t fnv1a(const char *key, size_t len)
 {
-	uint64_t hash = 14695981039346656037u;
-
-	for (size_t i = 0; i < len; i++)
-		hash = (hash ^ (unsigned char)key[i]) * 1099511628211u;
-	return hash;
+	return tally__fnv1a64(TALLY__FNV1A64_BASIS, key, len);
 }
 
 /* 0 if admitted, -1 if refused (or out of memory). */

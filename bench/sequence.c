@@ -50,6 +50,8 @@
 #include <tally/sequence.h>
 #include "harness.h"
 #include "heap.h"
+#include "internal/hash.h"
+#include "../tests/random.h"
 
 static struct tally_sequence *seq;
 static struct tally_series *series;
@@ -308,16 +310,10 @@ static int map_count; /* 1: mutex_map, MAP_STRIPES: striped_map */
 
 static uint64_t name_hash(const char *tenant, const char *series_name)
 {
-	uint64_t hash = UINT64_C(0xcbf29ce484222325);
+	/* the tenant with its NUL, then the series name */
+	uint64_t hash = tally__fnv1a64(TALLY__FNV1A64_BASIS, tenant, strlen(tenant) + 1);
 
-	for (const char *p = tenant;; p++) {
-		hash = (hash ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
-		if (!*p)
-			break;
-	}
-	for (const char *p = series_name; *p; p++)
-		hash = (hash ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
-	return hash;
+	return tally__fnv1a64(hash, series_name, strlen(series_name));
 }
 
 static inline struct name_map *map_of(uint64_t hash)
@@ -486,9 +482,7 @@ static inline __attribute__((always_inline)) void byname_loop(struct bench_state
 		const char *tenant;
 		int ok;
 
-		pick ^= pick << 13;
-		pick ^= pick >> 17;
-		pick ^= pick << 5;
+		test_random(&pick);
 		tenant = tenants[pick % (uint32_t)tenant_count];
 		if ((++op & (SAMPLE_EVERY - 1)) == 0) {
 			int64_t start = bench_now_ns();

@@ -77,6 +77,8 @@
 #include <tally/session.h>
 #include "harness.h"
 #include "heap.h"
+#include "internal/hash.h"
+#include "../tests/random.h"
 
 #define KEYS 10000
 #define BIG_KEYS 262144
@@ -142,10 +144,7 @@ static inline int pick_key(unsigned pick)
 
 static unsigned next_random(unsigned *state)
 {
-	*state ^= *state << 13;
-	*state ^= *state >> 17;
-	*state ^= *state << 5;
-	return *state;
+	return test_random(state);
 }
 
 static unsigned thread_seed(const struct bench_state *state)
@@ -162,11 +161,7 @@ static double heap_per_session, heap_per_connection; /* measured by the sessionb
 
 static uint64_t fnv1a(const char *key, size_t len)
 {
-	uint64_t hash = UINT64_C(0xcbf29ce484222325);
-
-	for (size_t i = 0; i < len; i++)
-		hash = (hash ^ (unsigned char)key[i]) * UINT64_C(0x100000001b3);
-	return hash;
+	return tally__fnv1a64(TALLY__FNV1A64_BASIS, key, len);
 }
 
 static int64_t now_ms(void)

@@ -46,6 +46,8 @@
 #include <tally/writebehind.h>
 
 #include "harness.h"
+#include "internal/hash.h"
+#include "../tests/random.h"
 
 #define MAX_KEYS 10000
 #define INTERVAL_MS 100
@@ -69,10 +71,7 @@ static int64_t now_ns(clockid_t clock)
 
 static uint32_t next_random(uint32_t *state)
 {
-	*state ^= *state << 13;
-	*state ^= *state >> 17;
-	*state ^= *state << 5;
-	return *state;
+	return test_random(state);
 }
 
 /* A key index in [0, key_count) without a division. */
@@ -327,11 +326,7 @@ static struct {
 
 static uint64_t fnv1a(const char *key)
 {
-	uint64_t hash = UINT64_C(0xcbf29ce484222325);
-
-	for (; *key; key++)
-		hash = (hash ^ (unsigned char)*key) * UINT64_C(0x100000001b3);
-	return hash;
+	return tally__fnv1a64(TALLY__FNV1A64_BASIS, key, strlen(key));
 }
 
 /* Lock held: adds delta to the key's pending slot (linear probing). */

@@ -7,8 +7,8 @@
  *
  * Retire batching. Each call_rcu costs two read-modify-writes on lines that every retiring
  * thread and liburcu's call_rcu thread share (the queue tail and its length), and the
- * call_rcu thread pays a dequeue per callback. With two cores that doubled the cost of a
- * connection leave. So a thread collects its retired objects in a private block, an array
+ * call_rcu thread pays a dequeue per callback (docs/session.md has what that cost a
+ * connection leave). So a thread collects its retired objects in a private block, an array
  * of RETIRE_BATCH (object, reclaim) pairs, and hands the full block to call_rcu as one
  * callback, which reclaims from the array without touching the objects' cache lines (a
  * chain through the objects cost the call_rcu thread a miss per object). Correctness: each

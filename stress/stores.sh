@@ -15,8 +15,8 @@
 #   store_stop                 stops what store_start started and removes its data
 #
 # Stores: sqlite (a fresh file), postgresql (a private cluster, scripts/pg-cluster.sh, behind
-# tests/proxy/tcp_fault), dynamodb (a private dynalite persisted with --path so a restart
-# keeps its data, scripts/dynalite.sh, behind tests/proxy/http_fault). The proxies are built
+# tests/store/tcp_fault), dynamodb (a private dynalite persisted with --path so a restart
+# keeps its data, scripts/dynalite.sh, behind tests/store/http_fault). The proxies are built
 # by `make check` or `make stress`; without one the store runs without faults.
 # shellcheck shell=sh disable=SC2154 # top and scratch come from the sourcing script
 
@@ -86,10 +86,10 @@ start_postgresql() {
 	# fault proxy, cuts every connection
 	STRESS_STORE_RESTART="sh $top/scripts/pg-cluster.sh restart $pg_dir >/dev/null"
 	export STRESS_STORE_RESTART
-	[ -x ./tests/proxy/tcp_fault ] || return 0
+	[ -x ./tests/store/tcp_fault ] || return 0
 	pg_port=$(. "$pg_dir/env" && echo "$TALLY_PG_PORT")
 	port=
-	./tests/proxy/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$pg_port" \
+	./tests/store/tcp_fault "$scratch/fault.sock" 127.0.0.1 "$pg_port" \
 		>"$scratch/fault.port" 2>/dev/null &
 	proxy_pid=$!
 	for _ in $(seq 50); do
@@ -129,8 +129,8 @@ start_dynamodb() {
 	[ "$1" = chaos ] || return 0
 	STRESS_STORE_RESTART="sh $top/scripts/dynalite.sh restart $ddb_dir"
 	export STRESS_STORE_RESTART
-	[ -x ./tests/proxy/http_fault ] || return 0
-	./tests/proxy/http_fault "$port" "$scratch/fault.ports" 2>"$scratch/fault.log" &
+	[ -x ./tests/store/http_fault ] || return 0
+	./tests/store/http_fault "$port" "$scratch/fault.ports" 2>"$scratch/fault.log" &
 	proxy_pid=$!
 	wait_for_file "$scratch/fault.ports" || { echo "FAIL: http_fault did not start" >&2; return 1; }
 	read -r proxy_port control_port <"$scratch/fault.ports"

@@ -2,7 +2,7 @@
 /*
  * stress/writebehind.c: the flusher under load and faults. Counting threads add to random
  * keys, a session thread joins and leaves listeners, and a fault thread keeps changing the
- * store's faults (tests/store_fault.c: fail before, commit then fail, hang, none) while the
+ * store's faults (tests/store/fault.c: fail before, commit then fail, hang, none) while the
  * flusher writes to a real SQLite file every 5 ms. At the end the faults stop, a final flush
  * runs, and every store total must equal its counter, and the store's connections and
  * listener counts the table's. Every random choice comes from the run's seed (stress.h);
@@ -23,7 +23,7 @@
 #include <tally/session.h>
 #include <tally/writebehind.h>
 
-#include "../tests/store_fault.h"
+#include "../tests/store/fault.h"
 #include "stress.h"
 
 #define KEYS 256

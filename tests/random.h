@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/random.h: the pseudo-random generator of the tests and stress programs (Marsaglia's
+ * tests/random.h: the pseudo-random generator of the tests and the benchmarks (Marsaglia's
  * xorshift32): one multiply-free step, state per thread, a run reproducible from its seed.
- * For picking test inputs only.
+ * For picking test inputs and benchmark keys only. The stress programs draw from their own
+ * splitmix64 streams (stress/stress.h): 64-bit, one independent stream per thread, process
+ * and incarnation derived from --seed, which this 32-bit step does not give.
  */
 #ifndef TALLY_TESTS_RANDOM_H
 #define TALLY_TESTS_RANDOM_H

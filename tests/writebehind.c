@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tests/writebehind.c: the write-behind flusher (tally/writebehind.h) over real SQLite
- * files, with faults from tests/store_fault.c (a wrapper of our own around the real store):
+ * files, with faults from tests/store/fault.c (a wrapper of our own around the real store):
  * exact totals under many threads and concurrent flushes, every fault exactly once, an
  * outage and its end, fencing, gauges over several writers and their reap, session records
  * written behind and coalesced, the tombstone bound, shutdown.
@@ -24,7 +24,7 @@
 #include <tally/session.h>
 #include <tally/writebehind.h>
 
-#include "store_fault.h"
+#include "store/fault.h"
 #include "tap.h"
 #include "threads.h"
 

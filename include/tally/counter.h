@@ -20,8 +20,15 @@
  * - Thread exit: the thread's slot keeps its value; a later thread reuses the slot, so thread
  *   pools never grow memory. Memory per counter: 64 bytes of header plus (slots + 1) * 64 bytes.
  *
- * Caller duties: no registration. A counter must not be destroyed while another thread may
- * still call into it. A `struct tally_counter` is owned by the caller (stack, static, heap).
+ * Threads. No registration. Any call may run in any thread, concurrently with any other
+ * call, except:
+ *   tally_counter_init            exclusive: no other call on the counter before it returns
+ *   tally_counter_destroy         exclusive: no other call on the counter or its local
+ *                                 handles while it runs or after it
+ *   tally_counter_local_add/_inc  only in the thread that bound the handle (updates through
+ *                                 it from another thread are lost)
+ *
+ * Caller duties: a `struct tally_counter` is owned by the caller (stack, static, heap).
  *
  * Errors: TALLY_EINVAL (NULL argument, slot count above TALLY_COUNTER_SLOTS_MAX),
  * TALLY_EDESTROYED (destroyed, or zeroed memory never initialised, detected while the struct's
@@ -47,12 +54,13 @@ struct tally_counter;
 
 /*
  * tally_counter_init: prepares `counter` with `slots` single-writer slots (0 = default 64).
- * Threads whose index is >= slots use the shared slot. Not thread-safe with other calls on
- * the same counter. Errors: EINVAL, ENOMEM.
+ * Threads whose index is >= slots use the shared slot. Exclusive (see "Threads").
+ * Errors: EINVAL, ENOMEM.
  */
 int tally_counter_init(struct tally_counter *counter, unsigned slots);
 
-/* tally_counter_destroy: frees the slots; later calls return TALLY_EDESTROYED. */
+/* tally_counter_destroy: frees the slots; later calls return TALLY_EDESTROYED. Exclusive
+ * (see "Threads"). */
 int tally_counter_destroy(struct tally_counter *counter);
 
 /* Adds `delta` (any int64, 0 included). EOVERFLOW if the thread's slot would overflow. */

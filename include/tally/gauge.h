@@ -33,7 +33,13 @@
  *   point.
  * - Memory: 64 bytes + shards * 64 bytes (twice that with a ceiling).
  *
- * Caller duties: none (no registration); do not destroy while other threads use the gauge.
+ * Threads. No registration. Any call may run in any thread, concurrently with any other
+ * call, except:
+ *   tally_gauge_init, tally_sgauge_init        exclusive: no other call on the gauge before
+ *                                              it returns
+ *   tally_gauge_destroy, tally_sgauge_destroy  exclusive: no other call on the gauge while
+ *                                              it runs or after it
+ *
  * Errors: TALLY_EINVAL (NULL, n <= 0, floor > ceiling, initial outside [floor, ceiling];
  * for tally_sgauge also shards above TALLY_SGAUGE_SHARDS_MAX, or initial - floor or
  * ceiling - floor outside int64), TALLY_EFLOOR, TALLY_ECEILING (also for an add whose sum
@@ -62,10 +68,10 @@ struct tally_gauge;
 struct tally_sgauge;
 
 /* tally_gauge_init: value = initial, bounds [floor, ceiling] (TALLY_GAUGE_NO_CEILING: none).
- * Not thread-safe with other calls on the gauge. Errors: EINVAL (NULL, floor > ceiling,
+ * Exclusive (see "Threads"). Errors: EINVAL (NULL, floor > ceiling,
  * initial outside [floor, ceiling]). */
 int tally_gauge_init(struct tally_gauge *gauge, int64_t initial, int64_t floor, int64_t ceiling);
-/* tally_gauge_destroy: later calls return EDESTROYED. Not thread-safe with other calls.
+/* tally_gauge_destroy: later calls return EDESTROYED. Exclusive (see "Threads").
  * Errors: EINVAL (NULL), EDESTROYED (destroyed, or zeroed and never initialised). */
 int tally_gauge_destroy(struct tally_gauge *gauge);
 /* Adds n > 0. *value_out (may be NULL) receives the value this call produced. Lock-free,
@@ -84,13 +90,13 @@ int tally_gauge_dec(struct tally_gauge *gauge, int64_t *value_out);
 int tally_gauge_read(const struct tally_gauge *gauge, int64_t *value);
 
 /* tally_sgauge_init: like tally_gauge_init, with `shards` shards (0 = one per CPU, min 2),
- * rounded up to a power of two. Not thread-safe with other calls on the gauge. Errors: EINVAL
+ * rounded up to a power of two. Exclusive (see "Threads"). Errors: EINVAL
  * (as tally_gauge_init, shards above TALLY_SGAUGE_SHARDS_MAX, initial - floor or ceiling -
  * floor outside int64), ENOMEM. */
 int tally_sgauge_init(struct tally_sgauge *gauge, int64_t initial, int64_t floor,
 		      int64_t ceiling, unsigned shards);
-/* tally_sgauge_destroy: frees the shards; later calls return EDESTROYED. Not thread-safe
- * with other calls. Errors: EINVAL (NULL), EDESTROYED. */
+/* tally_sgauge_destroy: frees the shards; later calls return EDESTROYED. Exclusive (see
+ * "Threads"). Errors: EINVAL (NULL), EDESTROYED. */
 int tally_sgauge_destroy(struct tally_sgauge *gauge);
 /* Adds n > 0 (to the calling thread's shard). Lock-free. Errors: EINVAL (NULL, n <= 0),
  * ECEILING (with a ceiling: not n tokens of headroom, see "When may a sub fail" above),

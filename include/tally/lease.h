@@ -29,8 +29,15 @@
  * Other stores implement struct tally_lease_ops; a provider must be safe to call from many
  * threads at once, and must never return a base below a mark it acknowledged: a store that
  * lost records it held (a truncated file, an emptied or reset table) is damage to report
- * (TALLY_ECORRUPT), never "never acquired". The provider is owned by its creator and must outlive every sequence
- * that uses it.
+ * (TALLY_ECORRUPT), never "never acquired". The provider is owned by its creator and must
+ * outlive every sequence that uses it.
+ *
+ * Threads. No registration. Any call may run in any thread, concurrently with any other
+ * call, except:
+ *   tally_lease_provider_destroy  exclusive: no other call on the provider, and no series
+ *                                 using it, while it runs or after it
+ * A provider's ops (struct tally_lease_ops) must allow the same. Processes share a store by
+ * each opening its own provider on it (the file provider: after fork, one per process).
  *
  * File provider (tally_lease_file_open): one file holds many keys, each a 256-byte record
  * with a 64-bit FNV-1a checksum over key and state. Every operation takes a per-provider
@@ -107,7 +114,7 @@ int tally_lease_memory_create(struct tally_lease_provider **out);
 int tally_lease_file_open(struct tally_lease_provider **out, const char *path);
 
 /* Destroys a provider made by either constructor (or any provider whose ops->destroy frees
- * it). NULL is a no-op returning TALLY_OK. No other thread may use it. */
+ * it). NULL is a no-op returning TALLY_OK. Exclusive (see "Threads"). */
 int tally_lease_provider_destroy(struct tally_lease_provider *provider);
 
 /* The calls below check their arguments, then call the provider's op. Each is atomic per

@@ -39,10 +39,12 @@
  * Keys are byte strings (any bytes, not necessarily NUL-terminated) of 1 to
  * TALLY_RATELIMIT_KEY_MAX bytes; the limiter copies them.
  *
- * Caller duties: threads register with RCU automatically (tally/rcu.h) on their first call.
- * allow/peek/reset/sweep may be called inside or outside a tally_rcu_read_lock() section;
- * destroy must be called outside one. Do not destroy a limiter while another thread may still
- * call into it.
+ * Threads. Registration is automatic (tally/rcu.h, on a thread's first call). Any call may
+ * run in any thread, concurrently with any other call, except:
+ *   tally_ratelimit_destroy  exclusive: no other call on the limiter while it runs or after
+ *                            it; outside an RCU read-side section (else TALLY_EBUSY)
+ * Every other call may also be made inside a tally_rcu_read_lock() section. The clock
+ * (config.now_ns) is called by every caller at once and must be thread-safe.
  *
  * Errors (every call: nothing changes on error):
  * TALLY_EINVAL     NULL limiter/key/config, key_len 0, cost <= 0, cost above the limit (fixed
@@ -123,9 +125,9 @@ int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
 			   const struct tally_ratelimit_config *config);
 
 /*
- * tally_ratelimit_destroy: stops the sweeper (joins it), frees every key. Blocking (waits for
- * deferred frees). Errors: EINVAL (NULL), EBUSY (inside an RCU read-side section: nothing is
- * changed).
+ * tally_ratelimit_destroy: stops the sweeper (joins it), frees every key. Exclusive (see
+ * "Threads"). Blocking (waits for deferred frees). Errors: EINVAL (NULL), EBUSY (inside an
+ * RCU read-side section: nothing is changed).
  */
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter);
 

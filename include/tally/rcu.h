@@ -42,6 +42,16 @@
  * and supports fork without exec only when no thread is registered (liburcu's bp flavour is
  * the one built for it). Fork the workers before the first tally table call, or exec.
  *
+ * Threads. Every call acts on the calling thread (registration, read-side sections, the
+ * reclamation mode) or on the whole domain (tally_rcu_barrier), and any thread may make any
+ * of them concurrently with any other, except:
+ *   tally_rcu_read_unlock           in the thread that took the matching read lock
+ *   tally_rcu_thread_unregister,    outside a read-side section (else TALLY_EBUSY)
+ *   tally_rcu_thread_set_reclaim,
+ *   tally_rcu_barrier
+ *   an INLINE thread's tally        not while it holds a lock that another thread may wait
+ *   removals and outermost unlock   for inside a read-side section (see Reclamation)
+ *
  * Shutdown. tally_rcu_barrier() flushes every thread's batch and waits until every free
  * queued so far has run: call it after destroying tables and before exit if you check for
  * leaks.

@@ -45,8 +45,7 @@
  * Reservations: reserve n (1..TALLY_SEQ_RESERVE_MAX) numbers at once, commit some or all,
  * release the rest. Strict mode hands released numbers out again (smallest first, current
  * period only) before fresh ones; cached mode voids them. A reservation is owned by one
- * thread at a time (its calls are not thread-safe) and must be finished before its series
- * is removed.
+ * thread at a time and must be finished before its series is removed (see "Threads").
  *
  * Leases (tally/lease.h). With a provider, a series never issues a number above its durable
  * high-water mark: when the next number would pass it, one thread (under the series' lease
@@ -93,13 +92,22 @@
  * TALLY_EOVERFLOW, never a 5-digit year.
  *
  * Memory ordering: issuing does not publish other data (do not use numbers as flags).
- * Thread registration: none needed (RCU registers threads on first use, tally/rcu.h).
- * By-name calls look the series up and issue under the RCU read lock, so they are safe
- * against a concurrent remove (TALLY_ENOTFOUND once it took effect). A handle from
- * tally_sequence_series_find skips the lookup and the read lock (the hot path); its caller
- * must not use it, or a reservation made from it, concurrently with or after the series'
- * remove (as with any tally object and its destroy). A late handle call may be detected
- * (TALLY_EDESTROYED) while the memory still lives; that is a diagnostic, not a guarantee.
+ *
+ * Threads. Registration is automatic (tally/rcu.h, on a thread's first call). Any call may
+ * run in any thread, concurrently with any other call, except:
+ *   tally_sequence_destroy        exclusive: no other call on the registry, its series
+ *                                 handles or their reservations while it runs or after it
+ *   tally_sequence_series_remove  no call through a handle of that series (tally_series_*)
+ *                                 or on a reservation made from it while it runs or after it
+ *   tally_seq_reservation_*       one call at a time per reservation (its owner thread; it
+ *                                 may hand the reservation to another), none after _finish
+ * destroy and series_remove wait for a grace period: outside an RCU read-side section
+ * (else TALLY_EBUSY). The clock (options.now_s) is called by every issuing thread at once and
+ * must be thread-safe. By-name calls look the series up and issue under the RCU read lock,
+ * so they may overlap a remove (TALLY_ENOTFOUND once it took effect); a handle from
+ * tally_sequence_series_find skips the lookup and the read lock (the hot path), hence the
+ * rule above. A late handle call may be detected (TALLY_EDESTROYED) while the memory still
+ * lives; that is a diagnostic, not a guarantee.
  *
  * Errors (per call below): TALLY_EINVAL (NULL, bad enum, out-of-range option, reserve of 0 or
  * more than TALLY_SEQ_RESERVE_MAX), TALLY_ETOOLONG (id or template too long; output buffer
@@ -201,7 +209,7 @@ int tally_sequence_create(struct tally_sequence **out, const struct tally_sequen
 
 /*
  * Destroys the registry: every series is closed as by tally_sequence_series_remove (lease
- * given back and marked clean) and freed. No other thread may use it or its handles.
+ * given back and marked clean) and freed. Exclusive (see "Threads").
  * Blocking; call outside an RCU read-side section. Returns the first provider error met
  * (everything is freed regardless). Errors: EINVAL, EBUSY, EIO, ECORRUPT.
  */
@@ -221,9 +229,9 @@ int tally_sequence_series_create(struct tally_sequence *seq, const char *tenant,
 /*
  * Removes a series: later by-name calls return ENOTFOUND; waits for calls in flight (an RCU
  * grace period), then closes its lease (checkpoint, give back the unused rest, mark clean)
- * and fills *final (may be NULL). Blocking. The series is removed even if the provider
- * fails (the error is returned; the record then stays unclean: the next owner gets a
- * recovery report). Errors: EINVAL, ETOOLONG, ENOTFOUND, EBUSY, EIO, ECORRUPT.
+ * and fills *final (may be NULL). Not concurrent with calls through its handles (see
+ * "Threads"). Blocking. The series is removed even if the provider fails (the error is
+ * returned; the record then stays unclean: the next owner gets a recovery report). Errors: EINVAL, ETOOLONG, ENOTFOUND, EBUSY, EIO, ECORRUPT.
  */
 int tally_sequence_series_remove(struct tally_sequence *seq, const char *tenant,
 				 const char *series, struct tally_series_stats *final);

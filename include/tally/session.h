@@ -49,10 +49,15 @@
  * stay visible until a sweep (tally_session_table_sweep or the background sweeper) deletes them,
  * with the same bookkeeping as an explicit delete (as with DynamoDB TTL).
  *
- * Threads. Any thread may call anything; threads register with RCU on their first call
- * (tally/rcu.h). Every call except destroy may be made inside the caller's own
- * tally_rcu_read_lock() section (sections nest). Destroy only when no other thread uses the
- * table.
+ * Threads. Registration is automatic (tally/rcu.h, on a thread's first call). Any call may
+ * run in any thread, concurrently with any other call, except:
+ *   tally_session_table_destroy  exclusive: no other call on the table while it runs or
+ *                                after it; outside an RCU read-side section (else TALLY_EBUSY)
+ *   a tally_connection_fn        must not call destroy, sweeper_start/_stop or
+ *   callback                     tally_rcu_barrier (it runs inside a read-side section)
+ * Every other call may also be made inside the caller's own tally_rcu_read_lock() section
+ * (sections nest). The clock (config.now_ms) is called by every caller at once and must be
+ * thread-safe.
  *
  * Errors (each call lists its own): TALLY_EINVAL (NULL or empty required argument, unknown
  * role or filter), TALLY_ETOOLONG, TALLY_EEXIST, TALLY_ENOTFOUND, TALLY_EINACTIVE,
@@ -164,8 +169,8 @@ typedef int (*tally_connection_fn)(const struct tally_connection_info *connectio
 int tally_session_table_create(struct tally_session_table **table,
 			       const struct tally_session_config *config);
 
-/* Stops the sweeper, frees every session and connection and the table. No other thread may
- * use the table. Blocks for a grace period. Errors: EINVAL (NULL), EBUSY (inside a read-side
+/* Stops the sweeper, frees every session and connection and the table. Exclusive (see
+ * "Threads"). Blocks for a grace period. Errors: EINVAL (NULL), EBUSY (inside a read-side
  * section; nothing is freed). */
 int tally_session_table_destroy(struct tally_session_table *table);
 

@@ -42,10 +42,16 @@
  *   store's lease table was never reset: backends keep a table generation and refuse
  *   (TALLY_ECORRUPT) when it no longer matches what a provider saw.
  *
- * Threads. A handle may be used from any number of threads at once: every call is
- * serialised or multiplexed inside the backend as it needs. Calls block for store round
- * trips (bounded by options.timeout_ms). No call may be made after tally_store_close, and
- * close must not race other calls on the handle. No RCU registration is needed.
+ * Threads. No registration. Any call may run in any thread, concurrently with any other
+ * call on the same handle (the backend serialises or multiplexes them as it needs), except:
+ *   tally_store_close           exclusive: no other call on the handle while it runs or
+ *                               after it; after every lease provider made from the handle is
+ *                               destroyed and every write-behind flusher over it
+ *   a visitor callback          must not call into the same handle (tally_store_counters,
+ *                               _writers, _sessions, _connections, _leases)
+ *   a backend's open and close  each called alone for its impl; every other op must allow
+ *                               concurrent calls (struct tally_store_ops)
+ * Calls block for store round trips (bounded by options.timeout_ms).
  *
  * Keys are byte strings of 1 to TALLY_STORE_KEY_MAX bytes; any bytes except NUL, stored and
  * returned verbatim (quotes, backslashes, SQL and JSON fragments, UTF-8 or not).
@@ -172,7 +178,8 @@ int tally_store_open(struct tally_store **out, const char *url,
 		     const struct tally_store_options *options);
 
 /* tally_store_close: closes the handle (does not end the writer's lease: a clean shutdown
- * calls tally_store_writer_close first). NULL is a no-op. Blocking. */
+ * calls tally_store_writer_close first). NULL is a no-op. Exclusive (see "Threads").
+ * Blocking. */
 int tally_store_close(struct tally_store *store);
 
 /* A static description of the last failure on this handle in this thread, without secrets

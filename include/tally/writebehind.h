@@ -51,10 +51,18 @@
  * pay nothing new for a counter or gauge, and for a session table one queue push per
  * connection create or delete and one atomic OR on the session per change, pushing the
  * session only on its first change since the flusher last looked (wait-free, liburcu
- * wfcqueue). Every call here may be made from any thread; they take the flusher's mutex for
- * a bounded time (registration, stats) or block (flush, destroy, add_sessions). Callbacks run
- * on the flusher thread without the mutex held; they may read stats but must not call
- * tally_writebehind_flush, _destroy or _remove_sessions (they wait for that thread).
+ * wfcqueue). The calls here take the flusher's mutex for a bounded time (registration,
+ * stats) or block (flush, destroy, add_sessions). Callbacks run on the flusher thread without
+ * the mutex held.
+ *
+ * Threads. No registration. Any call may run in any thread, concurrently with any other
+ * call, except:
+ *   tally_writebehind_destroy     exclusive: no other call on the flusher while it runs or
+ *                                 after it (a flush waiting in another thread included)
+ *   on_error, on_backpressure     may read stats but must not call tally_writebehind_flush,
+ *                                 _destroy or _remove_sessions (they wait for this thread)
+ *   add_sessions, remove_sessions outside an RCU read-side section (they wait for a grace
+ *   and destroy                   period)
  *
  * Memory ordering. A change that happens-before tally_writebehind_flush's call is in the
  * store when it returns TALLY_OK. Changes made concurrently with the call may or may not be.
@@ -62,10 +70,7 @@
  * Caller duties. The store handle, every registered counter, gauge and table must outlive
  * their registration (remove them, or destroy the flusher, before destroying them); no one
  * else drains a registered counter; no writer may be open on the store handle (the flusher
- * opens it); tally_store_close comes after tally_writebehind_destroy, which must not race
- * any other call on the same flusher (a flush waiting in another thread included);
- * add_sessions, remove_sessions and destroy are not called inside an RCU read-side section
- * (they wait for a grace period).
+ * opens it); tally_store_close comes after tally_writebehind_destroy.
  *
  * Errors (each call lists its own): TALLY_EINVAL (NULL, empty key, NUL in a key, bad config),
  * TALLY_ETOOLONG (key over TALLY_STORE_KEY_MAX), TALLY_EEXIST (key or table already
@@ -128,10 +133,10 @@ int tally_writebehind_create(struct tally_writebehind **out, struct tally_store 
  * tally_writebehind_destroy: flushes everything (bounded by config.shutdown_timeout_ms), and
  * if all of it was acknowledged closes the writer (tally_store_writer_close: its gauges and
  * connection records leave the store), then stops the thread and frees the flusher. The
- * registered objects are no longer touched when it returns. NULL is a no-op.
- * Returns OK, or the error that kept the final flush from completing (ETIMEDOUT, a store
- * code): then the unflushed changes are lost with the process and the writer's lease is left
- * to expire.
+ * registered objects are no longer touched when it returns. NULL is a no-op. Exclusive (see
+ * "Threads"). Returns OK, or the error that kept the final flush from completing
+ * (ETIMEDOUT, a store code): then the unflushed changes are lost with the process and the
+ * writer's lease is left to expire.
  */
 int tally_writebehind_destroy(struct tally_writebehind *wb);
 

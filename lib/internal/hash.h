@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * lib/internal/hash.h: 64-bit FNV-1a, the checksum of the lease file's records (and what its
- * test recomputes to forge a valid record). Not for hash tables that take keys from outside:
- * FNV is not keyed, so inputs can be chosen to collide; tally's maps use keyed SipHash.
+ * test recomputes to forge a valid record), the store's duplicate-key check of a batch, and
+ * the hash of the benchmarks' peer tables (bench/ includes this header: it is inline only,
+ * so they still link nothing but libtally's API). Not for hash tables that take keys from
+ * outside: FNV is not keyed, so inputs can be chosen to collide; tally's maps use keyed
+ * SipHash.
  */
 #ifndef TALLY_INTERNAL_HASH_H
 #define TALLY_INTERNAL_HASH_H

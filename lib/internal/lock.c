@@ -2,12 +2,14 @@
 /*
  * The contended paths of the futex-word mutex (see lock.h).
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <urcu/futex.h>
 #include <ck_pr.h>
 #include "internal/lock.h"
 
-/* About a microsecond: long enough for a join's or a leave's critical section to end on
- * the other core, short enough that a preempted holder's waiters soon go to sleep. */
+/* Long enough for a join's or a leave's critical section to end on the other core, short
+ * enough that a preempted holder's waiters soon go to sleep (docs/session.md, Structure). */
 #define SPINS 128
 
 static int32_t *futex_word(struct tally_lock *lock)
@@ -39,4 +41,10 @@ void tally__lock_acquire_contended(struct tally_lock *lock)
 void tally__lock_wake_one(struct tally_lock *lock)
 {
 	futex_noasync(futex_word(lock), FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+void tally__lock_held_failed(const char *file, int line)
+{
+	fprintf(stderr, "%s:%d: tally: a lock the code requires held is free\n", file, line);
+	abort();
 }

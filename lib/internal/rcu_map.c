@@ -16,8 +16,8 @@
 #define MAX_INITIAL_BUCKETS (1ul << 22) /* a size hint never allocates more up front */
 /* A maximum makes cds_lfht choose its mmap bucket allocator: every bucket in one reserved
  * range, so finding a bucket is an index. Without one it uses the order allocator, which
- * finds a bucket through a table of tables and a call to cds_lfht_fls_ulong: 3-4% of a
- * session lookup. The price is address space, not memory: 2^24 buckets of 16 bytes, 256 MiB
+ * finds a bucket through a table of tables and a call to cds_lfht_fls_ulong (its cost:
+ * docs/session.md). The price is address space, not memory: 2^24 buckets of 16 bytes, 256 MiB
  * reserved per map, populated only as the table grows; past 2^24 buckets (128M nodes at
  * liburcu's 8 per bucket) the table stops growing and chains lengthen. */
 #define MAX_BUCKETS (1ul << 24)

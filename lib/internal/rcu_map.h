@@ -56,7 +56,7 @@ static inline const char *tally__rcu_map_node_key(const struct tally_rcu_map_nod
 }
 
 /* memcmp(a, b, len) == 0, inline for up to 16 bytes (most ids): two overlapping loads per
- * side instead of a call into libc, which was 5-7% of a session lookup. */
+ * side instead of a call into libc (its share of a lookup: docs/session.md, Performance). */
 static inline int tally__rcu_map_same_bytes(const char *a, const char *b, size_t len)
 {
 	uint64_t a8, b8, a8_end, b8_end;

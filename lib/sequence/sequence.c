@@ -271,8 +271,8 @@ static struct tally__seq_block *home_block(const struct tally_series *s)
 
 /* A thread that empties its blocks fast takes bigger ones: each take within CACHED_HOT_MS of
  * the previous doubles the block, up to CACHED_GROWTH_MAX times cache_block; a slower take
- * starts again from cache_block. Every take is an RMW on the line all issuers share (about
- * 120 ns across cores on the 2-vCPU VM, as much as 64 inline hits), so a hot thread
+ * starts again from cache_block. Every take is an RMW on the line all issuers share (a
+ * cache-line transfer between cores; docs/sequence.md, Costs, has its price), so a hot thread
  * amortises it over more numbers, while a quiet one keeps small blocks and small gaps. */
 #define CACHED_HOT_MS 10
 #define CACHED_GROWTH_MAX 16

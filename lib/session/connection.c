@@ -20,6 +20,7 @@ static void list_link(struct session *session, struct connection *connection)
 	struct connection *first =
 		atomic_load_explicit(&session->first, memory_order_relaxed); /* lock held */
 
+	tally__lock_assert_held(&session->list_lock);
 	connection->prev = NULL;
 	atomic_store_explicit(&connection->next, first, memory_order_relaxed); /* unpublished */
 	if (first)
@@ -32,6 +33,7 @@ static void list_unlink(struct session *session, struct connection *connection)
 {
 	struct connection *next = atomic_load_explicit(&connection->next, memory_order_relaxed);
 
+	tally__lock_assert_held(&session->list_lock);
 	/* release: `next` was published already; release keeps the chain of publications
 	 * visible to a reader that arrives through the new link (pairs with walker acquires) */
 	if (connection->prev)
@@ -155,6 +157,7 @@ int64_t tally__connection_remove_all(struct tally_session_table *table, struct s
 	struct connection *connection, *next;
 	int64_t removed = 0;
 
+	tally__lock_assert_held(&session->list_lock);
 	for (connection = atomic_load_explicit(&session->first, memory_order_relaxed);
 	     connection; connection = next) {
 		/* relaxed: list_lock held, we are the only writer */

@@ -119,7 +119,7 @@ struct speaker_version {
  * count read, a join and a leave touch: the map node, a copy of the id that the node keys on,
  * the count, the list head and its lock. So a join or a leave writes one line of the session,
  * the one its lookup brought in; with two cores every further line it wrote was another
- * cache-line transfer (~230 ns each way on the VM tally is benched on). That is why the lock
+ * cache-line transfer (docs/session.md, Costs, has its price). That is why the lock
  * is a 4-byte futex word (internal/lock.h) and the count a bare gauge word with constant
  * bounds (gauge/internal.h): pthread_mutex_t (40 bytes) and struct tally_gauge (32) do not
  * fit. A longer id (a 36-byte UUID, say) is the first packed string, right after line 0: its
@@ -175,6 +175,7 @@ static inline struct session *tally__session_of_cold(struct session_cold *cold)
  * as the gauge's verdict). Reads acquire: they pair with the move's acq_rel. */
 static inline void tally__session_listeners_move(struct session *session, int64_t delta)
 {
+	tally__lock_assert_held(&session->list_lock);
 	tally__gauge_move(&session->listener_count, 0, TALLY_GAUGE_NO_CEILING, delta, NULL);
 }
 

@@ -218,6 +218,7 @@ static struct session *new_session(struct tally_session_table *table,
 /* list_lock held: I2, the one place active goes 1 -> 0 */
 static void deactivate_locked(struct tally_session_table *table, struct session *session)
 {
+	tally__lock_assert_held(&session->list_lock);
 	/* release: pairs with the acquire loads of is_active/get/join's fast check */
 	atomic_store_explicit(&session->active, 0, memory_order_release);
 	tally_session_feed_session(table, session);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal/hash.h"
 #include "store/internal.h"
 
 /* One key of a batch part, for the duplicate check. */
@@ -33,11 +34,7 @@ static const char *gauge_key(const void *items, size_t i, size_t *len)
 
 static uint64_t hash_key(const char *key, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (unsigned char)key[i]) * 0x100000001b3u;
-	return h;
+	return tally__fnv1a64(TALLY__FNV1A64_BASIS, key, len);
 }
 
 /* TALLY_OK if no key of items[0 .. count) appears twice (keys already checked). An open

@@ -26,7 +26,7 @@ const char tally__pg_schema_sql[] =
 	" prior_epoch bigint NOT NULL, prior_last_seq bigint NOT NULL,"
 	" prior_reaped boolean NOT NULL);"
 	/* fillfactor 50: room on each page for the new row version, so a flush's update of a
-	 * total is a HOT update (no new index entry): about twice the keys per second. */
+	 * total is a HOT update (no new index entry; docs/store-postgres.md has the gain). */
 	"CREATE TABLE IF NOT EXISTS tally_counters (k bytea PRIMARY KEY, v bigint NOT NULL)"
 	" WITH (fillfactor = 50);"
 	"CREATE TABLE IF NOT EXISTS tally_gauges (k bytea NOT NULL, writer_id text NOT NULL,"

@@ -24,8 +24,8 @@
 #include "store/internal.h"
 
 #define TALLY__SQLITE_SCHEMA_VERSION 1
-/* Counter deltas per S_COUNTER_ADD_MANY statement: one step and one reset for 32 rows, which
- * takes 10-40 % off a flush's CPU (docs/store.md, Costs). */
+/* Counter deltas per S_COUNTER_ADD_MANY statement: one step and one reset for 32 rows in
+ * place of 32 of each (docs/store.md, Costs, has the saving). */
 #define TALLY__SQLITE_COUNTER_ROWS 32
 
 /* writers.reaped: why a writer's contributions are gone. */

@@ -1,15 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-2-Clause
-# tests/store_dynamodb.sh: runs tests/store_dynamodb (TAP) against a private dynalite,
+# tests/store/dynamodb.sh: runs tests/store/dynamodb (TAP) against a private dynalite,
 # persisted with --path so the test can restart it mid-run, behind the fault-injecting
-# proxy tests/proxy/http_fault. Both are stopped and their data removed at the end, also
+# proxy tests/store/http_fault. Both are stopped and their data removed at the end, also
 # on failure. Skips (a TAP plan of 0) when node or dynalite (npm ci, scripts/setup.sh) is
 # missing, and finds dynalite through TALLY_NODE_MODULES when the tree has none (distcheck).
 # Run from the build directory (make check does).
 set -u
-srcdir=${srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+srcdir=${srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 top=$(cd "$srcdir" && pwd)
-[ -d "$top/node_modules/dynalite" ] || top=$(cd "$(dirname "$0")/.." && pwd)
+[ -d "$top/node_modules/dynalite" ] || top=$(cd "$(dirname "$0")/../.." && pwd)
 dynalite="$top/scripts/dynalite.sh"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tally-ddb.XXXXXX")
 proxy_pid=""
@@ -31,7 +31,7 @@ fi
 [ $rc -eq 0 ] || { echo "Bail out! dynalite did not start"; exit 1; }
 port=$(cat "$dir/dynalite/port")
 
-./tests/proxy/http_fault "$port" "$dir/proxy.ports" 2>"$dir/proxy.log" &
+./tests/store/http_fault "$port" "$dir/proxy.ports" 2>"$dir/proxy.log" &
 proxy_pid=$!
 i=0
 while [ ! -s "$dir/proxy.ports" ]; do
@@ -46,7 +46,7 @@ AWS_ACCESS_KEY_ID=tallytest AWS_SECRET_ACCESS_KEY=tallytestsecret AWS_REGION=us-
 unset AWS_SESSION_TOKEN AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL
 TALLY_DDB_PORT=$port TALLY_DDB_PROXY_PORT=$proxy_port TALLY_DDB_CONTROL_PORT=$control_port
 TALLY_DDB_RESTART="sh '$dynalite' restart '$dir/dynalite'" TALLY_DDB_DIR=$dir
-TALLY_STORE_WORKER=./tests/store_worker
+TALLY_STORE_WORKER=./tests/store/worker
 export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION TALLY_DDB_PORT TALLY_DDB_PROXY_PORT \
 	TALLY_DDB_CONTROL_PORT TALLY_DDB_RESTART TALLY_DDB_DIR TALLY_STORE_WORKER
-./tests/store_dynamodb
+./tests/store/dynamodb

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_fault.c: the "fault" store backend (see store_fault.h). It forwards to a
+ * tests/store/fault.c: the "fault" store backend (see fault.h). It forwards to a
  * real store handle opened on the inner URL, through the public tally_store_* calls, so the
  * inner handle keeps its own writer state (same writer id, same epoch as the outer one: the
  * outer handle's writer calls come only through here).
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <tally/store.h>
 
-#include "store_fault.h"
+#include "fault.h"
 
 #define SCHEME_PREFIX "fault:"
 

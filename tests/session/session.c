@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* tests/session.c: session table, the join/leave/speaker-disconnect lifecycle, TTL sweeps on
- * an injected clock, the background sweeper, and the listener-count invariant under
+/* tests/session/session.c: session table, the join/leave/speaker-disconnect lifecycle, TTL
+ * sweeps on an injected clock, the background sweeper, and the listener-count invariant under
  * concurrent joins, duplicate disconnects, speaker disconnects and sweeps. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/session.h>
-#include "random.h"
-#include "tap.h"
-#include "threads.h"
+#include "../random.h"
+#include "../tap.h"
+#include "../threads.h"
 
 static _Atomic int64_t fake_now = 1000;
 

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_listeners.h: one case for every backend's test (tests/store_sqlite.c,
- * store_postgres.c, store_dynamodb.c): after a writer's records are removed (reap, a new
+ * tests/store/listeners.h: one case for every backend's test (tests/store/sqlite.c,
+ * postgres.c, dynamodb.c): after a writer's records are removed (reap, a new
  * epoch fencing the old one, writer_close), each session's stored listenerCount equals the
  * listener connections left in the store. The write-behind flusher may send a session whose
  * count includes a join whose connection record waits for the next batch; a writer that dies
  * in between left that join counted for good when the store only subtracted the rows it had.
- * Header-only; needs tap.h and store_records.h first.
+ * Header-only; needs tap.h and records.h first.
  */
 #ifndef TALLY_TESTS_STORE_LISTENERS_H
 #define TALLY_TESTS_STORE_LISTENERS_H

@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-2-Clause
-# tests/store_tool.sh: tools/tally-store against a real SQLite store written by real worker
-# processes (tests/store_worker): totals, writers, leases (with a crash range), sessions,
+# tests/store/tool.sh: tools/tally-store against a real SQLite store written by real worker
+# processes (tests/store/worker): totals, writers, leases (with a crash range), sessions,
 # connections, reap, exit statuses, and that a URL's password is never printed. TAP.
 set -u
 tool=tools/tally-store
-worker=tests/store_worker
+worker=tests/store/worker
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tally-store-tool.XXXXXX")
 pid=
 cleanup() {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_util.c: the helpers every store backend shares (lib/store/internal.h, compiled
+ * tests/store/util.c: the helpers every store backend shares (lib/store/internal.h, compiled
  * into this program since libtally exports no tally__ symbol): URL and option parsing,
  * percent-decoding, key checks, full-jitter backoff, per-thread error texts.
  */
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "store/internal.h"
-#include "tap.h"
+#include "../tap.h"
 
 static void test_url(void)
 {

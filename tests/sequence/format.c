@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/sequence_format.c: templates (lib/sequence/format.c) through the public API:
+ * tests/sequence/format.c: templates (lib/sequence/format.c) through the public API:
  * every field, escapes, the reset/date-unit rule, widths and buffer sizes.
  */
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
-#include "tap.h"
+#include "../tap.h"
 
 #define NOV23_2026 INT64_C(1795392000)
 

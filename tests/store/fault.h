@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_fault.h: a fault-injecting store backend for tests (scheme "fault"). It wraps
+ * tests/store/fault.h: a fault-injecting store backend for tests (scheme "fault"). It wraps
  * a real store: "fault:sqlite:///tmp/x.db" opens "sqlite:///tmp/x.db" and passes every call
  * on to it, except the calls a plan set by the test selects, which it fails in one of three
  * ways:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_dynamodb.c: the DynamoDB backend against a real dynalite, through the
- * project's fault-injecting proxy (tests/proxy/http_fault.c). Run by tests/store_dynamodb.sh,
+ * tests/store/dynamodb.c: the DynamoDB backend against a real dynalite, through the
+ * project's fault-injecting proxy (tests/store/http_fault.c). Run by tests/store/dynamodb.sh,
  * which starts both and sets:
  *   TALLY_DDB_PORT           dynalite's port (direct)
  *   TALLY_DDB_PROXY_PORT     the proxy's port, TALLY_DDB_CONTROL_PORT its control port
@@ -34,10 +34,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store_records.h"
-#include "tap.h"
-#include "store_listeners.h"
-#include "threads.h"
+#include "records.h"
+#include "../tap.h"
+#include "listeners.h"
+#include "../threads.h"
 
 #define WRITERS 3
 #define ROUNDS 16
@@ -261,7 +261,7 @@ static pid_t spawn(char *const argv[], int *stdout_fd)
 	return pid;
 }
 
-/* Runs another program (tests/store_worker) with its stdout on a pipe. */
+/* Runs another program (tests/store/worker) with its stdout on a pipe. */
 static pid_t spawn_program(const char *path, char *const argv[], int *stdout_fd)
 {
 	int fds[2];
@@ -583,7 +583,7 @@ static void test_fencing(void)
 }
 
 /* After a writer's records leave (reap, a newer epoch, close), each session counts the
- * listener connections that remain (tests/store_listeners.h). */
+ * listener connections that remain (tests/store/listeners.h). */
 static void test_listener_recount(void)
 {
 	struct tally_store *w = NULL, *w_again = NULL, *x = NULL;
@@ -773,7 +773,7 @@ static void test_series(void)
 {
 	const char *worker = getenv("TALLY_STORE_WORKER");
 	if (!worker || access(worker, X_OK)) {
-		tap_ok(1, "# SKIP tests/store_worker not built");
+		tap_ok(1, "# SKIP tests/store/worker not built");
 		return;
 	}
 	char url[1024];
@@ -1041,7 +1041,7 @@ int main(int argc, char **argv)
 	real_url = getenv("TALLY_DDB_URL");
 	if (!real_url && (!getenv("TALLY_DDB_PORT") || !getenv("TALLY_DDB_PROXY_PORT") ||
 			  !getenv("TALLY_DDB_RESTART") || !getenv("TALLY_DDB_DIR"))) {
-		printf("1..0 # SKIP run through tests/store_dynamodb.sh (needs dynalite)\n");
+		printf("1..0 # SKIP run through tests/store/dynamodb.sh (needs dynalite)\n");
 		return 77;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);

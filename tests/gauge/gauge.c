@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* tests/gauge.c: single-word floor-guarded gauge: every call and error, then threads. */
+/* tests/gauge/gauge.c: single-word floor-guarded gauge: every call and error, then threads. */
 #include <stdint.h>
 #include "tally/gauge.h"
-#include "tap.h"
-#include "threads.h"
+#include "../tap.h"
+#include "../threads.h"
 
 #define THREADS 8
 #define OPS 100000

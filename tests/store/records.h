@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_records.h: session and connection PUT records for the store tests
- * (tests/store_sqlite.c and its worker, tests/store_worker.c). Header-only.
+ * tests/store/records.h: session and connection PUT records for the store tests
+ * (tests/store/sqlite.c and its worker, tests/store/worker.c). Header-only.
  */
 #ifndef TALLY_TESTS_STORE_RECORDS_H
 #define TALLY_TESTS_STORE_RECORDS_H

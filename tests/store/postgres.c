@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_postgres.c: the PostgreSQL store backend against a real PostgreSQL 15 server
- * (a private cluster that tests/store_postgres.sh starts with scripts/pg-cluster.sh) and
- * the fault-injecting proxy tests/proxy/tcp_fault. Environment (from the wrapper):
+ * tests/store/postgres.c: the PostgreSQL store backend against a real PostgreSQL 15 server
+ * (a private cluster that tests/store/postgres.sh starts with scripts/pg-cluster.sh) and
+ * the fault-injecting proxy tests/store/tcp_fault. Environment (from the wrapper):
  *   TALLY_PG_URL, TALLY_PG_RO_URL, TALLY_PG_PASSWORD, TALLY_PG_PORT, TALLY_PG_DIR,
  *   TALLY_PG_CLUSTER (the cluster script), TALLY_TCP_FAULT (the proxy program).
  * Without TALLY_PG_URL every check is skipped (TAP "# SKIP").
@@ -33,10 +33,10 @@
 #include <tally/sequence.h>
 #include <tally/store.h>
 
-#include "store_records.h"
-#include "tap.h"
-#include "store_listeners.h"
-#include "threads.h"
+#include "records.h"
+#include "../tap.h"
+#include "listeners.h"
+#include "../threads.h"
 
 static const char *url, *ro_url;
 
@@ -751,7 +751,7 @@ static void killed_child(int ready)
 }
 
 /* After a writer's records leave (reap, a newer epoch, close), each session counts the
- * listener connections that remain (tests/store_listeners.h). */
+ * listener connections that remain (tests/store/listeners.h). */
 static void test_listener_recount(void)
 {
 	struct tally_store *w = open_store(url, "recount-w", 300, 5000);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/lease_file.c: the file lease provider (lib/sequence/lease_file.c): records persist
- * across reopen, corruption is detected, a torn append is recovered, threads and processes sharing one file get
- * disjoint leases, and a sequence restarted from the file (cleanly or after a crash)
- * never repeats a number.
+ * tests/sequence/lease_file.c: the file lease provider (lib/sequence/lease_file.c): records
+ * persist across reopen, corruption is detected, a torn append is recovered, threads and
+ * processes sharing one file get disjoint leases, and a sequence restarted from the file
+ * (cleanly or after a crash) never repeats a number.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -14,8 +14,8 @@
 #include <tally/rcu.h>
 #include <tally/sequence.h>
 #include "internal/hash.h"
-#include "tap.h"
-#include "threads.h"
+#include "../tap.h"
+#include "../threads.h"
 
 static char dir[] = "/tmp/tally-lease-XXXXXX";
 

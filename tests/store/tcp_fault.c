@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/proxy/tcp_fault.c: a fault-injecting TCP proxy for the store tests: it sits between
+ * tests/store/tcp_fault.c: a fault-injecting TCP proxy for the store tests: it sits between
  * tally and a real server on loopback and, when the test tells it to, refuses, delays or
  * cuts connections at the moments that matter for exactly-once.
  *

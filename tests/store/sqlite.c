@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_sqlite.c: the store interface (tally/store.h) over the SQLite backend, on real
- * files in a temporary directory, with real threads and real processes (tests/store_worker,
+ * tests/store/sqlite.c: the store interface (tally/store.h) over the SQLite backend, on real
+ * files in a temporary directory, with real threads and real processes (tests/store/worker,
  * started with fork + exec). No mock of SQLite anywhere: faults are made by the operating
  * system (permissions, RLIMIT_FSIZE, unlink) or by writing to the file from outside.
  */
@@ -23,10 +23,10 @@
 
 #include <tally/store.h>
 
-#include "store_records.h"
-#include "tap.h"
-#include "store_listeners.h"
-#include "threads.h"
+#include "records.h"
+#include "../tap.h"
+#include "listeners.h"
+#include "../threads.h"
 
 static char tmpdir[256];
 static int file_counter;
@@ -1336,7 +1336,7 @@ int main(int argc, char **argv)
 	snprintf(worker_path, sizeof(worker_path), "%s", argc > 0 ? argv[0] : "tests/x");
 	snprintf(strrchr(worker_path, '/') ? strrchr(worker_path, '/') + 1 : worker_path,
 		 sizeof(worker_path) - (size_t)(strrchr(worker_path, '/') ? strrchr(worker_path, '/') + 1 - worker_path : 0),
-		 "store_worker");
+		 "worker");
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
 		return 1;

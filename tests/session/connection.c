@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* tests/connection.c: connections and the per-session index: create/get/delete, batch
+/* tests/session/connection.c: connections and the per-session index: create/get/delete, batch
  * delete, visits by role and target language, distinct languages, delete by filter,
  * concurrent duplicate disconnects racing readers walking the list, and every field's round
  * trip through get, visits and notify at the length limits. */
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/session.h>
-#include "tap.h"
-#include "threads.h"
+#include "../tap.h"
+#include "../threads.h"
 
 static struct tally_session_table *table_with_session(const char *session_id)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/store_worker.c: one writer process for tests/store_sqlite and tests/store_tool.sh
+ * tests/store/worker.c: one writer process for tests/store/sqlite and tests/store/tool.sh
  * (started with fork + exec, often SIGKILLed mid-flush). It reports on stdout, one line per
  * event, flushed at once, so a parent can tell exactly what was acknowledged:
  *
@@ -32,7 +32,7 @@
 #include <tally/sequence.h>
 #include <tally/store.h>
 
-#include "store_records.h"
+#include "records.h"
 
 static int die(const char *what, int err, struct tally_store *store)
 {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* tests/sgauge.c: sharded floor-guarded gauge: every call and error, gathering, threads. */
+/* tests/gauge/sgauge.c: sharded floor-guarded gauge: every call and error, gathering,
+ * threads. */
 #include <stdint.h>
 #include "tally/gauge.h"
-#include "tap.h"
-#include "threads.h"
+#include "../tap.h"
+#include "../threads.h"
 
 #define THREADS 8
 #define OPS 100000

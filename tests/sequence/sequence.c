@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/sequence.c: the sequence allocator (registry, strict and cached issuing, period
- * rollover, reservations, leases with the in-memory provider). Template details are in
- * tests/sequence_format.c, the file provider in tests/lease_file.c.
+ * tests/sequence/sequence.c: the sequence allocator (registry, strict and cached issuing,
+ * period rollover, reservations, leases with the in-memory provider). Template details are in
+ * tests/sequence/format.c, the file provider in tests/sequence/lease_file.c.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tally/rcu.h>
 #include <tally/sequence.h>
-#include "random.h"
-#include "tap.h"
-#include "threads.h"
+#include "../random.h"
+#include "../tap.h"
+#include "../threads.h"
 
 #define NOV23_2026 INT64_C(1795392000) /* 2026-11-23T00:00:00Z */
 #define DAY 86400

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * tests/proxy/http_fault.c: a fault-injecting HTTP/1.1 proxy for the DynamoDB tests
- * (tests/store_dynamodb.sh). It listens on a loopback port, forwards each request to the
+ * tests/store/http_fault.c: a fault-injecting HTTP/1.1 proxy for the DynamoDB tests
+ * (tests/store/dynamodb.sh). It listens on a loopback port, forwards each request to the
  * upstream server (dynalite) over a keep-alive connection, and on command answers some
  * requests itself instead:
  *
