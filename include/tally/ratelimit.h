@@ -169,9 +169,10 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed);
 int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count);
 
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes
- * per bucket, one to eight keys per bucket): the entry, its map node and its RCU head, with
- * the state word on a cache line of its own. The allocation is this plus the key length,
- * rounded up to a multiple of 64 (192 bytes for keys of up to 64 bytes). */
+ * per bucket, one to eight keys per bucket): the entry with its map node and state. The
+ * allocation is this plus the key length, rounded up to a multiple of 64: one 64-byte cache
+ * line for keys of up to 24 bytes (x86-64). A removed key also holds a 32-byte retire record
+ * until its grace period ends. */
 size_t tally_ratelimit_entry_size(void);
 
 #ifdef __cplusplus

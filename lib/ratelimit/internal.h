@@ -34,22 +34,27 @@ struct rl_params {
 };
 
 /*
- * One key, cache-line aligned (tally__alloc_aligned). Written by: allow (word, by CAS),
- * sweep/reset (word -> RL_DEAD, by CAS). The word is the only field written after
- * publication, so it has a line to itself: every lookup reads the node and the key bytes
- * (this entry's, and its neighbours' nodes on the way down the chain), and a hot key's CAS
- * must not invalidate those lines in the other readers' caches each time.
+ * One key: a single cache line for keys of up to RL_KEY_ON_LINE bytes (one 64-byte-aligned
+ * allocation of sizeof + key_len, rounded up to 64). Written by: allow (word, by CAS; the
+ * fixed window's newest_window), sweep/reset (word -> RL_DEAD, by CAS). A cold lookup then
+ * misses on the bucket and on this one line (node, key and word together) instead of three
+ * (node, word, key): docs/ratelimit.md has the measurements and the layouts rejected. No RCU
+ * head lives here: every byte of the entry may still be read by a reader that found it before
+ * its unlink, so the head is a separate record allocated by the unlinker (struct rl_retired,
+ * limiter.c).
  */
 struct rl_entry {
-	struct tally_rcu_map_node node;                 /* line 0; key points at `key` */
-	struct tally_rcu_head rcu;                      /* line 0: retire */
-	_Alignas(TALLY_CACHE_LINE) _Atomic uint64_t word; /* line 1: state, or RL_DEAD */
+	struct tally_rcu_map_node node;   /* 24 bytes; its key points at `key` */
+	_Atomic uint64_t word;            /* state, or RL_DEAD */
 	/* Fixed window: the highest full window index installed (or being installed) in
 	 * `word`, whose index field is truncated: raised before the CAS that installs it
-	 * (window.c says why). Same line as word: loaded together. Unused by GCRA. */
+	 * (window.c says why). Unused by GCRA. */
 	_Atomic uint64_t newest_window;
-	_Alignas(TALLY_CACHE_LINE) char key[];          /* line 2..: key_len bytes, immutable */
+	char key[];                       /* key_len bytes, immutable */
 };
+
+/* Keys this long or shorter keep the whole entry on one cache line. */
+#define RL_KEY_ON_LINE (TALLY_CACHE_LINE - sizeof(struct rl_entry))
 
 struct tally_ratelimit {
 	struct rl_params params;          /* immutable after create */
@@ -97,7 +102,9 @@ int tally__ratelimit_gcra_configure(struct rl_params *params,
 /* limiter.c */
 int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter);
 /* Read lock held; `entry` is already marked RL_DEAD. Unlinks it if nobody has yet, and then
- * retires it. Returns 1 if this call unlinked it. */
+ * retires it. Returns 1 if this call unlinked it, 0 if another did, -1 if no retire record
+ * could be allocated: then the entry is left in the map, dead, for a later allow, reset or
+ * sweep to unlink (a dead entry decides nothing: whoever finds it only unlinks it). */
 int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
 
 /* sweep.c: background sweeper. */

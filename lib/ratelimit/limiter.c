@@ -37,10 +37,8 @@ int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter)
 	return limiter->now_ns(limiter->clock_arg);
 }
 
-_Static_assert(offsetof(struct rl_entry, word) % TALLY_CACHE_LINE == 0 &&
-		       offsetof(struct rl_entry, key) - offsetof(struct rl_entry, word) >=
-			       TALLY_CACHE_LINE,
-	       "the state word must have a cache line to itself");
+_Static_assert(sizeof(struct rl_entry) == 40 && RL_KEY_ON_LINE >= 24,
+	       "node, word and a key of up to 24 bytes share one cache line");
 
 size_t tally_ratelimit_entry_size(void)
 {
@@ -140,9 +138,25 @@ static void free_entry(struct tally_rcu_map_node *node)
 	tally__free_aligned(caa_container_of(node, struct rl_entry, node));
 }
 
-static void reclaim_entry(struct tally_rcu_head *rcu)
+/*
+ * What an unlinked entry waits in for its grace period. A separate record rather than an
+ * RCU head in the entry: a head written at retire time cannot overlay anything in the
+ * entry, since a reader that found the entry before its unlink may still read all of it
+ * (the node to walk on, the key to compare, the word and newest_window to load and CAS),
+ * and a head kept beside them would cost 24 of the line's 64 bytes for every key, live or
+ * not. Allocated only on the unlink paths (sweep, reset, an allow that meets a dead entry).
+ */
+struct rl_retired {
+	struct tally_rcu_head rcu;
+	struct rl_entry *entry;
+};
+
+static void reclaim_retired(struct tally_rcu_head *rcu)
 {
-	tally__free_aligned(caa_container_of(rcu, struct rl_entry, rcu));
+	struct rl_retired *retired = caa_container_of(rcu, struct rl_retired, rcu);
+
+	tally__free_aligned(retired->entry);
+	free(retired);
 }
 
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
@@ -165,11 +179,21 @@ int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
 
 int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
 {
-	if (tally__rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK)
+	struct rl_retired *retired;
+
+	if (tally__rcu_map_node_removed(&entry->node))
+		return 0; /* the common race: another unlinker won; no record to allocate */
+	retired = malloc(sizeof(*retired));
+	if (!retired)
+		return -1;
+	if (tally__rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK) {
+		free(retired);
 		return 0;
+	}
 	/* relaxed: a count; the map orders the removal itself. */
 	atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
-	tally__rcu_retire(&entry->rcu, reclaim_entry);
+	retired->entry = entry;
+	tally__rcu_retire(&retired->rcu, reclaim_retired);
 	return 1;
 }
 
@@ -337,7 +361,10 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 		/* A sweep killed it at a reading that may be newer than ours: charge the
 		 * fresh entry no earlier than that (see sweep.c). */
 		clamp_to_horizon(limiter, &now);
-		tally__ratelimit_unlink_dead(limiter, entry);
+		if (tally__ratelimit_unlink_dead(limiter, entry) < 0) {
+			err = TALLY_ENOMEM; /* the dead entry stays; nothing was charged */
+			break;
+		}
 	}
 	tally_rcu_read_unlock();
 	if (now != reading && (err == TALLY_OK || err == TALLY_ELIMITED)) {

@@ -54,7 +54,8 @@ static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 							     memory_order_relaxed))
 			return 0; /* busy, or charged since we looked */
 	}
-	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry);
+	/* No memory for its retire record (-1): the dead entry waits for the next sweep. */
+	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry) > 0;
 	return 0;
 }
 
