@@ -171,8 +171,9 @@ int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *co
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes
  * per bucket, one to eight keys per bucket): the entry with its map node and state. The
  * allocation is this plus the key length, rounded up to a multiple of 64: one 64-byte cache
- * line for keys of up to 24 bytes (x86-64). A removed key also holds a 32-byte retire record
- * until its grace period ends. */
+ * line for keys of up to 32 bytes (x86-64; 24 for a fixed window whose limit and period let
+ * the packed window index wrap within 2^62 ns, which keeps 8 more bytes). A removed key also
+ * holds a 32-byte retire record until its grace period ends. */
 size_t tally_ratelimit_entry_size(void);
 
 #ifdef __cplusplus

@@ -37,8 +37,8 @@ int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter)
 	return limiter->now_ns(limiter->clock_arg);
 }
 
-_Static_assert(sizeof(struct rl_entry) == 40 && RL_KEY_ON_LINE >= 24,
-	       "node, word and a key of up to 24 bytes share one cache line");
+_Static_assert(sizeof(struct rl_entry) == 32,
+	       "node, word and a key of up to 32 bytes share one cache line");
 
 size_t tally_ratelimit_entry_size(void)
 {
@@ -56,10 +56,11 @@ static bool step(const struct rl_params *params, uint64_t word, uint64_t *newest
 
 /* Raises entry->newest_window to `window` (a max: a stale installer never lowers it).
  * Relaxed: the installing CAS on the word, a release, publishes it (window.c). */
-static void raise_newest(struct rl_entry *entry, uint64_t seen, uint64_t window)
+static void raise_newest(const struct rl_params *params, struct rl_entry *entry, uint64_t seen,
+			 uint64_t window)
 {
-	while (seen < window &&
-	       !atomic_compare_exchange_weak_explicit(&entry->newest_window, &seen, window,
+	while (params->newest_words && seen < window &&
+	       !atomic_compare_exchange_weak_explicit(&entry->tail[0], &seen, window,
 						      memory_order_relaxed,
 						      memory_order_relaxed))
 		;
@@ -268,16 +269,17 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 		*err = TALLY_EFULL;
 		return NULL;
 	}
-	entry = tally__alloc_aligned(sizeof(*entry) + key_len);
+	entry = tally__alloc_aligned(sizeof(*entry) + limiter->params.newest_words * 8 + key_len);
 	if (!entry) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 		*err = TALLY_ENOMEM;
 		return NULL;
 	}
-	memcpy(entry->key, key, key_len);
+	memcpy(rl_entry_key(&limiter->params, entry), key, key_len);
 	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
-	atomic_init(&entry->newest_window, rl_window_index(&limiter->params, *now));
-	tally__rcu_map_node_init(&entry->node, entry->key, key_len);
+	if (limiter->params.newest_words)
+		atomic_init(&entry->tail[0], rl_window_index(&limiter->params, *now));
+	tally__rcu_map_node_init(&entry->node, rl_entry_key(&limiter->params, entry), key_len);
 	node = tally__rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
 		/* Lost the creation race: ours was never published. */
@@ -308,11 +310,11 @@ static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry,
 			(void)atomic_load_explicit(&entry->word, memory_order_acquire);
 			return -1;
 		}
-		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+		newest = rl_entry_newest(&limiter->params, entry, word);
 		window = newest;
 		if (!step(&limiter->params, word, &window, now, cost, &next, result))
 			return TALLY_ELIMITED;
-		raise_newest(entry, newest, window);
+		raise_newest(&limiter->params, entry, newest, window);
 		if (atomic_compare_exchange_weak_explicit(&entry->word, &word, next,
 							  memory_order_release,
 							  memory_order_acquire))
@@ -407,7 +409,8 @@ int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_
 		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
 
 		word = atomic_load_explicit(&entry->word, memory_order_acquire);
-		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+		if (word != RL_DEAD)
+			newest = rl_entry_newest(&limiter->params, entry, word);
 	}
 	tally_rcu_read_unlock();
 	if (word == RL_DEAD)
