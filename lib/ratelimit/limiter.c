@@ -269,7 +269,7 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 		*err = TALLY_EFULL;
 		return NULL;
 	}
-	entry = tally__alloc_aligned(sizeof(*entry) + limiter->params.newest_words * 8 + key_len);
+	entry = tally__alloc_packed(sizeof(*entry) + limiter->params.newest_words * 8 + key_len);
 	if (!entry) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 		*err = TALLY_ENOMEM;
