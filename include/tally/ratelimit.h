@@ -94,8 +94,9 @@ struct tally_ratelimit_config {
 	int64_t sweep_interval_ns; /* > 0: a background thread sweeps this often; 0: none */
 	tally_ratelimit_now_ns_fn now_ns; /* the clock in ns; NULL = CLOCK_MONOTONIC */
 	void *clock_arg;
-	/* >= 0: size the key table for this many keys up front (one bucket per key, at most
-	 * 2^22 buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
+	/* >= 0: size the key table for this many keys up front (about one bucket per key:
+	 * the power of two nearest expected_keys, 0.71 to 1.41 keys per bucket, at most 2^22
+	 * buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
 	 * up to 8 keys per bucket (longer lookups) between them. */
 	int64_t expected_keys;
 };
