@@ -52,7 +52,11 @@
  * TALLY_EFULL      a new key and the limiter already holds max_keys keys (no eviction: the
  *                  caller decides to fail open or closed; sweep to make room).
  * TALLY_EOVERFLOW  the clock read outside [0, 2^62) ns (allow, peek, sweep).
- * TALLY_ENOMEM     allocation failed (create, or a new key).
+ * TALLY_ENOMEM     allocation failed (create; a new key; or, in allow, the 32-byte retire
+ *                  record of a removed key's entry that must be unlinked before the key
+ *                  starts afresh). A removal that finds no memory for that record (sweep,
+ *                  reset) still takes effect: the dead entry waits in the table, deciding
+ *                  nothing, until a later call unlinks it; a sweep does not count it.
  * TALLY_ENOTFOUND  reset/peek of a key that is not present.
  * TALLY_EBUSY      destroy inside an RCU read-side section.
  * TALLY_ETHREAD    create could not start the background sweeper thread.
