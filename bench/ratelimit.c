@@ -24,13 +24,15 @@
  *                                 behind one pthread_mutex_t: the first thing a user writes
  * Fairness: the same keys, the same per-thread key sequence, one CLOCK_MONOTONIC reading per
  * check on every side, keys created in setup (creation not measured), no resize in the timed
- * loop (tally is created at its final size, expected_keys = 131072; the striped table grows
- * during the setup's inserts). Rates are high enough in hot/cold/mixed that most checks are
+ * loop (tally is created at its final size, expected_keys = 65537, the key count; the striped
+ * table grows during the setup's inserts). Rates are high enough in hot/cold/mixed that most checks are
  * admitted (the update path is measured, not only refusals). Every 32nd check is timed (two
  * CLOCK_MONOTONIC readings) into the "check" latency histogram. The cold family reports
- * heap_bytes_per_key: malloc's (and jemalloc's, for tally's records) bytes in use added by the
- * setup's 65,537 keys, per key (tally's bucket array comes from mmap: 16 bytes per bucket on
- * top, see docs/bench.md).
+ * heap_bytes_per_key: the bytes each side's table holds for the setup's 65,537 keys, per key,
+ * bucket arrays included on both sides: malloc's (and jemalloc's, for tally's records) bytes
+ * in use added by the setup (allocator size classes and glibc's chunk headers included), plus
+ * for tally its bucket array, which comes from mmap and no heap counter sees: 16 bytes per
+ * bucket, as many buckets as tally/ratelimit.h says expected_keys gets (tally_bucket_bytes).
  */
 #include <pthread.h>
 #include <stdalign.h>
@@ -312,6 +314,19 @@ static void striped_teardown(const struct bench_state *state)
 
 static struct tally_ratelimit *limiter;
 
+/* tally's bucket array for `expected_keys` (tally/ratelimit.h, expected_keys): the power of
+ * two nearest the count (by ratio), 64 at least, 16 bytes (a cds_lfht_node) per bucket. */
+static double tally_bucket_bytes(int64_t expected_keys)
+{
+	double buckets = 64;
+
+	while (buckets < (double)expected_keys)
+		buckets *= 2;
+	if (buckets > 64 && buckets * buckets > 2.0 * (double)expected_keys * expected_keys)
+		buckets /= 2;
+	return 16 * buckets;
+}
+
 static int tally_allow(const char *key, size_t len)
 {
 	return tally_ratelimit_allow(limiter, key, len, 1, NULL) == TALLY_OK ? 0 : -1;
@@ -324,14 +339,15 @@ static void tally_setup_rule(enum tally_ratelimit_algorithm algorithm, bool refu
 		.limit = refused ? REFUSED_LIMIT : RATE_PER_S,
 		.period_ns = refused ? REFUSED_PERIOD_NS : 1000000000,
 		.burst = algorithm == TALLY_RATELIMIT_GCRA ? (refused ? REFUSED_BURST : BURST) : 0,
-		/* as many buckets as the naive peer's table (TABLE_SIZE) */
-		.expected_keys = TABLE_SIZE,
+		/* the key count a user would state: the cold keys and the hot one */
+		.expected_keys = COLD_KEYS + 1,
 	};
 
 	set_rule(refused);
 	if (tally_ratelimit_create(&limiter, &config) != TALLY_OK)
 		abort(); /* bench only */
 	create_keys(tally_allow);
+	heap_per_key += tally_bucket_bytes(config.expected_keys) / (COLD_KEYS + 1);
 }
 
 static void tally_teardown(const struct bench_state *state)

@@ -54,7 +54,11 @@
  * TALLY_EFULL      a new key and the limiter already holds max_keys keys (no eviction: the
  *                  caller decides to fail open or closed; sweep to make room).
  * TALLY_EOVERFLOW  the clock read outside [0, 2^62) ns (allow, peek, sweep).
- * TALLY_ENOMEM     allocation failed (create, or a new key).
+ * TALLY_ENOMEM     allocation failed (create; a new key; or, in allow, the 32-byte retire
+ *                  record of a removed key's entry that must be unlinked before the key
+ *                  starts afresh). A removal that finds no memory for that record (sweep,
+ *                  reset) still takes effect: the dead entry waits in the table, deciding
+ *                  nothing, until a later call unlinks it; a sweep does not count it.
  * TALLY_ENOTFOUND  reset/peek of a key that is not present.
  * TALLY_EBUSY      destroy inside an RCU read-side section.
  * TALLY_ETHREAD    create could not start the background sweeper thread.
@@ -96,8 +100,9 @@ struct tally_ratelimit_config {
 	int64_t sweep_interval_ns; /* > 0: a background thread sweeps this often; 0: none */
 	tally_ratelimit_now_ns_fn now_ns; /* the clock in ns; NULL = CLOCK_MONOTONIC */
 	void *clock_arg;
-	/* >= 0: size the key table for this many keys up front (one bucket per key, at most
-	 * 2^22 buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
+	/* >= 0: size the key table for this many keys up front (about one bucket per key:
+	 * the power of two nearest expected_keys, 0.71 to 1.41 keys per bucket, at most 2^22
+	 * buckets, 16 bytes each); 0 = start small. Growth from small is in steps, with
 	 * up to 8 keys per bucket (longer lookups) between them. */
 	int64_t expected_keys;
 };
@@ -171,9 +176,11 @@ int tally_ratelimit_sweep(struct tally_ratelimit *limiter, int64_t *removed);
 int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *count);
 
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes
- * per bucket, one to eight keys per bucket): the entry, its map node and its RCU head, with
- * the state word on a cache line of its own. The allocation is this plus the key length,
- * rounded up to a multiple of 64 (192 bytes for keys of up to 64 bytes). */
+ * per bucket, one to eight keys per bucket): the entry with its map node and state. The
+ * allocation is this plus the key length, rounded up to a multiple of 64: one 64-byte cache
+ * line for keys of up to 32 bytes (x86-64; 24 for a fixed window whose limit and period let
+ * the packed window index wrap within 2^62 ns, which keeps 8 more bytes). A removed key also
+ * holds a 32-byte retire record until its grace period ends. */
 size_t tally_ratelimit_entry_size(void);
 
 #ifdef __cplusplus

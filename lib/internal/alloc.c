@@ -31,6 +31,18 @@ void *tally__alloc_aligned(size_t size)
 #endif
 }
 
+void *tally__alloc_packed(size_t size)
+{
+	TALLY__TEST_HOOK(tally__test_hook_alloc);
+	if (size == 0)
+		return NULL;
+#ifdef HAVE_JEMALLOC
+	return mallocx(size, MALLOCX_ZERO);
+#else
+	return calloc(1, size);
+#endif
+}
+
 void tally__free_aligned(void *ptr)
 {
 	if (!ptr)

@@ -12,7 +12,12 @@
 
 /* Returns zeroed memory aligned to TALLY_CACHE_LINE, or NULL. */
 void *tally__alloc_aligned(size_t size);
-/* Frees memory from tally__alloc_aligned; NULL is a no-op. */
+/* Returns zeroed memory of at least `size` bytes in the allocator's own size class (16-byte
+ * aligned, not rounded to a cache line: a 48-byte record takes 48 bytes), or NULL. For small
+ * records that are many (rate-limit keys) where bytes count more than line alignment. Free
+ * with tally__free_aligned. */
+void *tally__alloc_packed(size_t size);
+/* Frees memory from tally__alloc_aligned or tally__alloc_packed; NULL is a no-op. */
 void tally__free_aligned(void *ptr);
 
 #endif

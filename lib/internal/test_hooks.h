@@ -6,9 +6,9 @@
  * with libtally_internal.la sets it; libtally.so does not export them, so no program can.
  * Cost when unset: one relaxed load and a predicted branch.
  *
- * tally__test_hook_alloc: called at the start of every tally__alloc_aligned, i.e. where a
- * rate-limit key's creator is between its missed lookup and its insert
- * (tests/ratelimit/create_race.c parks it there).
+ * tally__test_hook_alloc: called at the start of every tally__alloc_aligned and
+ * tally__alloc_packed, i.e. where a rate-limit key's creator is between its missed lookup
+ * and its insert (tests/ratelimit/create_race.c parks it there).
  */
 #ifndef TALLY_INTERNAL_TEST_HOOKS_H
 #define TALLY_INTERNAL_TEST_HOOKS_H

@@ -28,29 +28,32 @@ struct rl_params {
 	int64_t idle_ttl_ns;  /* removable this long after the state became fresh */
 	/* fixed window packing: word = window index << count_bits | count */
 	unsigned count_bits;  /* bit width of limit + 1, so a count never has all ones */
+	unsigned newest_words; /* 1: entries keep newest_window (the index can wrap); else 0 */
 	/* GCRA */
 	int64_t interval_ns;  /* T = ceil(period_ns / limit): the cost of one unit */
 	int64_t tolerance_ns; /* tau = burst * T: how far ahead of now the TAT may run */
 };
 
 /*
- * One key, cache-line aligned (tally__alloc_aligned). Written by: allow (word, by CAS),
- * sweep/reset (word -> RL_DEAD, by CAS). The word is the only field written after
- * publication, so it has a line to itself: every lookup reads the node and the key bytes
- * (this entry's, and its neighbours' nodes on the way down the chain), and a hot key's CAS
- * must not invalidate those lines in the other readers' caches each time.
+ * One key: a single cache line for keys of up to 32 bytes (24 with newest_window), one
+ * 64-byte-aligned allocation of sizeof + the tail, rounded up to 64. Written by: allow (word,
+ * by CAS; newest_window), sweep/reset (word -> RL_DEAD, by CAS). A cold lookup then misses on
+ * the bucket and on this one line (node, key and word together) instead of three (node, word,
+ * key): docs/ratelimit.md has the measurements and the layouts rejected. No RCU head lives
+ * here: every byte of the entry may still be read by a reader that found it before its
+ * unlink, so the head is a separate record allocated by the unlinker (struct rl_retired,
+ * limiter.c).
  */
 struct rl_entry {
-	struct tally_rcu_map_node node;                 /* line 0; key points at `key` */
-	struct tally_rcu_head rcu;                      /* line 0: retire */
-	_Alignas(TALLY_CACHE_LINE) _Atomic uint64_t word; /* line 1: state, or RL_DEAD */
-	/* Fixed window: the highest full window index installed (or being installed) in
-	 * `word`, whose index field is truncated: raised before the CAS that installs it
-	 * (window.c says why). Same line as word: loaded together. Unused by GCRA. */
-	_Atomic uint64_t newest_window;
-	_Alignas(TALLY_CACHE_LINE) char key[];          /* line 2..: key_len bytes, immutable */
+	struct tally_rcu_map_node node;   /* 24 bytes; its key points into the tail */
+	_Atomic uint64_t word;            /* state, or RL_DEAD */
+	/* params.newest_words (0 or 1) words of newest_window, then the key bytes (key_len,
+	 * immutable). newest_window: a fixed window's highest full window index installed (or
+	 * being installed) in `word`, whose index field is truncated; raised before the CAS
+	 * that installs it (window.c says why). Kept only when the truncated index can wrap
+	 * within the clock's range: otherwise the word's index is the full one. */
+	_Atomic uint64_t tail[];
 };
-
 struct tally_ratelimit {
 	struct rl_params params;          /* immutable after create */
 	tally_ratelimit_now_ns_fn now_ns;
@@ -64,6 +67,21 @@ struct tally_ratelimit {
 	int64_t sweep_interval_ns;
 	struct tally__sweeper sweeper;    /* initialised only when sweep_interval_ns > 0 */
 };
+
+static inline char *rl_entry_key(const struct rl_params *params, struct rl_entry *entry)
+{
+	return (char *)&entry->tail[params->newest_words];
+}
+
+/* The fixed window's newest_window, loaded after `word` (see charge_entry in limiter.c):
+ * the stored one, or the word's own index when that is never truncated. GCRA: unused. */
+static inline uint64_t rl_entry_newest(const struct rl_params *params, struct rl_entry *entry,
+				       uint64_t word)
+{
+	if (params->newest_words)
+		return atomic_load_explicit(&entry->tail[0], memory_order_relaxed);
+	return word >> params->count_bits;
+}
 
 /* Clock readings must lie in [0, RL_CLOCK_MAX): sums with spans stay inside int64. */
 #define RL_CLOCK_MAX ((int64_t)1 << 62)
@@ -97,7 +115,9 @@ int tally__ratelimit_gcra_configure(struct rl_params *params,
 /* limiter.c */
 int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter);
 /* Read lock held; `entry` is already marked RL_DEAD. Unlinks it if nobody has yet, and then
- * retires it. Returns 1 if this call unlinked it. */
+ * retires it. Returns 1 if this call unlinked it, 0 if another did, -1 if no retire record
+ * could be allocated: then the entry is left in the map, dead, for a later allow, reset or
+ * sweep to unlink (a dead entry decides nothing: whoever finds it only unlinks it). */
 int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry);
 
 /* sweep.c: background sweeper. */

@@ -37,10 +37,8 @@ int64_t tally__ratelimit_now(const struct tally_ratelimit *limiter)
 	return limiter->now_ns(limiter->clock_arg);
 }
 
-_Static_assert(offsetof(struct rl_entry, word) % TALLY_CACHE_LINE == 0 &&
-		       offsetof(struct rl_entry, key) - offsetof(struct rl_entry, word) >=
-			       TALLY_CACHE_LINE,
-	       "the state word must have a cache line to itself");
+_Static_assert(sizeof(struct rl_entry) == 32,
+	       "node, word and a key of up to 32 bytes share one cache line");
 
 size_t tally_ratelimit_entry_size(void)
 {
@@ -58,10 +56,11 @@ static bool step(const struct rl_params *params, uint64_t word, uint64_t *newest
 
 /* Raises entry->newest_window to `window` (a max: a stale installer never lowers it).
  * Relaxed: the installing CAS on the word, a release, publishes it (window.c). */
-static void raise_newest(struct rl_entry *entry, uint64_t seen, uint64_t window)
+static void raise_newest(const struct rl_params *params, struct rl_entry *entry, uint64_t seen,
+			 uint64_t window)
 {
-	while (seen < window &&
-	       !atomic_compare_exchange_weak_explicit(&entry->newest_window, &seen, window,
+	while (params->newest_words && seen < window &&
+	       !atomic_compare_exchange_weak_explicit(&entry->tail[0], &seen, window,
 						      memory_order_relaxed,
 						      memory_order_relaxed))
 		;
@@ -96,6 +95,28 @@ static int check_config(const struct tally_ratelimit_config *config, struct rl_p
 	}
 }
 
+/*
+ * The bucket count for expected_keys: the power of two nearest to it (0.71 to 1.41 keys per
+ * bucket), not the next one up, which doubled the bucket array for counts just past a power
+ * of two (65,537 keys: 131,072 buckets, 32 bytes per key) to save a quarter of a chain node
+ * per lookup. The map caps the hint (rcu_map.c), so larger counts need no care here.
+ */
+static size_t bucket_hint(int64_t expected_keys)
+{
+	const uint64_t expected = expected_keys < (INT64_C(1) << 24) ? (uint64_t)expected_keys
+								     : UINT64_C(1) << 24;
+	uint64_t buckets = 1;
+
+	if (expected == 0)
+		return 0;
+	while (buckets < expected)
+		buckets <<= 1;
+	/* buckets / expected > sqrt(2): the power of two below is nearer (by ratio). */
+	if (buckets * buckets > 2 * expected * expected)
+		buckets >>= 1;
+	return (size_t)buckets;
+}
+
 int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
 			   const struct tally_ratelimit_config *config)
 {
@@ -118,7 +139,7 @@ int tally_ratelimit_create(struct tally_ratelimit **limiter_out,
 	limiter->sweep_interval_ns = config->sweep_interval_ns;
 	atomic_init(&limiter->key_count, 0);
 	atomic_init(&limiter->sweep_horizon, 0);
-	err = tally__rcu_map_init_sized(&limiter->map, (size_t)config->expected_keys);
+	err = tally__rcu_map_init_sized(&limiter->map, bucket_hint(config->expected_keys));
 	if (err != TALLY_OK) {
 		free(limiter);
 		return err;
@@ -140,9 +161,25 @@ static void free_entry(struct tally_rcu_map_node *node)
 	tally__free_aligned(caa_container_of(node, struct rl_entry, node));
 }
 
-static void reclaim_entry(struct tally_rcu_head *rcu)
+/*
+ * What an unlinked entry waits in for its grace period. A separate record rather than an
+ * RCU head in the entry: a head written at retire time cannot overlay anything in the
+ * entry, since a reader that found the entry before its unlink may still read all of it
+ * (the node to walk on, the key to compare, the word and newest_window to load and CAS),
+ * and a head kept beside them would cost 24 of the line's 64 bytes for every key, live or
+ * not. Allocated only on the unlink paths (sweep, reset, an allow that meets a dead entry).
+ */
+struct rl_retired {
+	struct tally_rcu_head rcu;
+	struct rl_entry *entry;
+};
+
+static void reclaim_retired(struct tally_rcu_head *rcu)
 {
-	tally__free_aligned(caa_container_of(rcu, struct rl_entry, rcu));
+	struct rl_retired *retired = caa_container_of(rcu, struct rl_retired, rcu);
+
+	tally__free_aligned(retired->entry);
+	free(retired);
 }
 
 int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
@@ -165,11 +202,21 @@ int tally_ratelimit_destroy(struct tally_ratelimit *limiter)
 
 int tally__ratelimit_unlink_dead(struct tally_ratelimit *limiter, struct rl_entry *entry)
 {
-	if (tally__rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK)
+	struct rl_retired *retired;
+
+	if (tally__rcu_map_node_removed(&entry->node))
+		return 0; /* the common race: another unlinker won; no record to allocate */
+	retired = malloc(sizeof(*retired));
+	if (!retired)
+		return -1;
+	if (tally__rcu_map_remove(&limiter->map, &entry->node) != TALLY_OK) {
+		free(retired);
 		return 0;
+	}
 	/* relaxed: a count; the map orders the removal itself. */
 	atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
-	tally__rcu_retire(&entry->rcu, reclaim_entry);
+	retired->entry = entry;
+	tally__rcu_retire(&retired->rcu, reclaim_retired);
 	return 1;
 }
 
@@ -244,16 +291,17 @@ static struct rl_entry *find_or_create(struct tally_ratelimit *limiter, const ch
 		*err = TALLY_EFULL;
 		return NULL;
 	}
-	entry = tally__alloc_aligned(sizeof(*entry) + key_len);
+	entry = tally__alloc_packed(sizeof(*entry) + limiter->params.newest_words * 8 + key_len);
 	if (!entry) {
 		atomic_fetch_sub_explicit(&limiter->key_count, 1, memory_order_relaxed);
 		*err = TALLY_ENOMEM;
 		return NULL;
 	}
-	memcpy(entry->key, key, key_len);
+	memcpy(rl_entry_key(&limiter->params, entry), key, key_len);
 	atomic_init(&entry->word, fresh_word(&limiter->params, *now));
-	atomic_init(&entry->newest_window, rl_window_index(&limiter->params, *now));
-	tally__rcu_map_node_init(&entry->node, entry->key, key_len);
+	if (limiter->params.newest_words)
+		atomic_init(&entry->tail[0], rl_window_index(&limiter->params, *now));
+	tally__rcu_map_node_init(&entry->node, rl_entry_key(&limiter->params, entry), key_len);
 	node = tally__rcu_map_insert_unique(&limiter->map, &entry->node);
 	if (node != &entry->node) {
 		/* Lost the creation race: ours was never published. */
@@ -284,11 +332,11 @@ static int charge_entry(struct tally_ratelimit *limiter, struct rl_entry *entry,
 			(void)atomic_load_explicit(&entry->word, memory_order_acquire);
 			return -1;
 		}
-		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+		newest = rl_entry_newest(&limiter->params, entry, word);
 		window = newest;
 		if (!step(&limiter->params, word, &window, now, cost, &next, result))
 			return TALLY_ELIMITED;
-		raise_newest(entry, newest, window);
+		raise_newest(&limiter->params, entry, newest, window);
 		if (atomic_compare_exchange_weak_explicit(&entry->word, &word, next,
 							  memory_order_release,
 							  memory_order_acquire))
@@ -337,7 +385,10 @@ int tally_ratelimit_allow_result(struct tally_ratelimit *limiter, const char *ke
 		/* A sweep killed it at a reading that may be newer than ours: charge the
 		 * fresh entry no earlier than that (see sweep.c). */
 		clamp_to_horizon(limiter, &now);
-		tally__ratelimit_unlink_dead(limiter, entry);
+		if (tally__ratelimit_unlink_dead(limiter, entry) < 0) {
+			err = TALLY_ENOMEM; /* the dead entry stays; nothing was charged */
+			break;
+		}
 	}
 	tally_rcu_read_unlock();
 	if (now != reading && (err == TALLY_OK || err == TALLY_ELIMITED)) {
@@ -380,7 +431,8 @@ int tally_ratelimit_peek(struct tally_ratelimit *limiter, const char *key, size_
 		struct rl_entry *entry = caa_container_of(node, struct rl_entry, node);
 
 		word = atomic_load_explicit(&entry->word, memory_order_acquire);
-		newest = atomic_load_explicit(&entry->newest_window, memory_order_relaxed);
+		if (word != RL_DEAD)
+			newest = rl_entry_newest(&limiter->params, entry, word);
 	}
 	tally_rcu_read_unlock();
 	if (word == RL_DEAD)

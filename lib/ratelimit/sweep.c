@@ -27,15 +27,14 @@ struct sweep_walk {
 	int64_t removed;
 };
 
-static bool idle(const struct rl_params *params, const struct rl_entry *entry, uint64_t word,
+static bool idle(const struct rl_params *params, struct rl_entry *entry, uint64_t word,
 		 int64_t now)
 {
 	if (params->algorithm == TALLY_RATELIMIT_GCRA)
 		return tally__ratelimit_gcra_idle(params, word, now);
 	/* After the acquire load of the word (see limiter.c, charge_entry). */
-	return tally__ratelimit_window_idle(params, word,
-			      atomic_load_explicit(&entry->newest_window, memory_order_relaxed),
-			      now);
+	return tally__ratelimit_window_idle(params, word, rl_entry_newest(params, entry, word),
+					    now);
 }
 
 static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
@@ -54,7 +53,8 @@ static int sweep_entry(struct tally_rcu_map_node *node, void *arg)
 							     memory_order_relaxed))
 			return 0; /* busy, or charged since we looked */
 	}
-	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry);
+	/* No memory for its retire record (-1): the dead entry waits for the next sweep. */
+	walk->removed += tally__ratelimit_unlink_dead(walk->limiter, entry) > 0;
 	return 0;
 }
 

@@ -29,6 +29,11 @@
  */
 #include "ratelimit/internal.h"
 
+static uint64_t index_mask(const struct rl_params *params)
+{
+	return (UINT64_C(1) << (64 - params->count_bits)) - 1;
+}
+
 static unsigned bit_width(uint64_t value)
 {
 	return value ? 64u - (unsigned)__builtin_clzll(value) : 0u;
@@ -43,12 +48,11 @@ int tally__ratelimit_window_configure(struct rl_params *params,
 		return TALLY_EINVAL;
 	params->burst = config->limit;
 	params->count_bits = bit_width((uint64_t)config->limit + 1);
+	/* newest_window only if some reading's index does not fit the word's index field
+	 * (large limits with short periods): most rules never wrap, and save its 8 bytes. */
+	params->newest_words =
+		rl_window_index(params, RL_CLOCK_MAX - 1) > index_mask(params) ? 1 : 0;
 	return TALLY_OK;
-}
-
-static uint64_t index_mask(const struct rl_params *params)
-{
-	return (UINT64_C(1) << (64 - params->count_bits)) - 1;
 }
 
 uint64_t rl_window_index(const struct rl_params *params, int64_t now)
