@@ -598,8 +598,23 @@ int tally_session_table_sweep(struct tally_session_table *table,
 	return TALLY_OK;
 }
 
+/* The sweeper thread may block, unlike every table call: it grows the maps to one bucket
+ * per entry (tally__rcu_map_grow_for, a synchronous cds_lfht_resize), which liburcu's own
+ * lazy resize leaves at up to 8 entries per bucket, and so a table created without size
+ * hints reaches the hinted table's chain lengths (docs/session.md, "Growth"). A no-op once
+ * the maps are that large. */
+static void grow_in_background(struct tally_session_table *table)
+{
+	int64_t sessions, connections;
+
+	tally_session_table_counts(table, &sessions, &connections);
+	tally__rcu_map_grow_for(&table->sessions, sessions > 0 ? (size_t)sessions : 0);
+	tally__rcu_map_grow_for(&table->connections, connections > 0 ? (size_t)connections : 0);
+}
+
 static void sweep_in_background(void *table)
 {
+	grow_in_background(table);
 	tally_session_table_sweep(table, NULL);
 }
 
