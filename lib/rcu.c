@@ -35,10 +35,10 @@
  * reuses is still warm. If the thread stays inside a section past INLINE_MAX_BLOCKS, the
  * chain goes to call_rcu, so retention stays bounded.
  *
- * ThreadSanitizer: every read-side unlock releases `tally__rcu_grace_period_edge` and every reclaim
- * acquires it, which tells TSan what a grace period guarantees: all read-side sections that
- * could see an object happen before its free. Retire releases the object and reclaim acquires
- * it, the edge that liburcu's call_rcu queue carries in inline assembly.
+ * ThreadSanitizer: every read-side unlock releases `tally__rcu_grace_period_edge` and every
+ * reclaim acquires it, which tells TSan what a grace period guarantees: all read-side
+ * sections that could see an object happen before its free. Retire releases the object and
+ * reclaim acquires it, the edge that liburcu's call_rcu queue carries in inline assembly.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -97,15 +97,20 @@ char tally__rcu_grace_period_edge;
 static void flush_own_batch(void);
 static void unlist_own_batch(void);
 
+/* Registered thread: hands its batch to call_rcu and leaves liburcu's registry. */
+static void unregister_registered(void)
+{
+	flush_own_batch();
+	unlist_own_batch();
+	urcu_memb_unregister_thread();
+	tally__rcu_reader = NULL;
+	tally__rcu_registered = 0;
+}
+
 static void unregister_at_exit(void *unused)
 {
-	if (tally__rcu_registered) {
-		flush_own_batch();
-		unlist_own_batch();
-		urcu_memb_unregister_thread();
-		tally__rcu_reader = NULL;
-		tally__rcu_registered = 0;
-	}
+	if (tally__rcu_registered)
+		unregister_registered();
 }
 
 static void create_exit_key(void)
@@ -131,11 +136,7 @@ int tally_rcu_thread_unregister(void)
 	if (tally__rcu_in_section())
 		return TALLY_EBUSY;
 	if (tally__rcu_registered) {
-		flush_own_batch();
-		unlist_own_batch();
-		urcu_memb_unregister_thread();
-		tally__rcu_reader = NULL;
-		tally__rcu_registered = 0;
+		unregister_registered();
 		if (exit_key_ready)
 			pthread_setspecific(exit_key, NULL);
 	}
