@@ -607,6 +607,9 @@ static void grow_in_background(struct tally_session_table *table)
 {
 	int64_t sessions, connections;
 
+	/* cds_lfht_resize takes read-side sections in this thread: it must be registered (the
+	 * first sweep, which would register it, comes after) */
+	tally__rcu_ensure_registered();
 	tally_session_table_counts(table, &sessions, &connections);
 	tally__rcu_map_grow_for(&table->sessions, sessions > 0 ? (size_t)sessions : 0);
 	tally__rcu_map_grow_for(&table->connections, connections > 0 ? (size_t)connections : 0);
