@@ -36,7 +36,9 @@
 struct urcu_reader;
 /* The calling thread's liburcu reader while it is registered, else NULL. */
 extern _Thread_local struct urcu_reader *tally__rcu_reader TALLY__RCU_TLS;
-#if !defined(TALLY_RCU_READER_CALLS) && !defined(TALLY_TSAN)
+#include <urcu/config.h>
+/* CONFIG_RCU_TLS: liburcu built with compiler TLS (Debian's is), the form redirected here */
+#if !defined(TALLY_RCU_READER_CALLS) && !defined(TALLY_TSAN) && defined(CONFIG_RCU_TLS)
 #define urcu_memb_reader (*tally__rcu_reader)
 #include <urcu/static/urcu-memb.h>
 #undef urcu_memb_reader
