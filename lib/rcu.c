@@ -35,10 +35,10 @@
  * reuses is still warm. If the thread stays inside a section past INLINE_MAX_BLOCKS, the
  * chain goes to call_rcu, so retention stays bounded.
  *
- * ThreadSanitizer: every read-side unlock releases `grace_period_edge` and every reclaim
- * acquires it, which tells TSan what a grace period guarantees: all read-side sections that
- * could see an object happen before its free. Retire releases the object and reclaim acquires
- * it, the edge that liburcu's call_rcu queue carries in inline assembly.
+ * ThreadSanitizer: every read-side unlock releases `tally__rcu_grace_period_edge` and every
+ * reclaim acquires it, which tells TSan what a grace period guarantees: all read-side
+ * sections that could see an object happen before its free. Retire releases the object and
+ * reclaim acquires it, the edge that liburcu's call_rcu queue carries in inline assembly.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -75,11 +75,14 @@ struct retire_batch {
 };
 
 /* initial-exec: these are read on every table call; see tally/static/thread_index.h. */
-static _Thread_local int thread_registered __attribute__((tls_model("initial-exec")));
-static _Thread_local int read_depth __attribute__((tls_model("initial-exec")));
+_Thread_local int tally__rcu_registered TALLY__RCU_TLS;
+_Thread_local struct urcu_reader *tally__rcu_reader TALLY__RCU_TLS;
+/* liburcu's own name for the reader (internal/rcu.h redirects it while it reads the
+ * static header); its address is taken once per registration. */
+extern __thread struct urcu_reader urcu_memb_reader;
 /* Inline mode state; the owner's only. */
 static _Thread_local int reclaim_inline __attribute__((tls_model("initial-exec")));
-static _Thread_local int reclaim_due __attribute__((tls_model("initial-exec")));
+_Thread_local int tally__rcu_reclaim_due TALLY__RCU_TLS;
 static _Thread_local unsigned inline_full_blocks __attribute__((tls_model("initial-exec")));
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
@@ -88,21 +91,26 @@ static _Thread_local struct retire_batch my_batch __attribute__((tls_model("init
 static pthread_mutex_t batches_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct retire_batch *all_batches; /* under batches_lock */
 #ifdef TALLY_TSAN
-static char grace_period_edge;
+char tally__rcu_grace_period_edge;
 #endif
 
 static void flush_own_batch(void);
 static void unlist_own_batch(void);
-static void reclaim_own_inline(void);
+
+/* Registered thread: hands its batch to call_rcu and leaves liburcu's registry. */
+static void unregister_registered(void)
+{
+	flush_own_batch();
+	unlist_own_batch();
+	urcu_memb_unregister_thread();
+	tally__rcu_reader = NULL;
+	tally__rcu_registered = 0;
+}
 
 static void unregister_at_exit(void *unused)
 {
-	if (thread_registered) {
-		flush_own_batch();
-		unlist_own_batch();
-		urcu_memb_unregister_thread();
-		thread_registered = 0;
-	}
+	if (tally__rcu_registered)
+		unregister_registered();
 }
 
 static void create_exit_key(void)
@@ -112,25 +120,23 @@ static void create_exit_key(void)
 
 int tally_rcu_thread_register(void)
 {
-	if (thread_registered)
+	if (tally__rcu_registered)
 		return TALLY_OK;
 	pthread_once(&exit_key_once, create_exit_key);
 	urcu_memb_register_thread();
-	thread_registered = 1;
+	tally__rcu_reader = &urcu_memb_reader;
+	tally__rcu_registered = 1;
 	if (exit_key_ready)
-		pthread_setspecific(exit_key, &thread_registered);
+		pthread_setspecific(exit_key, &tally__rcu_registered);
 	return TALLY_OK;
 }
 
 int tally_rcu_thread_unregister(void)
 {
-	if (read_depth > 0)
+	if (tally__rcu_in_section())
 		return TALLY_EBUSY;
-	if (thread_registered) {
-		flush_own_batch();
-		unlist_own_batch();
-		urcu_memb_unregister_thread();
-		thread_registered = 0;
+	if (tally__rcu_registered) {
+		unregister_registered();
 		if (exit_key_ready)
 			pthread_setspecific(exit_key, NULL);
 	}
@@ -139,31 +145,23 @@ int tally_rcu_thread_unregister(void)
 
 bool tally_rcu_thread_is_registered(void)
 {
-	return thread_registered;
+	return tally__rcu_registered;
 }
 
 void tally__rcu_ensure_registered(void)
 {
-	if (!thread_registered)
+	if (!tally__rcu_registered)
 		tally_rcu_thread_register();
 }
 
 void tally_rcu_read_lock(void)
 {
-	tally__rcu_ensure_registered();
-	urcu_memb_read_lock();
-	read_depth++;
+	tally__rcu_read_lock();
 }
 
 void tally_rcu_read_unlock(void)
 {
-#ifdef TALLY_TSAN
-	TALLY_TSAN_RELEASE(&grace_period_edge);
-#endif
-	read_depth--;
-	urcu_memb_read_unlock();
-	if (__builtin_expect(reclaim_due, 0) && read_depth == 0)
-		reclaim_own_inline();
+	tally__rcu_read_unlock();
 }
 
 /* Runs a reclaim once a grace period has passed since the object's retire. */
@@ -171,7 +169,7 @@ static void reclaim_after_grace_period(struct tally_rcu_head *rcu,
 				       void (*reclaim)(struct tally_rcu_head *rcu))
 {
 #ifdef TALLY_TSAN
-	TALLY_TSAN_ACQUIRE(&grace_period_edge);
+	TALLY_TSAN_ACQUIRE(&tally__rcu_grace_period_edge);
 #endif
 	TALLY_TSAN_ACQUIRE(rcu);
 	reclaim(rcu);
@@ -245,7 +243,7 @@ static void unlist_own_batch(void)
 /* Hands the thread's chain to call_rcu; an inline thread's count starts over. */
 static void flush_own_batch(void)
 {
-	reclaim_due = 0;
+	tally__rcu_reclaim_due = 0;
 	inline_full_blocks = 0;
 	/* acquire: pairs with the release store of our own last retire (same thread; kept for
 	 * symmetry with the barrier's take) */
@@ -272,7 +270,7 @@ static struct retire_block *block_filled(struct retire_block *block)
 {
 	if (reclaim_inline) {
 		if (++inline_full_blocks >= INLINE_BLOCKS)
-			reclaim_due = 1;
+			tally__rcu_reclaim_due = 1;
 		if (inline_full_blocks < INLINE_MAX_BLOCKS)
 			return block;
 	}
@@ -313,17 +311,17 @@ void tally__rcu_retire(struct tally_rcu_head *rcu, void (*reclaim)(struct tally_
 		block = block_filled(block);
 	/* release: a barrier that takes the block sees the items written above */
 	atomic_store_explicit(&my_batch.block, block, memory_order_release);
-	if (reclaim_due && read_depth == 0)
-		reclaim_own_inline();
+	if (tally__rcu_reclaim_due && !tally__rcu_in_section())
+		tally__rcu_reclaim_own_inline();
 }
 
 /* Inline mode, outside every read-side section: waits one grace period and runs the
  * thread's own chain (whatever a barrier has not taken meanwhile). */
-static void reclaim_own_inline(void)
+void tally__rcu_reclaim_own_inline(void)
 {
 	struct retire_block *chain;
 
-	reclaim_due = 0;
+	tally__rcu_reclaim_due = 0;
 	inline_full_blocks = 0;
 	/* acquire: pairs with our own release stores (same thread) */
 	chain = atomic_exchange_explicit(&my_batch.block, NULL, memory_order_acquire);
@@ -337,7 +335,7 @@ int tally_rcu_thread_set_reclaim(enum tally_rcu_reclaim mode)
 {
 	if (mode != TALLY_RCU_RECLAIM_DEFERRED && mode != TALLY_RCU_RECLAIM_INLINE)
 		return TALLY_EINVAL;
-	if (read_depth > 0)
+	if (tally__rcu_in_section())
 		return TALLY_EBUSY;
 	tally__rcu_ensure_registered();
 	if (reclaim_inline && mode == TALLY_RCU_RECLAIM_DEFERRED)
@@ -384,7 +382,7 @@ static void flush_all_batches(void)
 
 int tally_rcu_barrier(void)
 {
-	if (read_depth > 0)
+	if (tally__rcu_in_section())
 		return TALLY_EBUSY;
 	tally__rcu_ensure_registered();
 	flush_all_batches();

@@ -93,7 +93,9 @@ struct tally_session_config {
 	/* Size hints, 0 = start small. The tables grow by themselves, but in steps: a table
 	 * filled from small holds up to 8 entries per hash bucket between steps, and each
 	 * extra entry on a bucket's chain is a cache miss on every lookup that passes it.
-	 * A hint allocates about one bucket per expected entry up front (16 bytes each). */
+	 * A hint allocates about one bucket per expected entry up front (16 bytes each);
+	 * without one, a running sweeper (tally_session_sweeper_start) grows the tables to
+	 * that size as they fill. */
 	size_t expected_sessions;
 	size_t expected_connections;
 };
@@ -186,8 +188,11 @@ struct tally_session_sweep_result {
 int tally_session_table_sweep(struct tally_session_table *table,
 			      struct tally_session_sweep_result *result);
 
-/* Starts a background thread that sweeps every interval_ms (> 0). Errors: EINVAL, ESTATE
- * (already running), ETHREAD (pthread_create failed). */
+/* Starts a background thread that sweeps every interval_ms (> 0). Before each sweep it also
+ * grows the two maps to about one bucket per entry when they have fewer (a resize that
+ * waits for grace periods, in that thread only; no table call ever waits for it): a table
+ * created without size hints then reaches the chain lengths of a hinted one. Errors:
+ * EINVAL, ESTATE (already running), ETHREAD (pthread_create failed). */
 int tally_session_sweeper_start(struct tally_session_table *table, int64_t interval_ms);
 
 /* Stops the sweeper and waits for it (finishing a sweep in progress). Blocking. Errors:

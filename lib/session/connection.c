@@ -268,7 +268,7 @@ static int create_connection(struct tally_session_table *table,
 		return TALLY_EINVAL;
 	if ((err = check_params(params, role, &len)) != TALLY_OK)
 		return err;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	session = tally__session_find(table, params->session_id, len.session);
 	if (session) /* the lookup read the lock's line; ask for it writable now, so that the
 		      * other cores' copies are invalidated while new_connection runs */
@@ -285,7 +285,7 @@ static int create_connection(struct tally_session_table *table,
 		tally_counter_inc(&table->connection_total);
 		tally_session_feed_connection(table, connection); /* after the lock: F2 holds */
 	}
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return err;
 }
 
@@ -314,11 +314,11 @@ int tally_connection_get(struct tally_session_table *table, const char *connecti
 		return TALLY_EINVAL;
 	if ((err = tally__session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	connection = tally__connection_find(table, connection_id, len);
 	if (connection)
 		tally__connection_info_of(connection, info);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return connection ? TALLY_OK : TALLY_ENOTFOUND;
 }
 
@@ -332,13 +332,13 @@ int tally_session_leave(struct tally_session_table *table, const char *connectio
 		return TALLY_EINVAL;
 	if ((err = tally__session_check_string(connection_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	connection = tally__connection_find(table, connection_id, len);
 	if (connection) /* the session's first line (lock, list, count) is cold here: the
 			 * join was long ago; overlap its miss with the map removal */
 		__builtin_prefetch(&connection->session->list_lock, 1);
 	err = connection ? tally__connection_remove(table, connection, 0) : TALLY_ENOTFOUND;
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return err;
 }
 
@@ -390,10 +390,10 @@ static int begin_walk(struct tally_session_table *table, const char *session_id,
 	if ((err = tally__session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)) ||
 	    (err = check_filter(filter)))
 		return err;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	*session = tally__session_find(table, session_id, len);
 	if (!*session) {
-		tally_rcu_read_unlock();
+		tally__rcu_read_unlock();
 		return TALLY_ENOTFOUND;
 	}
 	return TALLY_OK;
@@ -442,7 +442,7 @@ int tally_session_visit_connections(struct tally_session_table *table, const cha
 	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
 		return err;
 	walk(session, filter, visit_one, &state);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	if (visited)
 		*visited = state.calls;
 	return TALLY_OK;
@@ -460,7 +460,7 @@ int tally_session_count_connections(struct tally_session_table *table, const cha
 	if ((err = begin_walk(table, session_id, filter, &session)) != TALLY_OK)
 		return err;
 	walk(session, filter, visit_one, &state);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	*count = state.calls;
 	return TALLY_OK;
 }
@@ -504,7 +504,7 @@ int tally_session_target_languages(struct tally_session_table *table, const char
 	if ((err = begin_walk(table, session_id, NULL, &session)) != TALLY_OK)
 		return err;
 	walk(session, &listeners, collect_language, &state);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	*count = state.count;
 	return state.full ? TALLY_EFULL : TALLY_OK;
 }
@@ -522,7 +522,7 @@ int tally_session_delete_connections(struct tally_session_table *table, const ch
 	tally__lock_acquire(&session->list_lock);
 	removed = tally__connection_remove_all(table, session, filter);
 	tally__lock_release(&session->list_lock);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	if (deleted)
 		*deleted = removed;
 	return TALLY_OK;

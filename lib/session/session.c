@@ -254,11 +254,11 @@ static int find_locked(struct tally_session_table *table, const char *session_id
 		return TALLY_EINVAL;
 	if ((err = tally__session_check_string(session_id, TALLY_SESSION_ID_MAX, 1, &len)))
 		return err;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	*session = tally__session_find(table, session_id, len);
 	if (*session)
 		return TALLY_OK;
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return TALLY_ENOTFOUND;
 }
 
@@ -357,14 +357,14 @@ int tally_session_create(struct tally_session_table *table,
 	session = new_session(table, params, &len);
 	if (!session)
 		return TALLY_ENOMEM;
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	if (tally__rcu_map_insert_unique(&table->sessions, &session->node) != &session->node) {
 		err = TALLY_EEXIST;
 	} else {
 		tally_counter_inc(&table->session_total);
 		tally_session_feed_session(table, session);
 	}
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	if (err != TALLY_OK)
 		free_session(&session->node); /* never published */
 	return err;
@@ -401,7 +401,7 @@ int tally_session_get(struct tally_session_table *table, const char *session_id,
 				   speaker->len);
 	info->active = atomic_load_explicit(&session->active, memory_order_acquire);
 	info->listener_count = tally_session_listeners(session);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return TALLY_OK;
 }
 
@@ -411,7 +411,7 @@ bool tally_session_exists(struct tally_session_table *table, const char *session
 
 	if (find_locked(table, session_id, &session) != TALLY_OK)
 		return false;
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return true;
 }
 
@@ -424,7 +424,7 @@ bool tally_session_is_active(struct tally_session_table *table, const char *sess
 		return false;
 	/* acquire: pairs with deactivate_locked's release */
 	active = atomic_load_explicit(&session->active, memory_order_acquire);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return active;
 }
 
@@ -439,7 +439,7 @@ int tally_session_listener_count(struct tally_session_table *table, const char *
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	*count = tally_session_listeners(session);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return TALLY_OK;
 }
 
@@ -468,7 +468,7 @@ int tally_session_set_speaker(struct tally_session_table *table, const char *ses
 		tally__rcu_retire(&old->rcu, free_speaker_version);
 		tally_session_feed_session(table, session);
 	}
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return err;
 }
 
@@ -482,7 +482,7 @@ int tally_session_mark_inactive(struct tally_session_table *table, const char *s
 	tally__lock_acquire(&session->list_lock);
 	deactivate_locked(table, session);
 	tally__lock_release(&session->list_lock);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return TALLY_OK;
 }
 
@@ -495,7 +495,7 @@ int tally_session_delete(struct tally_session_table *table, const char *session_
 	if ((err = find_locked(table, session_id, &session)) != TALLY_OK)
 		return err;
 	err = delete_session(table, session, connections_deleted);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	return err;
 }
 
@@ -543,7 +543,7 @@ int tally_session_speaker_disconnect(struct tally_session_table *table, const ch
 	tally__lock_release(&session->list_lock);
 	local.duration_ms =
 		tally__session_now(table) - tally__session_cold(session)->created_at_ms;
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	if (result)
 		*result = local;
 	return TALLY_OK;
@@ -590,17 +590,35 @@ int tally_session_table_sweep(struct tally_session_table *table,
 	if (!table)
 		return TALLY_EINVAL;
 	state.now = tally__session_now(table);
-	tally_rcu_read_lock();
+	tally__rcu_read_lock();
 	tally__rcu_map_visit(&table->connections, sweep_connection, &state);
 	tally__rcu_map_visit(&table->sessions, sweep_session, &state);
-	tally_rcu_read_unlock();
+	tally__rcu_read_unlock();
 	if (result)
 		*result = state.result;
 	return TALLY_OK;
 }
 
+/* The sweeper thread may block, unlike every table call: it grows the maps to one bucket
+ * per entry (tally__rcu_map_grow_for, a synchronous cds_lfht_resize), which liburcu's own
+ * lazy resize leaves at up to 8 entries per bucket, and so a table created without size
+ * hints reaches the hinted table's chain lengths (docs/session.md, "Growth"). A no-op once
+ * the maps are that large. */
+static void grow_in_background(struct tally_session_table *table)
+{
+	int64_t sessions, connections;
+
+	/* cds_lfht_resize takes read-side sections in this thread: it must be registered (the
+	 * first sweep, which would register it, comes after) */
+	tally__rcu_ensure_registered();
+	tally_session_table_counts(table, &sessions, &connections);
+	tally__rcu_map_grow_for(&table->sessions, sessions > 0 ? (size_t)sessions : 0);
+	tally__rcu_map_grow_for(&table->connections, connections > 0 ? (size_t)connections : 0);
+}
+
 static void sweep_in_background(void *table)
 {
+	grow_in_background(table);
 	tally_session_table_sweep(table, NULL);
 }
 

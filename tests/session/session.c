@@ -427,6 +427,44 @@ static void test_sweeper_thread(void)
 	atomic_store(&fake_now, 1000);
 }
 
+/* The sweeper grows a table created without size hints while it fills: every session and
+ * connection inserted during those resizes is found afterwards, and counted once. */
+static void test_sweeper_grows_unhinted_table(void)
+{
+	struct tally_session_table *table = NULL;
+	int missing = 0, joined = 0;
+	int64_t sessions = 0, connections = 0;
+	char id[32], connection_id[32];
+
+	tap_eq(tally_session_table_create(&table, NULL), TALLY_OK, "unhinted table");
+	tap_eq(tally_session_sweeper_start(table, 1), TALLY_OK, "sweeper at 1 ms");
+	for (int i = 0; i < 3000; i++) {
+		struct tally_session_params params = { id, "speaker", NULL, "en", NULL, 0 };
+
+		snprintf(id, sizeof(id), "grown-%d", i);
+		missing += tally_session_create(table, &params) != TALLY_OK;
+		if (i % 4 == 0) {
+			struct tally_connection_params join = { connection_id, id, "fr", 0, NULL, 0 };
+
+			snprintf(connection_id, sizeof(connection_id), "grown-listener-%d", i);
+			joined += tally_session_join(table, &join) == TALLY_OK;
+		}
+	}
+	tally_session_sweeper_stop(table);
+	for (int i = 0; i < 3000; i++) {
+		int64_t count = -1;
+
+		snprintf(id, sizeof(id), "grown-%d", i);
+		missing += tally_session_listener_count(table, id, &count) != TALLY_OK ||
+			   count != (i % 4 == 0);
+	}
+	tally_session_table_counts(table, &sessions, &connections);
+	tap_ok(missing == 0 && joined == 750 && sessions == 3000 && connections == 750,
+	       "3000 sessions and 750 listeners created during the sweeper's growth, each found "
+	       "with its count (%d missing, %d joined)", missing, joined);
+	tap_eq(tally_session_table_destroy(table), TALLY_OK, "destroy the grown table");
+}
+
 /* ---- the invariant under concurrency ---- */
 
 #define RACE_THREADS 4
@@ -635,6 +673,7 @@ int main(void)
 	test_speaker_disconnect();
 	test_ttl();
 	test_sweeper_thread();
+	test_sweeper_grows_unhinted_table();
 	test_invariant_under_races();
 	test_inline_reclaim_churn();
 	tally_rcu_barrier();
