@@ -28,11 +28,34 @@ struct tally_sequence {
 	void *clock_arg;
 };
 
+/* Bytes of "tenant\0series" kept on the series word's line; a longer key follows the struct
+ * (key_tail). */
+#define SERIES_KEY_INLINE                                                                  \
+	(sizeof(struct tally__series_hot) - offsetof(struct tally__series_hot, state) -      \
+	 sizeof(uint64_t))
+
 struct tally_series {
 	/* The head line (immutable or read-mostly, read by the inline fast paths) and the
-	 * series word alone on the next: must stay first (tally/static/sequence.h).
-	 * hot.state: CAS/fetch_add, packed (period, last counter handed out). */
-	struct tally__series_hot hot;
+	 * series word on the next: must stay first (tally/static/sequence.h).
+	 * hot.state: CAS/fetch_add, packed (period, last counter handed out).
+	 * A by-name issue reads what it needs from these two lines only, so the registry
+	 * keeps its node in the head line's padding (read by every lookup that passes it,
+	 * written only when a neighbour in its chain is added or removed) and a short key in
+	 * the word's padding (read only on a hash match, just before the issue's RMW on the
+	 * same line). The overlays name bytes the static header leaves unused; nothing ever
+	 * stores to the union as a whole. */
+	union {
+		struct tally__series_hot hot;
+		struct {
+			char head_used[sizeof(struct tally__series_head)];
+			struct tally_rcu_map_node node; /* in hot.head_pad */
+		};
+		struct {
+			char state_used[offsetof(struct tally__series_hot, state) +
+					sizeof(uint64_t)];
+			char key_inline[SERIES_KEY_INLINE]; /* in hot.state_pad */
+		};
+	};
 
 	/* Read by every issuer, written rarely. */
 	_Atomic uint64_t lease_hi;       /* written under lease_lock (release) */
@@ -49,10 +72,9 @@ struct tally_series {
 	uint32_t cache_block;
 	uint64_t lease_size;
 	struct tally_lease_provider *lease;
-	char key[2 * TALLY_SEQ_ID_MAX + 1]; /* "tenant\0series", also the lease key */
+	const char *key; /* "tenant\0series" in key_inline or key_tail; also the lease key */
 	size_t key_len, tenant_len;
 	struct seq_template tmpl;
-	struct tally_rcu_map_node node;
 	struct tally_rcu_head rcu;    /* retire */
 
 	/* Lock order: lease_lock, then release_lock, then the lease provider's own locks.
@@ -65,11 +87,18 @@ struct tally_series {
 	pthread_mutex_t release_lock; /* guards released[] */
 	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
 	size_t released_len, released_cap;
+	char key_tail[]; /* a key longer than SERIES_KEY_INLINE */
 };
 
 _Static_assert(offsetof(struct tally_series, hot) == 0 &&
 		       sizeof(struct tally__series_hot) == 2 * TALLY_CACHE_LINE,
 	       "tally/static/sequence.h reads the head and the word at these offsets");
+_Static_assert(offsetof(struct tally_series, node) + sizeof(struct tally_rcu_map_node) <=
+			       offsetof(struct tally__series_hot, state) &&
+		       offsetof(struct tally_series, key_inline) >=
+			       offsetof(struct tally__series_hot, state) + sizeof(uint64_t) &&
+		       SERIES_KEY_INLINE >= 16,
+	       "the registry node and a short key fit the hot lines' padding");
 
 /* The period of a clock reading now; TALLY_EOVERFLOW if the clock is out of range. */
 int tally__seq_current_period(const struct tally_series *s, uint32_t *period);
