@@ -276,11 +276,55 @@ static void test_address_space_limit(void)
 #endif
 }
 
+/* A two-piece key hashes and looks up as its pieces joined by a NUL, for every split of
+ * lengths across the hash's 8-byte words; other splits of the same bytes are other keys. */
+static void test_pair_keys(void)
+{
+	const char *text = "0123456789abcdefghijklmnopqrstuvwxyz";
+	struct tally_rcu_map map;
+	struct entry *entry = calloc(1, sizeof(*entry));
+	int same_hash = 1, found = 1, misses = 1;
+
+	tally__rcu_map_init(&map);
+	tally_rcu_read_lock();
+	for (size_t first = 1; first <= 12; first++)
+		for (size_t second = 1; second <= 17; second++) {
+			char joined[32];
+
+			memcpy(joined, text, first);
+			joined[first] = '\0';
+			memcpy(joined + first + 1, text + first, second);
+			same_hash &= tally__rcu_map_hash(&map, joined, first + 1 + second) ==
+				     tally__rcu_map_hash_pair(&map, text, first, text + first,
+							      second);
+			memcpy(entry->key, joined, first + 1 + second);
+			tally__rcu_map_node_init(&entry->node, entry->key, first + 1 + second);
+			tally__rcu_map_insert_unique(&map, &entry->node);
+			found &= tally__rcu_map_lookup_pair(&map, text, first, text + first,
+							    second) == &entry->node;
+			misses &= tally__rcu_map_lookup_pair(&map, text, first + 1, text + first + 1,
+							     second - 1) == NULL &&
+				  tally__rcu_map_lookup_pair(&map, text, first, text + first + 1,
+							     second) == NULL;
+			tally__rcu_map_remove(&map, &entry->node);
+			tally_rcu_read_unlock();
+			tally_rcu_barrier(); /* the node is reused: no reader may still see it */
+			tally_rcu_read_lock();
+		}
+	tally_rcu_read_unlock();
+	tap_ok(same_hash, "hash_pair(first, second) == hash(first NUL second), every split");
+	tap_ok(found, "lookup_pair finds the joined key");
+	tap_ok(misses, "lookup_pair: the same bytes split elsewhere, or other bytes, miss");
+	tally__rcu_map_destroy(&map, NULL);
+	free(entry);
+}
+
 int main(void)
 {
 	test_same_bytes();
 	test_address_space_limit();
 	test_basics();
+	test_pair_keys();
 	test_concurrent_removal();
 	test_grow();
 	return tap_done();
