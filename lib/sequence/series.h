@@ -39,10 +39,11 @@ struct tally_series {
 	 * Everything a by-name issue of a plain strict series reads shares the word's line,
 	 * in the padding the static header leaves after it: the registry node (read by every
 	 * lookup that passes it), released_count, plain_digits and a short key (read on a
-	 * hash match, just before the issue's RMW on the same line). One line per series is
-	 * what lets a registry of 10,000 series stay in a 1 MiB L2 cache with its buckets; the
-	 * handle path's line and word are unchanged. The overlay names bytes hot leaves unused;
-	 * nothing ever stores to the union as a whole. */
+	 * hash match, just before the issue's RMW on the same line). With one line per
+	 * series instead of six, a large registry's lookups miss the cache once per issue
+	 * rather than on every line (docs/bench.md, by-name sequences); the handle path's
+	 * lines are unchanged. The overlay names bytes hot leaves unused; nothing ever stores
+	 * to the union as a whole. */
 	union {
 		struct tally__series_hot hot;
 		struct {
