@@ -29,6 +29,13 @@ static inline uint64_t tally__fnv1a64(uint64_t hash, const void *bytes, size_t l
 	return hash;
 }
 
+/*
+ * SipHash-1-3 (one compression round, three finalisation rounds) under a 128-bit key: the
+ * keyed hash of tally's maps (internal/rcu_map.h), in streaming form, so that a key made of
+ * pieces (a tenant, a NUL, a series) hashes as the bytes joined, without joining them.
+ * Pure functions of their inputs; no state outside the caller's.
+ */
+
 /* SipHash-1-3 in progress: absorb the message's pieces in order, then finish. */
 struct tally__siphash {
 	uint64_t v0, v1, v2, v3;
