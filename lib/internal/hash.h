@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * lib/internal/hash.h: the two hashes tally computes.
- * - 64-bit FNV-1a, the checksum of the lease file's records (and what its test recomputes to
- *   forge a valid record). Not for hash tables that take keys from outside: FNV is not
- *   keyed, so inputs can be chosen to collide.
- * - SipHash-1-3 (one compression round, three finalisation rounds) under a 128-bit key, the
- *   hash of tally's maps (internal/rcu_map.h), in streaming form: a key made of several
- *   pieces (a tenant, a NUL, a series) hashes as the bytes joined, without joining them.
- * Both are pure functions of their inputs; no state outside the caller's.
+ * lib/internal/hash.h: 64-bit FNV-1a, the checksum of the lease file's records (and what its
+ * test recomputes to forge a valid record), the store's duplicate-key check of a batch, and
+ * the hash of the benchmarks' peer tables (bench/ includes this header: it is inline only,
+ * so they still link nothing but libtally's API). Not for hash tables that take keys from
+ * outside: FNV is not keyed, so inputs can be chosen to collide; tally's maps use keyed
+ * SipHash.
  */
 #ifndef TALLY_INTERNAL_HASH_H
 #define TALLY_INTERNAL_HASH_H
