@@ -276,11 +276,120 @@ static void test_address_space_limit(void)
 #endif
 }
 
+/* SipHash-c-d the textbook way (byte by byte, rounds as parameters), to check the map's
+ * streaming SipHash-1-3 against something that does not share its code. */
+static uint64_t rotl(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+static uint64_t reference_siphash(int c, int d, const uint64_t key[2], const unsigned char *m,
+				  size_t len)
+{
+	uint64_t v[4] = { key[0] ^ 0x736f6d6570736575ull, key[1] ^ 0x646f72616e646f6dull,
+			  key[0] ^ 0x6c7967656e657261ull, key[1] ^ 0x7465646279746573ull };
+	uint64_t word = 0;
+
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len)
+			word |= (uint64_t)(len & 0xff) << 56;
+		else
+			word |= (uint64_t)m[i] << (8 * (i % 8));
+		if (i % 8 != 7 && i != len)
+			continue;
+		v[3] ^= word;
+		for (int r = 0; r < c; r++) {
+			v[0] += v[1], v[1] = rotl(v[1], 13), v[1] ^= v[0], v[0] = rotl(v[0], 32);
+			v[2] += v[3], v[3] = rotl(v[3], 16), v[3] ^= v[2];
+			v[0] += v[3], v[3] = rotl(v[3], 21), v[3] ^= v[0];
+			v[2] += v[1], v[1] = rotl(v[1], 17), v[1] ^= v[2], v[2] = rotl(v[2], 32);
+		}
+		v[0] ^= word;
+		word = 0;
+		if (i == len)
+			break;
+	}
+	v[2] ^= 0xff;
+	for (int r = 0; r < d; r++) {
+		v[0] += v[1], v[1] = rotl(v[1], 13), v[1] ^= v[0], v[0] = rotl(v[0], 32);
+		v[2] += v[3], v[3] = rotl(v[3], 16), v[3] ^= v[2];
+		v[0] += v[3], v[3] = rotl(v[3], 21), v[3] ^= v[0];
+		v[2] += v[1], v[1] = rotl(v[1], 17), v[1] ^= v[2], v[2] = rotl(v[2], 32);
+	}
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static void test_hash_reference(void)
+{
+	/* The SipHash paper's key 00..0f (little-endian words) and its 2-4 vectors. */
+	const uint64_t paper_key[2] = { 0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull };
+	unsigned char bytes[40];
+	struct tally_rcu_map map;
+	int same = 1;
+
+	for (int i = 0; i < 40; i++)
+		bytes[i] = (unsigned char)i;
+	tap_ok(reference_siphash(2, 4, paper_key, bytes, 0) == 0x726fdb47dd0e0e31ull &&
+		       reference_siphash(2, 4, paper_key, bytes, 15) == 0xa129ca6149be45e5ull,
+	       "the reference SipHash gives the paper's 2-4 vectors");
+	tally__rcu_map_init(&map);
+	for (size_t len = 0; len < 40; len++)
+		same &= tally__rcu_map_hash(&map, (const char *)bytes, len) ==
+			reference_siphash(1, 3, map.hash_key, bytes, len);
+	tap_ok(same, "the map's hash is SipHash-1-3 under its key, lengths 0..39");
+	tally__rcu_map_destroy(&map, NULL);
+}
+
+/* A two-piece key hashes and looks up as its pieces joined by a NUL, for every split of
+ * lengths across the hash's 8-byte words; other splits of the same bytes are other keys. */
+static void test_pair_keys(void)
+{
+	const char *text = "0123456789abcdefghijklmnopqrstuvwxyz";
+	struct tally_rcu_map map;
+	struct entry *entry = calloc(1, sizeof(*entry));
+	int same_hash = 1, found = 1, misses = 1;
+
+	tally__rcu_map_init(&map);
+	tally_rcu_read_lock();
+	for (size_t first = 1; first <= 12; first++)
+		for (size_t second = 1; second <= 17; second++) {
+			char joined[32];
+
+			memcpy(joined, text, first);
+			joined[first] = '\0';
+			memcpy(joined + first + 1, text + first, second);
+			same_hash &= tally__rcu_map_hash(&map, joined, first + 1 + second) ==
+				     tally__rcu_map_hash_pair(&map, text, first, text + first,
+							      second);
+			memcpy(entry->key, joined, first + 1 + second);
+			tally__rcu_map_node_init(&entry->node, entry->key, first + 1 + second);
+			tally__rcu_map_insert_unique(&map, &entry->node);
+			found &= tally__rcu_map_lookup_pair(&map, text, first, text + first,
+							    second) == &entry->node;
+			misses &= tally__rcu_map_lookup_pair(&map, text, first + 1, text + first + 1,
+							     second - 1) == NULL &&
+				  tally__rcu_map_lookup_pair(&map, text, first, text + first + 1,
+							     second) == NULL;
+			tally__rcu_map_remove(&map, &entry->node);
+			tally_rcu_read_unlock();
+			tally_rcu_barrier(); /* the node is reused: no reader may still see it */
+			tally_rcu_read_lock();
+		}
+	tally_rcu_read_unlock();
+	tap_ok(same_hash, "hash_pair(first, second) == hash(first NUL second), every split");
+	tap_ok(found, "lookup_pair finds the joined key");
+	tap_ok(misses, "lookup_pair: the same bytes split elsewhere, or other bytes, miss");
+	tally__rcu_map_destroy(&map, NULL);
+	free(entry);
+}
+
 int main(void)
 {
 	test_same_bytes();
 	test_address_space_limit();
 	test_basics();
+	test_hash_reference();
+	test_pair_keys();
 	test_concurrent_removal();
 	test_grow();
 	return tap_done();

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include "internal/hash.h"
 #include "internal/rcu_map.h"
 #include "internal/tsan.h"
 
@@ -27,58 +28,26 @@ struct lookup_key {
 	size_t len;
 };
 
-static uint64_t rotl(uint64_t x, int b)
-{
-	return (x << b) | (x >> (64 - b));
-}
-
-/* One SipRound on four locals (a macro keeps them in registers: the array version was
- * compiled as an out-of-line call on memory, a tenth of a lookup's time). */
-#define SIP_ROUND(v0, v1, v2, v3)                                                          \
-	do {                                                                               \
-		v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);                  \
-		v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;                                     \
-		v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;                                     \
-		v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);                  \
-	} while (0)
-
-/* The last 0-7 bytes, little-endian, with the length in the top byte. */
-static uint64_t sip_tail(const unsigned char *bytes, size_t key_len)
-{
-	size_t full = key_len & ~(size_t)7;
-	uint64_t last = (uint64_t)key_len << 56;
-
-	for (size_t i = full; i < key_len; i++)
-		last |= (uint64_t)bytes[i] << (8 * (i - full));
-	return last;
-}
-
-/* SipHash-1-3 (one compression round, three finalisation rounds), little-endian words. */
+/* SipHash-1-3 of the key under the map's key (internal/hash.h). */
 uint64_t tally__rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len)
 {
-	const unsigned char *bytes = (const unsigned char *)key;
-	uint64_t v0 = map->hash_key[0] ^ UINT64_C(0x736f6d6570736575);
-	uint64_t v1 = map->hash_key[1] ^ UINT64_C(0x646f72616e646f6d);
-	uint64_t v2 = map->hash_key[0] ^ UINT64_C(0x6c7967656e657261);
-	uint64_t v3 = map->hash_key[1] ^ UINT64_C(0x7465646279746573);
-	size_t full = key_len & ~(size_t)7;
-	uint64_t word;
+	struct tally__siphash h;
 
-	for (size_t i = 0; i < full; i += 8) {
-		memcpy(&word, bytes + i, 8);
-		v3 ^= word;
-		SIP_ROUND(v0, v1, v2, v3);
-		v0 ^= word;
-	}
-	word = sip_tail(bytes, key_len);
-	v3 ^= word;
-	SIP_ROUND(v0, v1, v2, v3);
-	v0 ^= word;
-	v2 ^= 0xff;
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	SIP_ROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
+	tally__siphash_init(&h, map->hash_key);
+	tally__siphash_absorb(&h, key, key_len);
+	return tally__siphash_final(&h);
+}
+
+uint64_t tally__rcu_map_hash_pair(const struct tally_rcu_map *map, const char *first,
+				  size_t first_len, const char *second, size_t second_len)
+{
+	struct tally__siphash h;
+
+	tally__siphash_init(&h, map->hash_key);
+	tally__siphash_absorb(&h, first, first_len);
+	tally__siphash_absorb_zero(&h);
+	tally__siphash_absorb(&h, second, second_len);
+	return tally__siphash_final(&h);
 }
 
 static void seed_hash_key(uint64_t key[2])
@@ -90,7 +59,7 @@ static void seed_hash_key(uint64_t key[2])
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	key[0] = (uint64_t)(uintptr_t)key ^ (uint64_t)now.tv_nsec * UINT64_C(0x9e3779b97f4a7c15);
-	key[1] = (uint64_t)now.tv_sec ^ rotl(key[0], 29);
+	key[1] = (uint64_t)now.tv_sec ^ tally__rotl64(key[0], 29);
 }
 
 /* liburcu's mmap allocator aborts when its reservation fails (an RLIMIT_AS, say): reserve
@@ -177,6 +146,43 @@ struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, cons
 
 	cds_lfht_lookup(map->table, tally__rcu_map_hash(map, key, key_len), key_matches,
 			&wanted, &iter);
+	found = cds_lfht_iter_get_node(&iter);
+	if (!found)
+		return NULL;
+	TALLY_TSAN_ACQUIRE(node_of(found));
+	return node_of(found);
+}
+
+/* A two-piece key, first NUL second (tally__rcu_map_lookup_pair). */
+struct pair_key {
+	const char *first, *second;
+	size_t first_len, second_len;
+};
+
+static int pair_matches(struct cds_lfht_node *lfht, const void *wanted)
+{
+	const struct tally_rcu_map_node *node = node_of(lfht);
+	const struct pair_key *key = wanted;
+	const char *bytes = tally__rcu_map_node_key(node);
+
+	TALLY_TSAN_ACQUIRE(node);
+	return node->key_len == key->first_len + 1 + key->second_len &&
+	       bytes[key->first_len] == '\0' &&
+	       tally__rcu_map_same_bytes(bytes, key->first, key->first_len) &&
+	       tally__rcu_map_same_bytes(bytes + key->first_len + 1, key->second, key->second_len);
+}
+
+struct tally_rcu_map_node *tally__rcu_map_lookup_pair(struct tally_rcu_map *map,
+						      const char *first, size_t first_len,
+						      const char *second, size_t second_len)
+{
+	struct pair_key wanted = { first, second, first_len, second_len };
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *found;
+
+	cds_lfht_lookup(map->table,
+			tally__rcu_map_hash_pair(map, first, first_len, second, second_len),
+			pair_matches, &wanted, &iter);
 	found = cds_lfht_iter_get_node(&iter);
 	if (!found)
 		return NULL;

@@ -116,6 +116,13 @@ void tally__rcu_map_node_init(struct tally_rcu_map_node *node, const char *key, 
 struct tally_rcu_map_node *tally__rcu_map_lookup(struct tally_rcu_map *map, const char *key,
 						 size_t key_len);
 
+/* Read lock held. The node whose key is first, one NUL byte, second (first_len + 1 +
+ * second_len bytes), or NULL: tally__rcu_map_lookup of the joined key, without joining it
+ * (for owners keyed by two names, such as a sequence's "tenant\0series"). */
+struct tally_rcu_map_node *tally__rcu_map_lookup_pair(struct tally_rcu_map *map,
+						      const char *first, size_t first_len,
+						      const char *second, size_t second_len);
+
 /* Read lock held. Inserts `node` unless its key is present: returns `node` when inserted,
  * else the node already present (and `node` is left untouched). */
 struct tally_rcu_map_node *tally__rcu_map_insert_unique(struct tally_rcu_map *map,
@@ -136,5 +143,8 @@ int tally__rcu_map_visit(struct tally_rcu_map *map,
 
 /* SipHash-1-3 of the bytes under the map's key (exposed for secondary indexes). */
 uint64_t tally__rcu_map_hash(const struct tally_rcu_map *map, const char *key, size_t key_len);
+/* tally__rcu_map_hash of first, one NUL byte, second, computed without joining them. */
+uint64_t tally__rcu_map_hash_pair(const struct tally_rcu_map *map, const char *first,
+				  size_t first_len, const char *second, size_t second_len);
 
 #endif

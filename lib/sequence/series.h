@@ -28,15 +28,38 @@ struct tally_sequence {
 	void *clock_arg;
 };
 
+/* Bytes of "tenant\0series" kept on the series word's line; a longer key follows the struct
+ * (key_tail). */
+#define SERIES_KEY_INLINE 23
+
 struct tally_series {
 	/* The head line (immutable or read-mostly, read by the inline fast paths) and the
-	 * series word alone on the next: must stay first (tally/static/sequence.h).
-	 * hot.state: CAS/fetch_add, packed (period, last counter handed out). */
-	struct tally__series_hot hot;
+	 * series word on the next: must stay first (tally/static/sequence.h).
+	 * hot.state: CAS/fetch_add, packed (period, last counter handed out).
+	 * Everything a by-name issue of a plain strict series reads shares the word's line,
+	 * in the padding the static header leaves after it: the registry node (read by every
+	 * lookup that passes it), released_count, plain_digits and a short key (read on a
+	 * hash match, just before the issue's RMW on the same line). With one line per
+	 * series instead of six, a large registry's lookups miss the cache once per issue
+	 * rather than on every line (docs/bench.md, by-name sequences); the handle path's
+	 * lines are unchanged. The overlay names bytes hot leaves unused; nothing ever stores
+	 * to the union as a whole. */
+	union {
+		struct tally__series_hot hot;
+		struct {
+			char state_used[offsetof(struct tally__series_hot, state) +
+					sizeof(uint64_t)];
+			_Atomic uint64_t released_count; /* under release_lock (release) */
+			struct tally_rcu_map_node node;
+			/* A strict series that never resets and has no lease: its template's
+			 * counter digits (the width limit is 10^digits - 1); else 0. */
+			uint8_t plain_digits;
+			char key_inline[SERIES_KEY_INLINE];
+		};
+	};
 
 	/* Read by every issuer, written rarely. */
 	_Atomic uint64_t lease_hi;       /* written under lease_lock (release) */
-	_Atomic uint64_t released_count; /* written under release_lock (release) */
 	_Atomic int removed;             /* set once by the remover (relaxed, diagnostic) */
 	_Atomic uint64_t lease_calls;    /* statistics, relaxed */
 	_Atomic uint64_t voided;         /* statistics, relaxed */
@@ -49,10 +72,9 @@ struct tally_series {
 	uint32_t cache_block;
 	uint64_t lease_size;
 	struct tally_lease_provider *lease;
-	char key[2 * TALLY_SEQ_ID_MAX + 1]; /* "tenant\0series", also the lease key */
+	const char *key; /* "tenant\0series" in key_inline or key_tail; also the lease key */
 	size_t key_len, tenant_len;
 	struct seq_template tmpl;
-	struct tally_rcu_map_node node;
 	struct tally_rcu_head rcu;    /* retire */
 
 	/* Lock order: lease_lock, then release_lock, then the lease provider's own locks.
@@ -65,11 +87,15 @@ struct tally_series {
 	pthread_mutex_t release_lock; /* guards released[] */
 	uint64_t *released;           /* packed numbers, sorted descending (min at the end) */
 	size_t released_len, released_cap;
+	char key_tail[]; /* a key longer than SERIES_KEY_INLINE */
 };
 
 _Static_assert(offsetof(struct tally_series, hot) == 0 &&
 		       sizeof(struct tally__series_hot) == 2 * TALLY_CACHE_LINE,
 	       "tally/static/sequence.h reads the head and the word at these offsets");
+_Static_assert(offsetof(struct tally_series, key_inline) + SERIES_KEY_INLINE ==
+		       sizeof(struct tally__series_hot),
+	       "the by-name fields fill the word's line after the word, and no more");
 
 /* The period of a clock reading now; TALLY_EOVERFLOW if the clock is out of range. */
 int tally__seq_current_period(const struct tally_series *s, uint32_t *period);

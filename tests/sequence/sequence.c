@@ -973,6 +973,66 @@ static void test_periods(void)
 	       "INT64_MAX with an offset: year 9999, no overflow");
 }
 
+/* The by-name issue of a plain strict series (word's line only, lib/sequence/sequence.c):
+ * the width limit, released numbers first, and keys on and past the inline boundary. */
+static void test_by_name_plain_strict(void)
+{
+	struct tally_sequence *seq = new_seq();
+	struct tally_series_config cfg = { .format = "{tenant}/{series}/{counter:02}",
+					   .mode = TALLY_SEQ_STRICT };
+	/* "tenant\0series" of 23 bytes (inline), 24 and 129 (after the struct) */
+	const char *tenants[] = { "tenant-0000000001", "tenant-00000000012", NULL };
+	const struct tally_seq_number *nums;
+	struct tally_seq_reservation *r;
+	char long_tenant[TALLY_SEQ_ID_MAX + 1], long_series[TALLY_SEQ_ID_MAX + 1], buf[200];
+	char want[200];
+	struct tally_seq_number n, third;
+	struct tally_series *h;
+	uint32_t count;
+	int ok = 1, err;
+
+	memset(long_tenant, 't', TALLY_SEQ_ID_MAX);
+	long_tenant[TALLY_SEQ_ID_MAX] = '\0';
+	memset(long_series, 's', TALLY_SEQ_ID_MAX);
+	long_series[TALLY_SEQ_ID_MAX] = '\0';
+	tenants[2] = long_tenant;
+	for (int t = 0; t < 3; t++) {
+		const char *series = t == 2 ? long_series : "INV-2";
+
+		ok &= tally_sequence_series_create(seq, tenants[t], series, &cfg, NULL) == TALLY_OK;
+		for (uint64_t i = 1; i <= 3; i++)
+			ok &= tally_sequence_next_text(seq, tenants[t], series, buf, sizeof(buf),
+						       &n) == TALLY_OK && n.counter == i;
+		snprintf(want, sizeof(want), "%s/%s/03", tenants[t], series);
+		ok &= strcmp(buf, want) == 0;
+		/* a near miss in either name, or the names split differently, finds nothing */
+		ok &= tally_sequence_next(seq, tenants[t], "INV-3", &n) == TALLY_ENOTFOUND;
+		ok &= tally_sequence_next(seq, "tenant-0000000002", series, &n) ==
+		      TALLY_ENOTFOUND;
+	}
+	tap_ok(ok, "by name: keys of 23, 24 and 129 bytes issue 1, 2, 3 and render their names");
+	tap_eq(tally_sequence_next(seq, "tenant-0000000001I", "NV-2", &n), TALLY_ENOTFOUND,
+	       "by name: the same bytes split at another place are another key");
+
+	tally_sequence_series_find(seq, tenants[0], "INV-2", &h);
+	tally_series_reserve(h, 3, &r); /* 4..6 */
+	tally_seq_reservation_numbers(r, &nums, &count);
+	third = nums[2];
+	tally_seq_reservation_release(r, &third);
+	tally_seq_reservation_finish(r, true);
+	tap_ok(tally_sequence_next(seq, tenants[0], "INV-2", &n) == TALLY_OK && n.counter == 6,
+	       "by name: a released number is served first (6)");
+	tap_ok(tally_sequence_next(seq, tenants[0], "INV-2", &n) == TALLY_OK && n.counter == 7,
+	       "by name: then fresh numbers again (7)");
+	while ((err = tally_sequence_next(seq, tenants[0], "INV-2", &n)) == TALLY_OK)
+		ok &= n.counter <= 99;
+	tap_eq(err, TALLY_EWIDTH, "by name: 100 does not fit two digits: EWIDTH");
+	tap_ok(ok && n.counter == 99, "by name: the last number issued is 99");
+	tap_eq(tally_sequence_next(seq, tenants[0], "INV-2", &n), TALLY_EWIDTH,
+	       "by name: still EWIDTH, nothing carried into the period");
+	tap_eq(tally_sequence_destroy(seq), TALLY_OK, "destroy");
+}
+
 int main(void)
 {
 	static const int counts[] = { 2, 4, 8 };
@@ -992,6 +1052,7 @@ int main(void)
 		test_strict_threads(counts[i], TALLY_SEQ_CACHED);
 	test_reservations();
 	test_inline_strict_release();
+	test_by_name_plain_strict();
 	for (int i = 0; i < 3; i++) {
 		test_mixed_threads(counts[i], TALLY_SEQ_RESET_DAILY);
 		test_mixed_threads(counts[i], TALLY_SEQ_RESET_NEVER);
