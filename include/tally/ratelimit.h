@@ -177,9 +177,10 @@ int tally_ratelimit_key_count(const struct tally_ratelimit *limiter, int64_t *co
 
 /* Bytes one key costs, excluding the key bytes and the hash table's bucket array (16 bytes
  * per bucket, one to eight keys per bucket): the entry with its map node and state. The
- * allocation is this plus the key length, rounded up to a multiple of 64: one 64-byte cache
- * line for keys of up to 32 bytes (x86-64; 24 for a fixed window whose limit and period let
- * the packed window index wrap within 2^62 ns, which keeps 8 more bytes). A removed key also
+ * allocation is this plus the key length, in the allocator's own size class (not rounded
+ * to a cache line): with jemalloc 48 bytes for keys of up to 16 bytes, at most one 64-byte
+ * line for keys of up to 32 (x86-64; 24 for a fixed window whose limit and period let the
+ * packed window index wrap within 2^62 ns, which keeps 8 more bytes). A removed key also
  * holds a 32-byte retire record until its grace period ends. */
 size_t tally_ratelimit_entry_size(void);
 
