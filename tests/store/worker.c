@@ -48,6 +48,22 @@ static void pause_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* tally_store_open, retried while its error is transient, as store.h asks of a caller: a
+ * process opening a file that others flush into every few ms can wait past the busy
+ * timeout for SQLite's write lock (the lock is not fair; TSan makes every holder slower)
+ * and get EBUSY. At most 10 attempts, 100 ms apart. */
+static int open_store_retrying(struct tally_store **store, const char *url,
+			       const struct tally_store_options *options)
+{
+	int err = tally_store_open(store, url, options);
+
+	for (int attempt = 1; err && tally_store_err_transient(err) && attempt < 10; attempt++) {
+		pause_ms(100);
+		err = tally_store_open(store, url, options);
+	}
+	return err;
+}
+
 static int run_flushes(struct tally_store *store, int keys, long flushes)
 {
 	struct tally_store_delta *deltas = calloc((size_t)keys, sizeof(*deltas));
@@ -86,7 +102,7 @@ static int run_flush_mode(const char *url, const char *id, char **args)
 					       .create_schema = true };
 	struct tally_store_epoch_info info;
 	struct tally_store *store;
-	int err = tally_store_open(&store, url, &options), status;
+	int err = open_store_retrying(&store, url, &options), status;
 
 	if (err)
 		return die("open", err, NULL);
@@ -134,7 +150,7 @@ static int run_lease_mode(const char *url, const char *id, char **args)
 	struct tally_store_options options = { .writer_id = id, .create_schema = true };
 	struct tally_lease_provider *lease;
 	struct tally_store *store;
-	int err = tally_store_open(&store, url, &options);
+	int err = open_store_retrying(&store, url, &options);
 
 	if (err)
 		return die("open", err, NULL);
@@ -187,7 +203,7 @@ static int run_series_mode(const char *url, const char *id, char **args)
 	pthread_t threads[2];
 	struct tally_sequence *seq = NULL;
 	struct tally_store *store;
-	int err = tally_store_open(&store, url, &options);
+	int err = open_store_retrying(&store, url, &options);
 
 	if (err)
 		return die("open", err, NULL);
@@ -228,7 +244,7 @@ static int run_records_mode(const char *url, const char *id, char **args)
 	struct tally_session_info *session = &records[0].as.session;
 	struct tally_store *store;
 	char name[TALLY_SESSION_ID_MAX + 1];
-	int err = records ? tally_store_open(&store, url, &options) : TALLY_ENOMEM;
+	int err = records ? open_store_retrying(&store, url, &options) : TALLY_ENOMEM;
 
 	if (err)
 		return die("open", err, NULL);
