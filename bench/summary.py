@@ -444,12 +444,17 @@ def scaling_main(results, paths):
         title = family + ("/" + variant if variant else "")
         if any(i.startswith("tally") for c in by_threads.values() for i in c):
             scaling_family(results, title, by_threads, cpus)
-    if failures:
-        print("\nFAILED benchmarks:")
-        for failure in failures:
-            print("  " + failure)
-        return 1
-    return 0
+    return report_failures(failures)
+
+
+def report_failures(failures):
+    """Lists the benchmarks that failed; the exit status of a summary (1 if any failed)."""
+    if not failures:
+        return 0
+    print("\nFAILED benchmarks:")
+    for failure in failures:
+        print("  " + failure)
+    return 1
 
 
 def main():
@@ -484,12 +489,7 @@ def main():
             write_plot_data(results, title, by_threads, ours, peers, cpus)
             family_section(title, by_threads, ours, peers)
     strongest_section(table)
-    if failures:
-        print("\nFAILED benchmarks:")
-        for failure in failures:
-            print("  " + failure)
-        return 1
-    return 0
+    return report_failures(failures)
 
 
 if __name__ == "__main__":
